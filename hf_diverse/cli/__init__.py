@@ -1,0 +1,54 @@
+"""`hf-diverse` command line: one module per subcommand, each with `add_parser(subparsers)` and `run(args)`."""
+
+import argparse
+import importlib
+import sys
+
+from ..errors import HfDiverseError
+
+# subcommand -> module in hf_diverse.cli
+SUBCOMMANDS = {
+    "select": "hf_diverse.cli.select",
+    "env": "hf_diverse.cli.env",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hf-diverse",
+        description="Select diverse, high-quality instruction-tuning subsets from Hugging Face datasets.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run `hf-diverse <command> --help` for the options and examples of each command.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    for name, module in SUBCOMMANDS.items():
+        importlib.import_module(module).add_parser(sub)
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parse `argv`, applying `--config x.yaml` values as defaults that explicit flags override."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "config", None):
+        from .config import apply_config
+
+        args = apply_config(parser, args, argv)
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.command is None:
+        build_parser().print_help()
+        return 2
+    module = importlib.import_module(SUBCOMMANDS[args.command])
+    try:
+        return int(module.run(args) or 0)
+    except HfDiverseError as e:
+        print(f"hf-diverse {args.command}: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

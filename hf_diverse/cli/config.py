@@ -1,0 +1,39 @@
+"""`--config x.yaml`: a YAML mapping of option names (dashes or underscores) to values; flags given on the command
+line override it, unknown keys are an error (as trl's `TrlParser`)."""
+
+import argparse
+import sys
+
+import yaml
+
+from ..errors import InvalidParameterError
+
+
+def apply_config(parser: argparse.ArgumentParser, args: argparse.Namespace, argv) -> argparse.Namespace:
+    try:
+        with open(args.config) as f:
+            values = yaml.safe_load(f) or {}
+    except OSError as e:
+        raise InvalidParameterError(f"Could not read config file {args.config}: {e}") from e
+    if not isinstance(values, dict):
+        raise InvalidParameterError(f"Config file {args.config} must hold a mapping of option: value.")
+    subparser = _subparser(parser, args.command)
+    dests = {a.dest for a in subparser._actions}
+    values = {str(key).replace("-", "_"): value for key, value in values.items()}
+    unknown = sorted(set(values) - dests - {"config"})
+    if unknown:
+        raise InvalidParameterError(
+            f"Unknown key(s) {unknown} in {args.config}. Valid keys: {sorted(dests - {'help', 'config'})}."
+        )
+    for key, value in values.items():
+        if isinstance(value, list) and key in ("text_columns",):
+            values[key] = ",".join(map(str, value))
+    subparser.set_defaults(**values)
+    return parser.parse_args(argv if argv is not None else sys.argv[1:])
+
+
+def _subparser(parser, command):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[command]
+    raise InvalidParameterError(f"Unknown command {command!r}.")

@@ -1,0 +1,53 @@
+"""Writing results atomically: everything goes to a temporary folder beside the target, renamed at the end, so a
+failure leaves nothing at the output path."""
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from datasets import Dataset
+
+from .errors import InvalidParameterError
+from .provenance import get_provenance
+
+
+@contextmanager
+def atomic_directory(output: str | os.PathLike, overwrite: bool = False):
+    """Yield a temporary folder that replaces `output` only if the block succeeds.
+
+    Example:
+    ```py
+    >>> with atomic_directory("curated/") as tmp:
+    ...     subset.save_to_disk(tmp)
+    ```
+    """
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise InvalidParameterError(f"Output {output} already exists. Pass overwrite=True (CLI: --overwrite).")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+    try:
+        yield tmp
+        if output.exists():
+            backup = Path(tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent))
+            os.replace(output, backup / "old")
+            os.replace(tmp, output)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            os.replace(tmp, output)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def save_subset(subset: Dataset, output: str | os.PathLike, overwrite: bool = False) -> Path:
+    """`save_to_disk` plus a readable `provenance.json`, atomically."""
+    with atomic_directory(output, overwrite=overwrite) as tmp:
+        subset.save_to_disk(str(tmp))
+        record = get_provenance(subset)
+        if record is not None:
+            (tmp / "provenance.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return Path(output)

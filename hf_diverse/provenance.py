@@ -1,0 +1,61 @@
+"""Selection provenance that travels with a dataset.
+
+`select_diverse` records how a subset was made (method, every parameter, models and revisions, seed, source,
+library versions, timings, objective). The record is stored as JSON in `Dataset.info.description` under the key
+`"hf_diverse"`, so it survives `select`, `map`, `save_to_disk`/`load_from_disk`, and can be written into a dataset
+card by `push_curated`. Any description the source had is kept under `"source_description"`.
+"""
+
+import json
+
+from datasets import Dataset
+
+PROVENANCE_KEY = "hf_diverse"
+
+
+def _parse(description: str | None) -> dict:
+    if not description:
+        return {}
+    try:
+        data = json.loads(description)
+    except (TypeError, ValueError):
+        return {"source_description": description}
+    return data if isinstance(data, dict) and PROVENANCE_KEY in data else {"source_description": description}
+
+
+def get_provenance(dataset: Dataset) -> dict | None:
+    """The provenance record of a dataset made or loaded by hf_diverse, or `None`.
+
+    Example:
+    ```py
+    >>> subset = select_diverse(pool, k=10)
+    >>> get_provenance(subset)["method"]
+    'qdit'
+    ```
+    """
+    return _parse(dataset.info.description).get(PROVENANCE_KEY)
+
+
+def set_provenance(dataset: Dataset, record: dict) -> Dataset:
+    """Store `record` (JSON-serialisable) as the dataset's provenance, in place; returns the dataset."""
+    data = _parse(dataset.info.description)
+    data[PROVENANCE_KEY] = record
+    dataset.info.description = json.dumps(data, default=_json_default, sort_keys=True)
+    return dataset
+
+
+def update_provenance(dataset: Dataset, **fields) -> Dataset:
+    """Merge `fields` into the dataset's provenance record (creating it), in place."""
+    record = dict(get_provenance(dataset) or {})
+    record.update(fields)
+    return set_provenance(dataset, record)
+
+
+def _json_default(obj):
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)

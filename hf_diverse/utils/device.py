@@ -1,0 +1,33 @@
+"""Device resolution shared by scorers and selection."""
+
+import torch
+
+
+def resolve_device(device: str | torch.device | None = None, rank: int | None = None) -> torch.device:
+    """`None` picks cuda, then mps, then cpu. With a `rank` (from `map(with_rank=True)`), ranks are spread
+    round-robin over the visible GPUs: `cuda:{rank % n_gpus}`."""
+    if device is not None and str(device) not in ("auto",):
+        dev = torch.device(device)
+        if dev.type == "cuda" and rank is not None and dev.index is None:
+            return torch.device(f"cuda:{rank % max(torch.cuda.device_count(), 1)}")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device(f"cuda:{(rank or 0) % torch.cuda.device_count()}")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def available_memory_bytes(device: torch.device) -> int:
+    """Free memory on `device` (GPU: free device memory; CPU: available system memory)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:  # pragma: no cover - psutil is a dependency
+        import os
+
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))

@@ -1,0 +1,85 @@
+"""Test setup: offline, isolated caches, no progress bars, no token, and a guard against non-loopback traffic.
+
+The environment is set before any Hugging Face library is imported (they read it at import time).
+"""
+
+import os
+import socket
+import tempfile
+
+_TMP = tempfile.mkdtemp(prefix="hf_diverse_tests_")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_CACHE"] = os.path.join(_TMP, "datasets")
+os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["HF_DIVERSE_DISABLE_PROGRESS_BARS"] = "1"
+os.environ.pop("HF_TOKEN", None)
+os.environ["HF_TOKEN_PATH"] = os.path.join(_TMP, "no_token")
+# the converted SmolLM2 is re-used across runs (it is a pure function of the installed package)
+os.environ.setdefault("HF_DIVERSE_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "hf_diverse_tests"))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+_LOOPBACK = ("127.", "::1", "localhost")
+_real_getaddrinfo = socket.getaddrinfo
+_real_connect = socket.socket.connect
+
+
+def _is_loopback(host) -> bool:
+    host = host.decode() if isinstance(host, bytes) else str(host)
+    return host.startswith(_LOOPBACK) or host in ("", "0.0.0.0")
+
+
+def _guarded_getaddrinfo(host, *args, **kwargs):
+    if host is not None and not _is_loopback(host):
+        raise AssertionError(f"Test tried to resolve non-loopback host {host!r}: tests must stay on 127.0.0.1.")
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+def _guarded_connect(self, address):
+    if isinstance(address, tuple) and not _is_loopback(address[0]):
+        raise AssertionError(f"Test tried to connect to {address!r}: tests must stay on 127.0.0.1.")
+    return _real_connect(self, address)
+
+
+socket.getaddrinfo = _guarded_getaddrinfo
+socket.socket.connect = _guarded_connect
+
+
+@pytest.fixture(scope="session")
+def ifbench():
+    """The embedded default pool (294 IFBench prompt/response pairs)."""
+    from hf_diverse.data import load_embedded_default
+
+    return load_embedded_default()
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer_path():
+    """Folder of the converted SmolLM2-135M-Instruct (converted once from the bundled GGUF, then cached)."""
+    from hf_diverse.models import default_causal_lm_path
+
+    return default_causal_lm_path()
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_path(tmp_path_factory, smollm2_tokenizer_path):
+    """A random-init 2-layer Llama (hidden 16) with the SmolLM2 tokenizer and chat template, saved to a folder."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(smollm2_tokenizer_path)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=4, num_attention_heads=2,
+        num_key_value_heads=1, max_position_embeddings=2048, tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+    )
+    model = LlamaForCausalLM(config)
+    path = tmp_path_factory.mktemp("tiny_llama")
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
