@@ -1,0 +1,1 @@
+"""Plots (matplotlib, Agg backend, PNG files): one module per view."""
