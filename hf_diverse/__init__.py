@@ -5,6 +5,7 @@ Data flow: text views -> scorers (columns) -> selection (indices) -> report/card
 
 __version__ = "0.1.0"
 
+from .card import render_card
 from .data import load_pool
 from .errors import (
     ColumnNotFoundError,
@@ -15,30 +16,41 @@ from .errors import (
     QualityError,
     TextFormatError,
 )
+from .hub import push_curated
 from .provenance import get_provenance
-from .scorers import EmbeddingScorer
-from .selection import VALID_METHODS, facility_location_greedy, select_diverse
+from .report import DiversityReport, diversity_report
+from .scorers import EmbeddingScorer, LMQualityScorer, RewardModelScorer
+from .selection import VALID_METHODS, diversity_series, facility_location_greedy, select_diverse
 from .textviews import TextView, detect_format
+from .train import train_sft
 from .utils.logging import set_verbosity
 from .utils.progress import disable_progress_bars, enable_progress_bars
 
 __all__ = [
     "VALID_METHODS",
     "ColumnNotFoundError",
+    "DiversityReport",
     "EmbeddingError",
     "EmbeddingScorer",
     "EmptyDatasetError",
     "HfDiverseError",
     "InvalidParameterError",
+    "LMQualityScorer",
     "QualityError",
+    "RewardModelScorer",
     "TextFormatError",
     "TextView",
     "detect_format",
     "disable_progress_bars",
+    "diversity_report",
+    "diversity_series",
     "enable_progress_bars",
     "facility_location_greedy",
     "get_provenance",
     "load_pool",
+    "push_curated",
+    "render_card",
     "select_diverse",
     "set_verbosity",
+    "train_sft",
 ]

@@ -112,7 +112,7 @@ class TextView:
         view = cls(format=format, text_columns=text_columns)
         column_names = list(column_names)
         if view.text_columns is not None:
-            named = [c for cols in view.text_columns.values() for c in cols]
+            named = list(dict.fromkeys(c for cols in view.text_columns.values() for c in cols))
             missing = [c for c in named if c not in column_names]
             if missing:
                 raise ColumnNotFoundError(

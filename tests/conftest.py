@@ -59,6 +59,15 @@ def ifbench():
 
 
 @pytest.fixture(scope="session")
+def ifbench_embedded(ifbench):
+    """The embedded pool with its `embedding` column (bundled all-MiniLM-L6-v2 over the prompts), computed once."""
+    from hf_diverse import EmbeddingScorer
+
+    scorer = EmbeddingScorer()
+    return ifbench.map(scorer, batched=True, batch_size=512, features=scorer.features(ifbench))
+
+
+@pytest.fixture(scope="session")
 def smollm2_tokenizer_path():
     """Folder of the converted SmolLM2-135M-Instruct (converted once from the bundled GGUF, then cached)."""
     from hf_diverse.models import default_causal_lm_path

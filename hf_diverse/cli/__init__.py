@@ -10,6 +10,9 @@ from ..errors import HfDiverseError
 SUBCOMMANDS = {
     "select": "hf_diverse.cli.select",
     "env": "hf_diverse.cli.env",
+    "report": "hf_diverse.cli.report",
+    "push": "hf_diverse.cli.push",
+    "train": "hf_diverse.cli.train",
 }
 
 
@@ -38,7 +41,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except HfDiverseError as e:
+        print(f"hf-diverse: error: {e}", file=sys.stderr)
+        return 1
     if args.command is None:
         build_parser().print_help()
         return 2

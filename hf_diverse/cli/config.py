@@ -1,5 +1,7 @@
 """`--config x.yaml`: a YAML mapping of option names (dashes or underscores) to values; flags given on the command
-line override it, unknown keys are an error (as trl's `TrlParser`)."""
+line override it, unknown keys are an error (as trl's `TrlParser`). A subcommand can accept more keys by setting a
+`config_passthrough` default: a function returning `(accepted_keys, description)`; those keys land in
+`args.config_extra` (used by `train` for `SFTConfig` fields that have no flag)."""
 
 import argparse
 import sys
@@ -20,10 +22,18 @@ def apply_config(parser: argparse.ArgumentParser, args: argparse.Namespace, argv
     subparser = _subparser(parser, args.command)
     dests = {a.dest for a in subparser._actions}
     values = {str(key).replace("-", "_"): value for key, value in values.items()}
+    # a subcommand may accept keys that are not its flags (train: SFTConfig fields); they go to `args.config_extra`
+    passthrough, also_valid = subparser.get_default("config_passthrough"), ""
+    if passthrough is not None:
+        accepted, also_valid = passthrough()
+        extra = {key: values.pop(key) for key in list(values) if key not in dests and key in accepted}
+        subparser.set_defaults(config_extra=extra)
+        also_valid = f", and {also_valid}"
     unknown = sorted(set(values) - dests - {"config"})
     if unknown:
         raise InvalidParameterError(
-            f"Unknown key(s) {unknown} in {args.config}. Valid keys: {sorted(dests - {'help', 'config'})}."
+            f"Unknown key(s) {unknown} in {args.config}. Valid keys: {sorted(dests - {'help', 'config'})}"
+            f"{also_valid}."
         )
     for key, value in values.items():
         if isinstance(value, list) and key in ("text_columns",):

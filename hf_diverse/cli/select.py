@@ -15,6 +15,8 @@ EXAMPLES = """Examples:
   hf-diverse select --dataset pool.jsonl --k 0.1 --method random --output curated/
   # options from a YAML file; flags override it
   hf-diverse select --config select.yaml --k 100
+  # ... and publish it: data, lineage card and plots in one commit (token from HF_TOKEN or `hf auth login`)
+  hf-diverse select --k 3000 --output curated/ --push-to me/alpaca-qdit-3k --private
 """
 # handled by explicit flags below, not generated from method signatures
 _EXPLICIT = {"alpha"}
@@ -81,6 +83,9 @@ def add_parser(sub):
     p.add_argument("--num-proc", type=int, default=None, help="Processes for the embedding map.")
     p.add_argument("--no-progress", action="store_true", help="Hide progress bars.")
     p.add_argument("--config", default=None, help="YAML file of options; flags override it.")
+    p.add_argument("--push-to", default=None, metavar="REPO",
+                   help="After saving, publish the subset to this Hub dataset repo (see `hf-diverse push`).")
+    p.add_argument("--private", action="store_true", default=None, help="With --push-to: make the repo private.")
     group = p.add_argument_group("method-specific options")
     for name, (default, annotation, methods) in _method_options().items():
         group.add_argument(
@@ -123,6 +128,10 @@ def run(args) -> int:
 
     assert args.method in _METHODS
     kwargs = selection_kwargs(args)
+    if getattr(args, "push_to", None):
+        from ..hub import check_push_target
+
+        check_push_target(args.push_to)  # no token or a bad repo id: fail before the selection runs
     # refuse an existing output before doing any work
     with atomic_directory(args.output, overwrite=args.overwrite) as tmp:
         pool = load_pool(args.dataset, split=args.split, config=args.dataset_config, revision=args.revision,
@@ -132,6 +141,11 @@ def run(args) -> int:
         record = get_provenance(subset)
         (tmp / "provenance.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     _print_summary(subset, record, args.output)
+    if getattr(args, "push_to", None):
+        from ..hub import push_curated
+
+        commit = push_curated(subset, args.push_to, pool=pool, private=args.private)
+        print(f"Published to {commit.repo_url} (commit {commit.oid[:8]}): {commit.commit_url}")
     return 0
 
 

@@ -3,11 +3,13 @@
 from .api import VALID_METHODS, method_parameters, resolve_k, select_diverse
 from .base import SelectionContext, SelectionResult
 from .facility import facility_location_greedy, facility_location_objective
+from .series import diversity_series
 
 __all__ = [
     "VALID_METHODS",
     "SelectionContext",
     "SelectionResult",
+    "diversity_series",
     "facility_location_greedy",
     "facility_location_objective",
     "method_parameters",

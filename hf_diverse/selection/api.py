@@ -22,6 +22,11 @@ _METHODS = {
     "qdit": "hf_diverse.selection.qdit:select_qdit",
     "random": "hf_diverse.selection.baselines:select_random",
     "quality": "hf_diverse.selection.baselines:select_quality",
+    "adg": "hf_diverse.selection.adg:select_adg",
+    "tokens": "hf_diverse.selection.tokens:select_tokens",
+    "clusters": "hf_diverse.selection.clusters:select_clusters",
+    "qdit-threshold": "hf_diverse.selection.variants:select_qdit_threshold",
+    "qdit-cluster": "hf_diverse.selection.variants:select_qdit_cluster",
 }
 VALID_METHODS = tuple(_METHODS)
 # methods that read the embedding column (computed by select_diverse when missing)
@@ -176,6 +181,7 @@ def select_diverse(
     ctx = SelectionContext(
         dataset=dataset, k=k, seed=seed, device=dev, embedding_column=embedding_column,
         quality_column=quality_column, show_progress=show_progress and are_progress_bars_enabled(),
+        text_columns=text_columns,
     )
     t0 = time.perf_counter()
     result = fn(ctx, **given)
@@ -193,6 +199,8 @@ def select_diverse(
     subset = subset.add_column("selection_rank", list(range(k)))
     subset = subset.add_column("selection_gain", np.asarray(result.gains, dtype=np.float64).tolist())
     for name, values in result.columns.items():
+        if name in subset.column_names:  # re-selecting from a subset that already has the method's column
+            subset = subset.remove_columns(name)
         subset = subset.add_column(name, list(values))
 
     models = dict(source_record.get("models") or {})

@@ -16,10 +16,15 @@ Strategies (all exact, same ranking):
 - `"dense"`: the clamped similarity matrix S (N x N float32) is built in blocks, then plain greedy re-scores every
   candidate at every step. O(k N^2): a reference for small pools.
 - `"lazy"`: S is built in blocks, then lazy greedy (stale upper bounds, re-scored in small batches).
+- `"incremental"`: S is built in blocks, and every candidate's gain is kept exact by subtracting, after each pick j,
+  what j took away: for the points v whose cover rises from old_v to new_v = S[j, v], candidate i loses
+  clamp(S[v, i], old_v, new_v) - old_v. Since S is symmetric those are contiguous rows S[v, :], so the work per pick
+  is |{v covered better}| * N memory-bound operations (summed over all picks: a few N^2 on clustered data), with no
+  re-scoring loop. Gains are summed in float64, so the ranking equals plain greedy's.
 - `"blocked"`: S is never stored; lazy greedy recomputes the similarity rows it needs from the embeddings, block by
   block. Memory O(N d + B N).
-- `"auto"`: `"lazy"` when S fits in the memory budget (default: half the free memory of the device), else
-  `"blocked"`.
+- `"auto"`: `"incremental"` when S fits in the memory budget (default: half the free memory of the device), else
+  `"blocked"` (`select_qdit` falls back to `"sparse"` instead).
 """
 
 import math
@@ -35,7 +40,7 @@ from ..utils.progress import tqdm
 
 logger = get_logger(__name__)
 
-STRATEGIES = ("auto", "dense", "lazy", "blocked")
+STRATEGIES = ("auto", "dense", "lazy", "incremental", "blocked")
 
 
 @dataclass
@@ -45,17 +50,20 @@ class GreedyResult:
     diversity_gains: np.ndarray  # d(j | A) at pick time
     coverage: float  # d(A), float64
     strategy: str
-    evaluations: int  # number of exact marginal-gain evaluations
+    evaluations: int  # exact marginal-gain evaluations (incremental: similarity rows scanned in updates)
 
 
 def dense_matrix_bytes(n: int) -> int:
     return 4 * n * n
 
 
-def choose_strategy(n: int, device: torch.device, memory_budget: int | None = None) -> str:
-    """The documented auto rule: store S (lazy) when 4*N^2 bytes fit the budget, else recompute rows (blocked)."""
+def choose_strategy(n: int, device: torch.device, memory_budget: int | None = None, fallback: str = "blocked") -> str:
+    """The documented auto rule: store S (incremental, exact) when 4*N^2 bytes fit the budget, else `fallback`.
+
+    `facility_location_greedy` (exact strategies only) falls back to `"blocked"`; `select_qdit` passes
+    `fallback="sparse"` (kNN graph, memory O(N m), see `hf_diverse.selection.sparse`)."""
     budget = memory_budget if memory_budget is not None else available_memory_bytes(device) // 2
-    return "lazy" if dense_matrix_bytes(n) <= budget else "blocked"
+    return "incremental" if dense_matrix_bytes(n) <= budget else fallback
 
 
 def _similarity_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -134,7 +142,7 @@ def facility_location_greedy(
     w_div = (1.0 - alpha) / n
     if strategy == "auto":
         strategy = choose_strategy(n, device, memory_budget)
-    elif strategy in ("dense", "lazy"):
+    elif strategy in ("dense", "lazy", "incremental"):
         budget = memory_budget if memory_budget is not None else available_memory_bytes(device)
         if dense_matrix_bytes(n) > budget:
             raise InsufficientMemoryError(
@@ -151,7 +159,7 @@ def facility_location_greedy(
         return GreedyResult(idx, (q[order] / k).cpu().numpy(), np.full(k, np.nan),
                             facility_location_objective(x, idx, block_size), "quality-only", 0)
 
-    s = build_similarity(x, block_size, show_progress) if strategy in ("dense", "lazy") else None
+    s = build_similarity(x, block_size, show_progress) if strategy in ("dense", "lazy", "incremental") else None
     if s is not None:
         rows_of = lambda rows: s[rows]  # noqa: E731
     else:
@@ -166,7 +174,29 @@ def facility_location_greedy(
     evaluations = 0
     neg_inf = torch.tensor(-math.inf, dtype=torch.float64, device=device)
     bar = tqdm(total=k, desc=f"QDIT greedy ({strategy})", disable=not show_progress)
-    if strategy == "dense":
+    if strategy == "incremental":
+        div = torch.cat([exact_div(all_rows[i : i + block_size]) for i in range(0, n, block_size)])
+        evaluations += n
+        selected = torch.zeros(n, dtype=torch.bool, device=device)
+        for _ in range(k):
+            score = torch.where(selected, neg_inf, w_div * div + modular)
+            j = int(torch.argmax(score))
+            picks.append(j)
+            gains.append(float(score[j]))
+            div_gains.append(float(div[j]))
+            selected[j] = True
+            row = s[j]
+            improved = torch.nonzero(row > cur).squeeze(1)
+            evaluations += int(improved.numel())
+            old, new = cur[improved], row[improved]
+            for start in range(0, improved.numel(), 256):
+                v = improved[start : start + 256]
+                lo, hi = old[start : start + 256, None], new[start : start + 256, None]
+                lost = torch.minimum(torch.maximum(s[v], lo), hi).sum(dim=0, dtype=torch.float64)
+                div -= lost - lo.sum(dtype=torch.float64)
+            cur[improved] = new
+            bar.update(1)
+    elif strategy == "dense":
         selected = torch.zeros(n, dtype=torch.bool, device=device)
         for _ in range(k):
             div = torch.cat([exact_div(all_rows[i : i + block_size]) for i in range(0, n, block_size)])

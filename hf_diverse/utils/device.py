@@ -1,5 +1,7 @@
 """Device resolution shared by scorers and selection."""
 
+import os
+
 import torch
 
 
@@ -31,3 +33,12 @@ def available_memory_bytes(device: torch.device) -> int:
         import os
 
         return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def _one_thread_after_fork():
+    # GNU OpenMP cannot be used in a child forked after the parent ran parallel torch ops (the child hangs): a
+    # `map(num_proc=n)` worker runs torch on one thread, the processes give the parallelism
+    torch.set_num_threads(1)
+
+
+os.register_at_fork(after_in_child=_one_thread_after_fork)

@@ -1,0 +1,465 @@
+"""Dataset cards that record the lineage of a curated subset.
+
+`render_card` turns a subset's provenance record (see `hf_diverse.provenance`) into a `huggingface_hub.DatasetCard`
+built from the packaged template `hf_diverse/templates/dataset_card.md` with `DatasetCard.from_template`. The YAML
+metadata carries the license of the source (when known), `source_datasets`, task and size categories, the tags
+`hf-diverse` and the method, and, for a dataset, the `configs` / `dataset_info` entries `datasets.load_dataset` reads
+(same layout as `Dataset.push_to_hub`: `data/{split}-*` Parquet shards). The body lists the source, the method with
+every parameter, the models and their revisions, k, pool size, seed, versions, timings, the objective reached, the
+choices hf_diverse makes where the papers are silent, the diversity report and plots when given, and the calls that
+reproduce the subset.
+"""
+
+import json
+import os
+from pathlib import Path
+
+from datasets import Dataset
+
+from .errors import InvalidParameterError
+from .provenance import get_provenance
+
+TEMPLATE_PATH = Path(__file__).parent / "templates" / "dataset_card.md"
+TASK_CATEGORIES = ["text-generation"]
+_SIZE_CATEGORIES = [
+    (1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"),
+]
+
+METHOD_SUMMARIES = {
+    "qdit": "Quality-diversity greedy (QDIT): facility-location diversity of the embeddings over max(cos, 0) plus "
+            "a quality term, maximised greedily.",
+    "qdit-threshold": "QDIT threshold variant: rows in quality order, each kept only if its cosine similarity to "
+                      "every kept row is at most `tau`.",
+    "qdit-cluster": "QDIT cluster variant: k-means clusters of the embeddings, an equal share from each cluster, best "
+                    "quality first.",
+    "clusters": "Macro diversity (macro-to-micro paper): semantic clusters of the embeddings; the `diversity` dial "
+                "sets how many clusters the rows are drawn from.",
+    "tokens": "Micro diversity (macro-to-micro paper): coverage of the mid-frequency token types of the responses, "
+              "tokenized with the tokenizer of the model to be fine-tuned.",
+    "adg": "Answer divergence (ADG): several sampled answers per instruction, scored by how far (D) and in how many "
+           "directions (I) they spread; the top rows of each instruction cluster are kept.",
+    "random": "Uniform random sample without replacement (numpy `default_rng(seed)`), the baseline.",
+    "quality": "The k rows with the highest quality score (ties go to the lower row), the quality-only baseline.",
+}
+
+# hf_diverse's own decisions where the papers leave a choice open (METHODS.md); the per-run values are in `details`
+METHOD_CHOICES = {
+    "qdit": [
+        "Marginal score `f(j|A) = (1 - alpha) * d(j|A) / N + alpha * q~(j) / k`, with `q~` the quality rescaled to "
+        "[0, 1] over the pool (min-max). The `1/N` and `1/k` put both terms on the scale of a mean, so `alpha` trades "
+        "them off smoothly. The paper does not spell out its scaling: this is hf_diverse's reading of it.",
+        "Facility location counts similarities from 0 up (`max(cos, 0)`): negative similarities never add coverage.",
+        "Lazy and blocked greedy return exactly the set plain greedy returns (the objective is monotone submodular).",
+    ],
+    "qdit-threshold": ["If the pool runs out before k rows pass the threshold, hf_diverse raises an error naming how "
+                       "many rows were found, instead of returning fewer rows."],
+    "qdit-cluster": ["When a cluster runs dry its share goes to the other clusters, so the subset has exactly k "
+                     "rows."],
+    "clusters": ["k-means is the default clustering (seeded); the paper's UMAP + HDBSCAN is optional."],
+    "tokens": ["The frequency bands (high / mid / low) are parameters: the paper's thresholds were set for a 117K "
+               "pool. The paper's full pseudo-code was not available, so the two-stage procedure (inverse greedy "
+               "pruning, then token-aware sampling to exactly k) is hf_diverse's design; see `details`."],
+    "adg": [
+        "Bins get their quota by largest-remainder apportionment with deterministic tie-breaking, so the subset has "
+        "exactly k rows (the reference forces one row per bin, drops small bins and never tops up).",
+        "Scores, bins and rows are keyed by row, never by position.",
+        "When hf_diverse computes the scores, each answer vector pools the answer tokens of one teacher-forced pass "
+        "over prompt + answer by default (the reference pools instruction + answer).",
+    ],
+}
+
+
+def redact_home(record: dict) -> dict:
+    """The record with the user's home directory written as `~` (local paths in a public card name no account)."""
+    home = os.path.expanduser("~").rstrip("/")
+    text = json.dumps(record, default=str)
+    if len(home) < 2 or home not in text:
+        return record
+    return json.loads(text.replace(json.dumps(home)[1:-1], "~"))
+
+
+def size_category(n: int) -> str:
+    """The Hub's `size_categories` value for `n` rows, e.g. `size_category(3000) == "1K<n<10K"`."""
+    for bound, label in _SIZE_CATEGORIES:
+        if n < bound:
+            return label
+    return "n>1T" if n > 10**12 else "1B<n<10B" if n < 10**10 else "10B<n<100B" if n < 10**11 else "100B<n<1T"
+
+
+def root_source(record: dict) -> dict:
+    """The original source of a (possibly re-selected) subset: follows `source.parent` down the chain."""
+    source = record.get("source") or {}
+    while source.get("kind") == "hf_diverse subset" and isinstance(source.get("parent"), dict):
+        source = source["parent"].get("source") or {}
+    return source
+
+
+def card_metadata(record: dict | None, dataset: Dataset | None = None, *, split: str = "train",
+                  download_size: int | None = None):
+    """The card's YAML metadata as `DatasetCardData` (plus `configs` / `dataset_info` when `dataset` is given)."""
+    from huggingface_hub import DatasetCardData
+
+    record = record or {}
+    source = root_source(record)
+    method = record.get("method")
+    n = len(dataset) if dataset is not None else record.get("k")
+    source_id = _public_source_id(source)
+    tags = ["hf-diverse"] + ([method] if method else [])
+    data = DatasetCardData(
+        license=source.get("license") or None,
+        source_datasets=[source_id] if source_id else None,
+        task_categories=list(TASK_CATEGORIES),
+        size_categories=[size_category(int(n))] if n is not None else None,
+        tags=tags,
+        pretty_name=_pretty_name(record, source),
+    )
+    if dataset is not None:
+        from datasets.info import DatasetInfo, DatasetInfosDict
+        from datasets.splits import SplitDict, SplitInfo
+        from datasets.utils.metadata import MetadataConfigs
+
+        nbytes = _nbytes(dataset)
+        info = DatasetInfo(features=dataset.features, splits=SplitDict(), download_size=download_size,
+                           dataset_size=nbytes)
+        info.splits.add(SplitInfo(name=split, num_bytes=nbytes, num_examples=len(dataset)))
+        DatasetInfosDict({"default": info}).to_dataset_card_data(data)
+        configs = {"default": {"data_files": [{"split": split, "path": f"data/{split}-*"}]}}
+        MetadataConfigs(configs).to_dataset_card_data(data)
+    return data
+
+
+def render_card(
+    subset,
+    *,
+    repo_id: str | None = None,
+    report=None,
+    images: list[dict] | None = None,
+    split: str = "train",
+    dropped_columns: list[str] | None = None,
+    download_size: int | None = None,
+    template_path: str | os.PathLike | None = None,
+):
+    """Render the dataset card of a curated subset from its provenance.
+
+    Works offline: it only formats what it is given (no model, no network).
+
+    Args:
+        subset (`datasets.Dataset` or `dict`):
+            A subset made by `select_diverse` (its provenance is read with `get_provenance`), or a provenance record.
+            With a dataset, the YAML also gets the `configs` and `dataset_info` entries for `data/{split}-*` Parquet
+            files, as `Dataset.push_to_hub` writes them.
+        repo_id (`str`, *optional*): the Hub repo, used in the `load_dataset` snippet.
+        report (*optional*): a diversity report (`hf_diverse.report.DiversityReport` or its `to_dict()`), rendered as
+            tables of subset vs pool vs random.
+        images (`list[dict]`, *optional*): plots already in the repo, each `{"path", "title", "caption"}`.
+        split (`str`, defaults to `"train"`): split name of the data files.
+        dropped_columns (`list[str]`, *optional*): heavy columns left out of the upload, listed in the card.
+        download_size (`int`, *optional*): total bytes of the Parquet files, for `dataset_info`.
+        template_path (`str` or `os.PathLike`, *optional*): a Jinja template to use instead of the packaged one.
+
+    Returns:
+        `huggingface_hub.DatasetCard`: `str(card)` is the README; `card.data` the metadata.
+
+    Example:
+    ```py
+    >>> from hf_diverse import render_card, select_diverse
+    >>> subset = select_diverse(pool, k=100, method="qdit", quality_column="score")
+    >>> card = render_card(subset, repo_id="me/pool-qdit-100")
+    >>> card.data.tags
+    ['hf-diverse', 'qdit']
+    ```
+    """
+    from huggingface_hub import DatasetCard
+
+    if isinstance(subset, Dataset):
+        dataset, record = subset, get_provenance(subset) or {}
+    elif isinstance(subset, dict):
+        dataset, record = None, subset
+    else:
+        raise InvalidParameterError(
+            f"render_card needs a `datasets.Dataset` or a provenance dict, got {type(subset).__name__}."
+        )
+    record = redact_home(dict(record))
+    card_data = card_metadata(record, dataset, split=split, download_size=download_size)
+    context = _template_context(record, dataset, repo_id=repo_id, report=report, images=images or [], split=split,
+                                dropped_columns=dropped_columns or [])
+    return DatasetCard.from_template(
+        card_data, template_path=str(template_path or TEMPLATE_PATH), **context
+    )
+
+
+# ---- body ----------------------------------------------------------------------------------------------------------
+def _template_context(record, dataset, *, repo_id, report, images, split, dropped_columns) -> dict:
+    source = root_source(record)
+    method = record.get("method") or "unknown"
+    k = record.get("k") if record.get("k") is not None else (len(dataset) if dataset is not None else None)
+    pool_size = record.get("pool_size")
+    details = dict(record.get("details") or {})
+    params = record.get("parameters") or {}
+    reproduce = record.get("reproduce") or {}
+    return {
+        "pretty_name": _pretty_name(record, source),
+        "summary": _summary(record, source, k, pool_size),
+        "repo_id": repo_id or "<user>/<dataset>",
+        "split": split,
+        "source_rows": _source_rows(record, source),
+        "lineage": _lineage(record),
+        "method": method,
+        "method_summary": METHOD_SUMMARIES.get(method, "A selection method registered in hf_diverse."),
+        "k": _fmt_int(k),
+        "pool_size": _fmt_int(pool_size),
+        "fraction": f"{k / pool_size:.4g}" if k and pool_size else "unknown",
+        "seed": _cell(record.get("seed")),
+        "device": _cell(record.get("device")),
+        "created_at": _cell(record.get("created_at")),
+        "parameters": [(name, _code(value)) for name, value in sorted(params.items())],
+        "models": _models(record.get("models") or {}),
+        "objective": [(name, _number(value)) for name, value in sorted((record.get("objective") or {}).items())],
+        "details": [(name, _cell(value)) for name, value in sorted(details.items())
+                    if name not in ("notes", "choices")],
+        "choices": _choices(method, record, details),
+        "report_md": report_markdown(report),
+        "images": images,
+        "columns": [(name, _dtype(feature)) for name, feature in dataset.features.items()] if dataset is not None
+        else [],
+        "dropped_columns": ", ".join(f"`{c}`" for c in dropped_columns),
+        "reproduce_python": reproduce.get("python")
+        or "# no provenance record: this subset was not made by select_diverse",
+        "reproduce_cli": reproduce.get("cli") or "# no provenance record",
+        "versions": sorted((record.get("library") or {}).items()),
+        "timings": [(name, _number(value)) for name, value in (record.get("timings") or {}).items()],
+        "provenance_json": json.dumps(record, indent=2, sort_keys=True, default=str),
+    }
+
+
+def _public_source_id(source: dict) -> str | None:
+    """The source as it can be named publicly: Hub ids as they are, local files by their file name only."""
+    sid = source.get("id")
+    if not sid:
+        return None
+    if source.get("kind") in ("file", "save_to_disk"):
+        return Path(str(sid).rstrip("/")).name
+    return str(sid)
+
+
+def _pretty_name(record: dict, source: dict) -> str:
+    name = _public_source_id(source) or "curated subset"
+    if record.get("method"):
+        return f"{name} ({record['method']}, {_fmt_int(record.get('k'))} rows)"
+    return name
+
+
+def _source_link(source: dict) -> str:
+    sid = _public_source_id(source)
+    if not sid:
+        return "an in-memory dataset"
+    if source.get("kind") == "hub":
+        return f"[{sid}](https://huggingface.co/datasets/{sid})"
+    return f"`{sid}`"
+
+
+def _summary(record: dict, source: dict, k, pool_size) -> str:
+    if not record.get("method"):
+        return ("This dataset has no hf_diverse provenance record: it was not made by `select_diverse`, so its "
+                "lineage is unknown.")
+    version = (record.get("library") or {}).get("hf_diverse", "")
+    return (f"{_fmt_int(k)} rows selected from the {_fmt_int(pool_size)}-row pool {_source_link(source)} with the "
+            f"`{record['method']}` method of hf_diverse {version}.").replace("  ", " ")
+
+
+def _source_rows(record: dict, source: dict) -> list:
+    rows = [
+        ("source dataset", _source_link(source)),
+        ("kind", _cell(source.get("kind"))),
+        ("config", _cell(source.get("config"))),
+        ("split", _cell(source.get("split"))),
+        ("revision", _cell(source.get("revision"))),
+        ("fingerprint", _cell(source.get("fingerprint"))),
+        ("license", _cell(source.get("license") or "unknown (not recorded by the source)")),
+    ]
+    direct = record.get("source") or {}
+    if direct.get("kind") == "hf_diverse subset":
+        rows.append(("parent subset fingerprint", _cell(direct.get("fingerprint"))))
+    return rows
+
+
+def _lineage(record: dict) -> list:
+    chain, current = [], record
+    while current and current.get("method"):
+        chain.append(current)
+        source = current.get("source") or {}
+        current = source.get("parent") if source.get("kind") == "hf_diverse subset" else None
+    if len(chain) < 2:
+        return []
+    steps = []
+    for step in reversed(chain):
+        steps.append(f"`{step['method']}`: {_fmt_int(step.get('k'))} of {_fmt_int(step.get('pool_size'))} rows "
+                     f"(seed {step.get('seed')})")
+    return steps
+
+
+def _models(models: dict) -> list:
+    out = []
+    for role, info in sorted(models.items()):
+        info = info if isinstance(info, dict) else {"name": info}
+        out.append({"role": role, "name": _cell(info.get("name")), "source": _cell(info.get("source")),
+                    "revision": _cell(info.get("revision"))})
+    return out
+
+
+def _choices(method: str, record: dict, details: dict) -> list:
+    choices = list(METHOD_CHOICES.get(method, []))
+    params = record.get("parameters") or {}
+    if method == "qdit":
+        alpha, effective = params.get("alpha"), details.get("alpha_effective")
+        if effective is not None and alpha is not None and effective != alpha:
+            choices.append(f"No quality column was given, so alpha ran as {effective} (diversity only) instead of "
+                           f"{alpha}.")
+        if details.get("scaling"):
+            choices.append(f"Scaling used in this run: `{details['scaling']}`.")
+    for key in ("choices", "notes"):
+        extra = details.get(key)
+        if isinstance(extra, str):
+            choices.append(extra)
+        elif isinstance(extra, (list, tuple)):
+            choices.extend(str(x) for x in extra)
+    return choices
+
+
+# ---- diversity report ----------------------------------------------------------------------------------------------
+_GROUPS = ("subset", "pool", "random")
+
+
+def report_markdown(report) -> str | None:
+    """Markdown tables (metric x subset/pool/random) of a diversity report object or dict; `None` when absent.
+
+    A `DiversityReport` (or its `to_dict()`) gives one table per component with the metric names of
+    `hf_diverse.report`; any other nested mapping of `{subset|pool|random: {metric: value}}` also works.
+    """
+    if report is None or report is False:
+        return None
+    if hasattr(report, "to_markdown"):
+        return str(report.to_markdown())
+    data = report.to_dict() if hasattr(report, "to_dict") else report
+    if not isinstance(data, dict):
+        return f"```text\n{report}\n```"
+    tables = []
+    root = data["metrics"] if isinstance(data.get("metrics"), dict) else data
+    _collect_tables(root, [], tables)
+    if not tables:
+        return "```json\n" + json.dumps(data, indent=2, sort_keys=True, default=str) + "\n```"
+    names = _metric_names()
+    parts = []
+    for title, groups, rows in tables:
+        sizes = data.get("sizes") if isinstance(data.get("sizes"), dict) else {}
+        header = [f"{g} ({sizes[g]:,} rows)" if isinstance(sizes.get(g), int) else g for g in groups]
+        lines = [f"**{title}**\n" if title else "", "| metric | " + " | ".join(header) + " |",
+                 "|---|" + "---|" * len(groups)]
+        for metric, values in rows:
+            label = names.get(metric, metric)
+            lines.append(f"| {_escape(label)} | " + " | ".join(_number(values.get(g)) for g in groups) + " |")
+        parts.append("\n".join(line for line in lines if line))
+    settings = data.get("settings") if isinstance(data.get("settings"), dict) else {}
+    facts = [f"{key.replace('_', ' ')}: {_cell(settings[key])}" for key in ("tokenizer", "seed", "self_bleu_samples",
+                                                                             "entropy_base") if key in settings]
+    if facts:
+        parts.append("Settings: " + "; ".join(facts) + ".")
+    notes = data.get("notes") if isinstance(data.get("notes"), (list, tuple)) else None
+    if notes:
+        parts.append("\n".join(f"- {_escape(str(n))}" for n in notes))
+    return "\n\n".join(parts)
+
+
+def _metric_names() -> dict:
+    """Readable metric names from `hf_diverse.report` when it is installed (e.g. `token entropy (bits) [IE]`)."""
+    try:
+        from .report.diversity import METRICS
+    except ImportError:
+        return {}
+    return {key: f"{name} [{short}]" if short else name for key, (name, short) in METRICS.items()}
+
+
+def _collect_tables(node, path, tables):
+    """Find {group: {metric: value}} (or {metric: {group: value}}) mappings with group in subset/pool/random."""
+    if not isinstance(node, dict):
+        return
+    groups = [g for g in _GROUPS if isinstance(node.get(g), dict)]
+    if len(groups) >= 2:
+        metrics = []
+        for g in groups:
+            metrics += [m for m, v in node[g].items() if _is_scalar(v) and m not in metrics]
+        if metrics:
+            tables.append((" / ".join(path), groups, [(m, {g: node[g].get(m) for g in groups}) for m in metrics]))
+            return
+    transposed = [(m, v) for m, v in node.items() if isinstance(v, dict) and sum(g in v for g in _GROUPS) >= 2
+                  and all(_is_scalar(x) for x in v.values())]
+    if transposed:
+        groups = [g for g in _GROUPS if any(g in v for _, v in transposed)]
+        tables.append((" / ".join(path), groups, transposed))
+    for key, value in node.items():
+        if isinstance(value, dict) and not any(key == m for m, _ in transposed):
+            _collect_tables(value, path + [str(key)], tables)
+
+
+def _is_scalar(value) -> bool:
+    return value is None or isinstance(value, (int, float, str, bool))
+
+
+# ---- formatting ----------------------------------------------------------------------------------------------------
+def _escape(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return _number(value)
+    if isinstance(value, (dict, list, tuple)):
+        text = json.dumps(value, sort_keys=True, default=str)
+        return "`" + _escape(text if len(text) <= 300 else text[:297] + "...") + "`"
+    return _escape(value)
+
+
+def _code(value) -> str:
+    text = f"{value:.6g}" if isinstance(value, float) else repr(value)
+    return "`" + _escape(text if len(text) <= 300 else text[:297] + "...") + "`"
+
+
+def _number(value) -> str:
+    if isinstance(value, bool) or value is None:
+        return _cell(value)
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, int):
+        return str(value)
+    return _cell(value)
+
+
+def _fmt_int(value) -> str:
+    return f"{value:,}" if isinstance(value, int) else "unknown" if value is None else str(value)
+
+
+def _dtype(feature) -> str:
+    from datasets import ClassLabel, LargeList, List, Value
+
+    if isinstance(feature, Value):
+        return feature.dtype
+    if isinstance(feature, (List, LargeList)):
+        inner = _dtype(feature.feature)
+        length = getattr(feature, "length", -1)
+        return f"list<{inner}>[{length}]" if length not in (None, -1) else f"list<{inner}>"
+    if isinstance(feature, ClassLabel):
+        return f"class label ({feature.num_classes} classes)"
+    if isinstance(feature, dict):
+        return "struct{" + ", ".join(f"{k}: {_dtype(v)}" for k, v in feature.items()) + "}"
+    return type(feature).__name__
+
+
+def _nbytes(dataset: Dataset) -> int:
+    estimate = getattr(dataset, "_estimate_nbytes", None)
+    try:
+        return int(estimate()) if estimate is not None else int(dataset.data.nbytes)
+    except Exception:  # noqa: BLE001 - size is informative only
+        return int(dataset.data.nbytes)

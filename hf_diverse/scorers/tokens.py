@@ -1,0 +1,64 @@
+"""Per-row token statistics as a `Dataset.map(batched=True)` column (the micro-diversity view of one row)."""
+
+import numpy as np
+
+from ..errors import InvalidParameterError
+from ..textviews import WHAT, TextView
+
+
+class TokenStatsScorer:
+    """Adds `n_tokens` (tokens of a text view of each row) and `n_unique_tokens` (distinct token ids).
+
+    Tokens come from the tokenizer of the model to be fine-tuned (`hf_diverse.report.tokens.tokenize_texts`, no
+    special tokens). Picklable with plain arguments; the tokenizer is loaded on the first call.
+
+    Args:
+        tokenizer (`str`, *optional*): tokenizer name or path; default the embedded SmolLM2 tokenizer.
+        what (`str`, defaults to `"response"`): text view: `"instruction"`, `"response"` or `"both"`.
+        text_columns (`list[str]` or `dict`, *optional*): override format detection (see `TextView`).
+        tokens_column (`str`, defaults to `"n_tokens"`): column for the token count.
+        unique_column (`str`, *optional*, defaults to `"n_unique_tokens"`): column for distinct ids (None: skip).
+
+    Example:
+    ```py
+    >>> ds = ds.map(TokenStatsScorer(), batched=True)
+    >>> ds = ds.filter(lambda r: r["n_tokens"] <= 2048)
+    ```
+    """
+
+    def __init__(
+        self,
+        tokenizer: str | None = None,
+        what: str = "response",
+        text_columns=None,
+        tokens_column: str = "n_tokens",
+        unique_column: str | None = "n_unique_tokens",
+    ):
+        if what not in WHAT:
+            raise InvalidParameterError(f"Unknown text view what={what!r}. Valid values: {list(WHAT)}.")
+        self.tokenizer = tokenizer
+        self.what = what
+        self.text_columns = text_columns
+        self.tokens_column = tokens_column
+        self.unique_column = unique_column
+        self._tokenizer = None
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_tokenizer"] = None
+        return state
+
+    def __repr__(self):
+        return f"TokenStatsScorer(tokenizer={self.tokenizer!r}, what={self.what!r})"
+
+    def __call__(self, batch: dict[str, list], indices=None) -> dict[str, list]:
+        from ..report.tokens import get_tokenizer, tokenize_texts
+
+        if self._tokenizer is None:
+            self._tokenizer = get_tokenizer(self.tokenizer)
+        view = TextView.for_columns(list(batch.keys()), text_columns=self.text_columns)
+        ids = tokenize_texts(view.texts(batch, what=self.what, indices=indices), self._tokenizer)
+        out = {self.tokens_column: [len(a) for a in ids]}
+        if self.unique_column is not None:
+            out[self.unique_column] = [len(np.unique(a)) for a in ids]
+        return out

