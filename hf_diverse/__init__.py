@@ -19,7 +19,7 @@ from .errors import (
 from .hub import push_curated
 from .provenance import get_provenance
 from .report import DiversityReport, diversity_report
-from .scorers import EmbeddingScorer, LMQualityScorer, RewardModelScorer
+from .scorers import AnswerDivergenceScorer, EmbeddingScorer, LMQualityScorer, RewardModelScorer
 from .selection import VALID_METHODS, diversity_series, facility_location_greedy, select_diverse
 from .textviews import TextView, detect_format
 from .train import train_sft
@@ -28,6 +28,7 @@ from .utils.progress import disable_progress_bars, enable_progress_bars
 
 __all__ = [
     "VALID_METHODS",
+    "AnswerDivergenceScorer",
     "ColumnNotFoundError",
     "DiversityReport",
     "EmbeddingError",

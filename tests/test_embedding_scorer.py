@@ -16,7 +16,8 @@ def small(ifbench):
 def test_map_cache_is_reused(small, monkeypatch):
     loads = []
     real = embedding_module.load_sentence_transformer
-    monkeypatch.setattr(embedding_module, "load_sentence_transformer", lambda *a, **k: loads.append(1) or real(*a, **k))
+    counting = lambda *a, **k: loads.append(1) or real(*a, **k)  # noqa: E731
+    monkeypatch.setattr(embedding_module, "load_sentence_transformer", counting)
     first = small.map(EmbeddingScorer(), batched=True)
     assert loads == [1]
     second = small.map(EmbeddingScorer(), batched=True)  # a fresh, identical scorer: same fingerprint

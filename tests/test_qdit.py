@@ -53,6 +53,10 @@ def test_dense_lazy_blocked_match_naive(alpha):
     results = {s: facility_location_greedy(torch.from_numpy(x), 40, quality=q, alpha=alpha, strategy=s,
                                            block_size=128, show_progress=False)
                for s in ("dense", "lazy", "incremental", "blocked")}
+    # exact updates from the first pick on (normally they start once lazy re-scoring gets costly)
+    results["incremental-from-start"] = facility_location_greedy(
+        torch.from_numpy(x), 40, quality=q, alpha=alpha, strategy="incremental", incremental_after=0,
+        block_size=128, show_progress=False)
     for strategy, res in results.items():
         np.testing.assert_array_equal(res.indices, ref_picks, err_msg=strategy)
         assert res.coverage == pytest.approx(ref_cov, rel=1e-6)

@@ -139,5 +139,21 @@ def test_bad_input_shows_a_message_and_the_app_keeps_working(page):
     assert _table_rows(page, "#table") == 10
 
 
+def test_failed_push_shows_a_message_and_never_echoes_the_token(page):
+    token = "hf_browserSECRET0123456789"
+    page.get_by_text("3. Push to the Hub").click()
+    page.locator("#repo-id input, #repo-id textarea").first.fill("me/ifbench-qdit")
+    token_box = page.locator("#token input").first
+    assert token_box.get_attribute("type") == "password"
+    token_box.fill(token)
+    page.locator("#push").click()
+    _wait_text(page, "#push-status", "Error")
+    message = page.locator("#push-status").inner_text()
+    assert "offline" in message.lower() or "network" in message.lower() or "hub" in message.lower(), message
+    shown = page.locator("body").inner_text()
+    stored = page.evaluate("() => JSON.stringify(localStorage) + JSON.stringify(sessionStorage)")
+    assert token not in shown and token not in stored and token not in message
+
+
 def test_page_made_no_request_outside_loopback(page):
     assert page.outside_requests == []

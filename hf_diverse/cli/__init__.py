@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run `hf-diverse <command> --help` for the options and examples of each command.",
     )
     sub = parser.add_subparsers(dest="command", metavar="<command>")
-    for name, module in SUBCOMMANDS.items():
+    for module in SUBCOMMANDS.values():
         importlib.import_module(module).add_parser(sub)
     return parser
 

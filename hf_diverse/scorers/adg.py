@@ -19,11 +19,17 @@ Choices made here (where the reference code differs, it is named):
 - Randomness is per row: every row draws its uniforms from a `torch.Generator` seeded by a hash of (seed, the
   instruction's messages), and sampling is an inverse-CDF draw over the temperature/top-p distribution with those
   uniforms. So a row's answers do not depend on the `map` batch size, on the other rows of the batch, or on the rank.
-- Answer vectors: one batched teacher-forced forward pass over prompt + answer; the mean of hidden layers -4, -3, -2
-  is averaged over the *answer* tokens with the reference's token weights (0 for empty/punctuation-only tokens, x1.3
-  for tokens with a digit or one of `%℃°`, else 1), then L2-normalised (`pool="answer"`). `pool="instruction+answer"`
-  reproduces the reference, which pools every token of `instruction + " " + answer` encoded on its own. An answer
-  with no weighted token (empty, or punctuation only) gets the zero vector, as in the reference.
+- Answer vectors (`pool="answer"`, the default): the teacher-forced hidden states of the answer tokens over
+  prompt + answer; the mean of hidden layers -4, -3, -2 is averaged over the *answer* tokens with the reference's
+  token weights (0 for empty/punctuation-only tokens, x1.3 for tokens with a digit or one of `%℃°`, else 1), then
+  L2-normalised. With the transformers backend these states are collected during sampling itself: decoding with a KV
+  cache feeds each sampled token through the model conditioned on prompt + earlier answer tokens, which is exactly
+  the teacher-forced pass, so a separate pass would recompute the same numbers (a test checks they agree to 1e-5).
+  The prompt is prefilled once per row and its cache shared by the K samples. With vLLM answers, one batched
+  teacher-forced forward pass over prompt + answer (`AnswerDivergenceScorer.embed`) computes them.
+  `pool="instruction+answer"` reproduces the reference, which pools every token of `instruction + " " + answer`
+  encoded on its own (no template), in one batched pass. An answer with no weighted token (empty, or punctuation
+  only) gets the zero vector, as in the reference.
 """
 
 import hashlib

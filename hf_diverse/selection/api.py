@@ -188,7 +188,9 @@ def select_diverse(
     t_select = time.perf_counter() - t0
     indices = np.asarray(result.indices, dtype=np.int64)
     if len(indices) != k or len(np.unique(indices)) != k:
-        raise RuntimeError(f"method {method!r} returned {len(indices)} rows ({len(np.unique(indices))} unique), not k={k}")
+        raise RuntimeError(
+            f"method {method!r} returned {len(indices)} rows ({len(np.unique(indices))} unique), not k={k}"
+        )
     if method in _NEEDS_EMBEDDINGS and "facility_location" not in result.objective:
         from .facility import facility_location_objective
 
@@ -284,7 +286,8 @@ def reproduce_commands(record: dict) -> dict:
             cli += ["--split", source["split"]]
     cli += ["--k", str(k), "--method", method, "--seed", str(seed)]
     for key, value in params.items():
-        if value is None or key in ("embedding_column",) and value == "embedding" or key == "what" and value == "instruction":
+        is_default = (key, value) in (("embedding_column", "embedding"), ("what", "instruction"))
+        if value is None or is_default:
             continue
         py_args.append(f"{key}={value!r}")
         flag = "--" + key.replace("_", "-")
@@ -294,6 +297,7 @@ def reproduce_commands(record: dict) -> dict:
     py_args.append(f"seed={seed}")
     load = f"load_pool({src!r})" if src and source.get("kind") != "embedded" else "load_pool()"
     return {
-        "python": f"from hf_diverse import load_pool, select_diverse\nsubset = select_diverse({load}, {', '.join(py_args)})",
+        "python": "from hf_diverse import load_pool, select_diverse\n"
+        f"subset = select_diverse({load}, {', '.join(py_args)})",
         "cli": " ".join(cli),
     }

@@ -218,7 +218,7 @@ def read_quality(dataset: Dataset, column: str) -> np.ndarray:
     if column not in dataset.column_names:
         from ..errors import ColumnNotFoundError
 
-        numeric = [c for c, t in zip(dataset.column_names, dataset.data.schema.types)
+        numeric = [c for c, t in zip(dataset.column_names, dataset.data.schema.types, strict=False)
                    if pa.types.is_integer(t) or pa.types.is_floating(t)]
         raise ColumnNotFoundError(
             f"Quality column {column!r} not in the dataset. Current columns in the dataset: {dataset.column_names}"
@@ -233,7 +233,8 @@ def read_quality(dataset: Dataset, column: str) -> np.ndarray:
     bad = ~np.isfinite(q)
     if bad.any():
         raise QualityError(
-            f"Quality column {column!r} has {int(bad.sum())} NaN/inf value(s), first at row {int(np.flatnonzero(bad)[0])}."
+            f"Quality column {column!r} has {int(bad.sum())} NaN/inf value(s), "
+            f"first at row {int(np.flatnonzero(bad)[0])}."
         )
     return q
 

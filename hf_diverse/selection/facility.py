@@ -16,7 +16,9 @@ Strategies (all exact, same ranking):
 - `"dense"`: the clamped similarity matrix S (N x N float32) is built in blocks, then plain greedy re-scores every
   candidate at every step. O(k N^2): a reference for small pools.
 - `"lazy"`: S is built in blocks, then lazy greedy (stale upper bounds, re-scored in small batches).
-- `"incremental"`: S is built in blocks, and every candidate's gain is kept exact by subtracting, after each pick j,
+- `"incremental"`: S is built in blocks; lazy greedy runs while it is cheap, and once a pick needs more re-scoring
+  than an exact update would cost, every candidate's gain is re-scored once and then kept exact by subtracting, after
+  each pick j,
   what j took away: for the points v whose cover rises from old_v to new_v = S[j, v], candidate i loses
   clamp(S[v, i], old_v, new_v) - old_v. Since S is symmetric those are contiguous rows S[v, :], so the work per pick
   is |{v covered better}| * N memory-bound operations (summed over all picks: a few N^2 on clustered data), with no
@@ -100,6 +102,7 @@ def facility_location_greedy(
     strategy: str = "auto",
     block_size: int = 2048,
     eval_batch: int = 16,
+    incremental_after: int = 64,
     memory_budget: int | None = None,
     show_progress: bool = True,
 ) -> GreedyResult:
@@ -113,6 +116,8 @@ def facility_location_greedy(
         strategy (`str`, defaults to `"auto"`): one of `STRATEGIES` (see the module docstring).
         block_size (`int`): rows per similarity block.
         eval_batch (`int`): stale candidates re-scored together in the lazy loop.
+        incremental_after (`int`, defaults to 64): `"incremental"` switches to exact updates after a pick that
+            re-scored more than max(this, 2 * newly covered) rows; 0 switches after the first pick.
         memory_budget (`int`, *optional*): bytes allowed for S; defaults to half of the device's free memory.
 
     Example:
@@ -174,29 +179,7 @@ def facility_location_greedy(
     evaluations = 0
     neg_inf = torch.tensor(-math.inf, dtype=torch.float64, device=device)
     bar = tqdm(total=k, desc=f"QDIT greedy ({strategy})", disable=not show_progress)
-    if strategy == "incremental":
-        div = torch.cat([exact_div(all_rows[i : i + block_size]) for i in range(0, n, block_size)])
-        evaluations += n
-        selected = torch.zeros(n, dtype=torch.bool, device=device)
-        for _ in range(k):
-            score = torch.where(selected, neg_inf, w_div * div + modular)
-            j = int(torch.argmax(score))
-            picks.append(j)
-            gains.append(float(score[j]))
-            div_gains.append(float(div[j]))
-            selected[j] = True
-            row = s[j]
-            improved = torch.nonzero(row > cur).squeeze(1)
-            evaluations += int(improved.numel())
-            old, new = cur[improved], row[improved]
-            for start in range(0, improved.numel(), 256):
-                v = improved[start : start + 256]
-                lo, hi = old[start : start + 256, None], new[start : start + 256, None]
-                lost = torch.minimum(torch.maximum(s[v], lo), hi).sum(dim=0, dtype=torch.float64)
-                div -= lost - lo.sum(dtype=torch.float64)
-            cur[improved] = new
-            bar.update(1)
-    elif strategy == "dense":
+    if strategy == "dense":
         selected = torch.zeros(n, dtype=torch.bool, device=device)
         for _ in range(k):
             div = torch.cat([exact_div(all_rows[i : i + block_size]) for i in range(0, n, block_size)])
@@ -210,32 +193,56 @@ def facility_location_greedy(
             cur = torch.maximum(cur, rows_of(all_rows[j : j + 1])[0])
             bar.update(1)
     else:
-        # initial gains d(j|{}) = row sums of S, computed in blocks
-        div0 = torch.cat([exact_div(all_rows[i : i + block_size]) for i in range(0, n, block_size)])
+        # lazy greedy; "incremental" switches, once lazy needs more re-scoring per pick than an exact update costs,
+        # to keeping every gain exact (one full re-score, then per-pick updates over the newly covered rows)
+        div = torch.cat([exact_div(all_rows[i : i + block_size]) for i in range(0, n, block_size)])
         evaluations += n
-        ub = w_div * div0 + modular  # upper bounds on f (exact at step 0)
-        fresh_div = div0.clone()
+        ub = w_div * div + modular  # upper bounds on f (exact at step 0)
         stamp = torch.zeros(n, dtype=torch.long, device=device)  # step at which ub was last exact
+        exact_phase = False
         for step in range(k):
-            batch = eval_batch
-            while True:
-                j = int(torch.argmax(ub))
-                if int(stamp[j]) == step:
-                    break
-                top = torch.topk(ub, min(batch, n - step)).indices
-                stale = top[stamp[top] != step]
-                div = exact_div(stale)
-                evaluations += int(stale.numel())
-                fresh_div[stale] = div
-                ub[stale] = w_div * div + modular[stale]
-                stamp[stale] = step
-                batch = min(batch * 2, 1024)
+            step_evals = 0
+            if exact_phase:
+                j = int(torch.argmax(w_div * div + modular + penalty))
+            else:
+                batch = eval_batch
+                while True:
+                    j = int(torch.argmax(ub))
+                    if int(stamp[j]) == step:
+                        break
+                    top = torch.topk(ub, min(batch, n - step)).indices
+                    stale = top[stamp[top] != step]
+                    fresh = exact_div(stale)
+                    step_evals += int(stale.numel())
+                    div[stale] = fresh
+                    ub[stale] = w_div * fresh + modular[stale]
+                    stamp[stale] = step
+                    batch = min(batch * 2, 1024)
             picks.append(j)
-            gains.append(float(ub[j]))
-            div_gains.append(float(fresh_div[j]))
+            gains.append(float(w_div * div[j] + modular[j]))
+            div_gains.append(float(div[j]))
             ub[j] = neg_inf
             stamp[j] = -1
-            cur = torch.maximum(cur, rows_of(all_rows[j : j + 1])[0])
+            row = rows_of(all_rows[j : j + 1])[0]
+            improved = torch.nonzero(row > cur).squeeze(1)
+            if exact_phase:
+                penalty[j] = neg_inf
+                old, new = cur[improved], row[improved]
+                for start in range(0, improved.numel(), 256):
+                    lo, hi = old[start : start + 256, None], new[start : start + 256, None]
+                    covered = s[improved[start : start + 256]]  # S is symmetric: row v holds S[:, v]
+                    lost = torch.minimum(torch.maximum(covered, lo), hi).sum(dim=0, dtype=torch.float64)
+                    div -= lost - lo.sum(dtype=torch.float64)
+                step_evals += int(improved.numel())
+            cur[improved] = row[improved]
+            evaluations += step_evals
+            lazy_too_costly = step_evals > max(incremental_after, 2 * improved.numel()) or incremental_after == 0
+            if strategy == "incremental" and not exact_phase and lazy_too_costly:
+                div = torch.cat([exact_div(all_rows[i : i + block_size]) for i in range(0, n, block_size)])
+                evaluations += n
+                penalty = torch.zeros(n, dtype=torch.float64, device=device)
+                penalty[torch.as_tensor(picks, device=device)] = neg_inf
+                exact_phase = True
             bar.update(1)
     bar.close()
     coverage = float(cur.sum(dtype=torch.float64))
