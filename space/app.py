@@ -20,7 +20,9 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 # gradio's run history would keep every call's inputs (the push token too) in the browser
 os.environ.setdefault("GRADIO_RUN_HISTORY", "False")
 
+import shutil  # noqa: E402
 import tempfile  # noqa: E402
+import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import gradio as gr  # noqa: E402
@@ -149,6 +151,19 @@ def _numeric_columns(pool) -> list[str]:
             if isinstance(feat, Value) and (feat.dtype.startswith(("int", "uint", "float")))]
 
 
+_OUTPUT_ROOT = Path(tempfile.gettempdir()) / "hf_diverse_space"
+OUTPUT_MAX_AGE_S = 3600
+
+
+def _new_output_dir() -> Path:
+    """A fresh folder for one selection's files; folders older than an hour are removed (a long-running Space)."""
+    _OUTPUT_ROOT.mkdir(parents=True, exist_ok=True)
+    for old in _OUTPUT_ROOT.iterdir():
+        if time.time() - old.stat().st_mtime > OUTPUT_MAX_AGE_S:
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(dir=_OUTPUT_ROOT))
+
+
 # --- callbacks ----------------------------------------------------------------------------------------------------
 def load_source(kind: str, hub_id: str, split: str, limit, upload):
     """Load the pool. Returns (pool state, pool description, quality-column choices, status)."""
@@ -246,7 +261,7 @@ def run_selection(state, method, k, seed, alpha, diversity, quality_column, inst
         subset = select_diverse(pool, k, method=method, quality_column=quality, text_columns=text_columns, seed=seed,
                                 embedding_column=EMBEDDING_COLUMN, **kwargs)
         progress(0.6, desc="Diversity report")
-        out_dir = Path(tempfile.mkdtemp(prefix="hf_diverse_space_"))
+        out_dir = _new_output_dir()
         report = _report(pool, subset, text_columns, seed, embed_responses)
         progress(0.8, desc="Plots and downloads")
         map_png = _projection_png(pool, subset, out_dir)

@@ -166,7 +166,9 @@ def test_scorer_columns_and_ranges(scored_b4):
 
 
 def test_batch_size_does_not_change_results(small_pool, tiny_scorer, scored_b4):
-    scored_b1 = small_pool.map(tiny_scorer, batched=True, batch_size=1, features=tiny_scorer.features(small_pool))
+    # also the multi-GPU calling convention: map(with_indices=True, with_rank=True) passes (batch, indices, rank)
+    scored_b1 = small_pool.map(tiny_scorer, batched=True, batch_size=1, with_indices=True, with_rank=True,
+                               features=tiny_scorer.features(small_pool))
     assert scored_b1["adg_answers"] == scored_b4["adg_answers"]
     # vectors come from differently padded batches: equal up to float32 rounding
     for name in ("adg_divergence", "adg_isotropy", "adg_score"):
@@ -232,6 +234,17 @@ def test_scorer_validates_arguments():
 def test_vllm_backend_needs_the_extra():
     with pytest.raises(MissingDependencyError, match=r"pip install 'hf_diverse\[vllm\]'"):
         AnswerDivergenceScorer(backend="vllm")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_scorer_on_gpu_half_precision(small_pool, tiny_llama_path):
+    scorer = AnswerDivergenceScorer(model=tiny_llama_path, num_samples=K, max_new_tokens=TOKENS, keep_answers=True,
+                                    device="cuda")
+    model, _ = scorer.load()
+    assert model.dtype in (torch.bfloat16, torch.float16)
+    a, b = scorer(small_pool[:4]), scorer(small_pool[:1])
+    assert a["adg_answers"][:1] == b["adg_answers"]
+    assert all(0 <= v <= 1 for v in a["adg_divergence"]) and all(0 <= v <= 0.5 + 1e-3 for v in a["adg_isotropy"])
 
 
 # --- quota ------------------------------------------------------------------------------------------------------
@@ -372,8 +385,8 @@ def test_quadrant_plot(tmp_path):
 # --- real model -------------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_real_smollm2_on_ifbench(ifbench):
-    pool = ifbench.select(range(4))
-    scorer = AnswerDivergenceScorer(num_samples=3, max_new_tokens=32, keep_answers=True)
+    pool = ifbench.select(range(3))
+    scorer = AnswerDivergenceScorer(num_samples=3, max_new_tokens=16, keep_answers=True)
     a = pool.map(scorer, batched=True, batch_size=4, features=scorer.features(pool))
     b = pool.map(scorer, batched=True, batch_size=1, features=scorer.features(pool), load_from_cache_file=False)
     assert a["adg_answers"] == b["adg_answers"]

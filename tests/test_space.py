@@ -57,6 +57,13 @@ def uploaded(app, scored_jsonl):
     return app.load_source("Upload a file", "", "train", None, str(scored_jsonl))[0]
 
 
+@pytest.fixture
+def light(app, monkeypatch):
+    """No report and no map, for tests about other outputs (both are checked on the QDIT run and in the browser)."""
+    monkeypatch.setattr(app, "_report", lambda *args: None)
+    monkeypatch.setattr(app, "_projection_png", lambda *args: None)
+
+
 def _is_noop(update) -> bool:
     return isinstance(update, dict) and update == {"__type__": "update"}
 
@@ -159,7 +166,20 @@ def test_qdit_selection_plots_and_card(app, qdit20):
     assert "qdit" in Path(card).read_text()
 
 
-def test_quality_method_with_uploaded_scores_and_fraction(app, uploaded):
+def test_old_output_folders_are_removed(app, monkeypatch, tmp_path):
+    import os
+
+    monkeypatch.setattr(app, "_OUTPUT_ROOT", tmp_path)
+    old, recent = tmp_path / "old", tmp_path / "recent"
+    old.mkdir()
+    recent.mkdir()
+    os.utime(old, (1, 1))
+    new = app._new_output_dir()
+    assert new.parent == tmp_path and new.is_dir()
+    assert not old.exists() and recent.exists()
+
+
+def test_quality_method_with_uploaded_scores_and_fraction(app, uploaded, light):
     outputs = app.run_selection(uploaded, "quality", 0.25, 3, 0.7, 1.0, "score", "", "", progress=_no_progress)
     result, table, status = outputs[0], outputs[1], outputs[-1]
     assert status.startswith("Selected **10** of 40 rows with `quality`")
@@ -167,7 +187,7 @@ def test_quality_method_with_uploaded_scores_and_fraction(app, uploaded):
     assert min(result["subset"]["score"]) == 5.0 and "score" in table.columns
 
 
-def test_method_parameters_reach_select_diverse(app, uploaded):
+def test_method_parameters_reach_select_diverse(app, uploaded, light):
     from hf_diverse import get_provenance
 
     result = app.run_selection(uploaded, "qdit", 8, 1, 0.3, 1.0, "score", "", "", progress=_no_progress)[0]
@@ -178,7 +198,7 @@ def test_method_parameters_reach_select_diverse(app, uploaded):
     assert get_provenance(result["subset"])["parameters"]["diversity"] == 0.5
 
 
-def test_text_column_override(app, uploaded):
+def test_text_column_override(app, uploaded, light):
     outputs = app.run_selection(uploaded, "random", 5, 0, 0.7, 1.0, app.NO_QUALITY, "output", "",
                                 progress=_no_progress)
     table = outputs[1]
@@ -219,7 +239,7 @@ def test_adg_row_cap(app, loaded):
     assert f"at most {app.ADG_MAX_ROWS} rows" in outputs[-1]
 
 
-def test_adg_with_a_tiny_model_shows_the_quadrant(app, uploaded, tiny_llama_path, monkeypatch):
+def test_adg_with_a_tiny_model_shows_the_quadrant(app, uploaded, tiny_llama_path, monkeypatch, light):
     from hf_diverse import get_provenance
 
     if "adg" not in app.METHODS:
@@ -287,6 +307,8 @@ def test_push_offline_is_a_readable_error(app, qdit20):
 
     if not hasattr(hf_diverse, "push_curated"):
         pytest.skip("push_curated is not in this hf_diverse version")
+    # the real push_curated (no pool: no report or plots to build first) fails on HF_HUB_OFFLINE=1 set by conftest
+    result = {"subset": qdit20[0]["subset"], "pool": None, "report": None}
     with pytest.warns(UserWarning):
-        message = app.push_to_hub(qdit20[0], "me/subset", "hf_offline_token_abc", True)
-    assert message.startswith("**Error:**") and "hf_offline_token_abc" not in message
+        message = app.push_to_hub(result, "me/subset", "hf_offline_token_abc", True)
+    assert message.startswith("**Error:**") and "me/subset" in message and "hf_offline_token_abc" not in message

@@ -149,7 +149,7 @@ def test_failed_push_shows_a_message_and_never_echoes_the_token(page):
     page.locator("#push").click()
     _wait_text(page, "#push-status", "Error")
     message = page.locator("#push-status").inner_text()
-    assert "offline" in message.lower() or "network" in message.lower() or "hub" in message.lower(), message
+    assert "me/ifbench-qdit" in message and "Traceback" not in message, message  # tests run with HF_HUB_OFFLINE=1
     shown = page.locator("body").inner_text()
     stored = page.evaluate("() => JSON.stringify(localStorage) + JSON.stringify(sessionStorage)")
     assert token not in shown and token not in stored and token not in message

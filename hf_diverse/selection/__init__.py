@@ -2,8 +2,10 @@
 
 from .api import VALID_METHODS, method_parameters, resolve_k, select_diverse
 from .base import SelectionContext, SelectionResult
+from .distributed import greedi
 from .facility import facility_location_greedy, facility_location_objective
 from .series import diversity_series
+from .sparse import build_knn_graph, sparse_qdit
 
 __all__ = [
     "VALID_METHODS",
@@ -12,6 +14,9 @@ __all__ = [
     "diversity_series",
     "facility_location_greedy",
     "facility_location_objective",
+    "build_knn_graph",
+    "greedi",
+    "sparse_qdit",
     "method_parameters",
     "resolve_k",
     "select_diverse",

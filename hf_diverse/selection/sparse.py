@@ -376,6 +376,7 @@ def build_knn_graph(
             t0 = time.perf_counter()
             graph = _load_graph(path, x.device)
             if graph is not None and graph.n == n:
+                graph.info.pop("build_s", None)  # the build time of an earlier run
                 graph.info.update(cache="hit", cache_path=str(path), load_s=round(time.perf_counter() - t0, 3))
                 logger.info("kNN graph loaded from %s", path)
                 return graph
