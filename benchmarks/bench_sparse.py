@@ -16,6 +16,7 @@ Stages (`--stages`, default all):
                 the same subsample: the ratio estimates sparse/exact on the full pool.
 - `apricot`:    apricot FacilityLocationSelection(metric="precomputed", optimizer="lazy") on the same kNN graph (scipy
                 CSR of max(cos, 0)): the same objective, so the same picks are expected; times apricot's greedy only.
+- `knn`:        kNN build time and recall@m of the torch IVF (`knn="ivf"`) and FAISS IVF-flat (`knn="faiss"`).
 - `submodlib`:  submodlib FacilityLocationFunction(mode="sparse", sijs=<same CSR>) + LazyGreedy, run with the Python
                 given by --submodlib-python (a separate venv: `pip install submodlib-py`).
 
@@ -180,6 +181,32 @@ def stage_apricot(args) -> dict:
             "peak_rss_gib": round(peak_rss_gib(), 2)}
 
 
+def stage_knn(args) -> dict:
+    """kNN build time and recall@m (against exact top-m of 1000 random rows) of the torch IVF and FAISS IVF-flat."""
+    import torch
+
+    from hf_diverse.selection.base import read_embeddings_chunked
+    from hf_diverse.selection.sparse import knn_faiss, knn_ivf
+
+    if args.threads:
+        import faiss
+
+        faiss.omp_set_num_threads(args.threads)
+    x = read_embeddings_chunked(_load_pool(args), "embedding")
+    queries = torch.as_tensor(np.sort(np.random.default_rng(3).choice(args.n, 1000, replace=False)))
+    truth = torch.topk(x[queries] @ x.T, args.m, dim=1).indices
+    out = {"stage": "knn (ivf vs faiss)", "n": args.n, "m": args.m, "nprobe": args.nprobe}
+    for name, build in (("ivf", lambda: knn_ivf(x, args.m, nprobe=args.nprobe)),
+                        ("faiss", lambda: knn_faiss(x, args.m, nprobe=args.nprobe)[:2])):
+        t0 = time.perf_counter()
+        _, indices = build()
+        out[f"{name}_s"] = round(time.perf_counter() - t0, 1)
+        found = indices[queries]
+        out[f"{name}_recall"] = float(np.mean([len(set(a) & set(b)) / args.m
+                                               for a, b in zip(found.tolist(), truth.tolist(), strict=True)]))
+    return out
+
+
 def stage_submodlib(args) -> dict:
     import scipy.sparse as sp
 
@@ -216,6 +243,7 @@ STAGES = {
     "sparse-rerun": lambda a: stage_select(a, "sparse", rerun=True),
     "stochastic": lambda a: stage_select(a, "stochastic"),
     "exact": stage_exact,
+    "knn": stage_knn,
     "apricot": stage_apricot,
     "submodlib": stage_submodlib,
 }
@@ -230,7 +258,7 @@ def main():
     p.add_argument("--nprobe", type=int, default=16)
     p.add_argument("--subsample", type=int, default=50_000, help="rows of the exact-greedy subsample")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    p.add_argument("--stages", default="gen,sparse,sparse-rerun,stochastic,exact,apricot,submodlib")
+    p.add_argument("--stages", default="gen,sparse,sparse-rerun,stochastic,exact,apricot,knn,submodlib")
     p.add_argument("--workdir", type=Path, default=Path("/tmp/hf_diverse_bench_sparse"))
     p.add_argument("--submodlib-python", default=None, help="python of a venv with submodlib-py installed")
     p.add_argument("--timeout", type=int, default=3600)

@@ -166,7 +166,23 @@ def _new_output_dir() -> Path:
 
 # --- callbacks ----------------------------------------------------------------------------------------------------
 def load_source(kind: str, hub_id: str, split: str, limit, upload):
-    """Load the pool. Returns (pool state, pool description, quality-column choices, status)."""
+    """The Load button: read the pool with `load_pool`, capped at `MAX_ROWS`.
+
+    Args:
+        kind (`str`): one of `SOURCES`.
+        hub_id (`str`), split (`str`): the Hub dataset and split (for `"Hub dataset"`).
+        limit (`int`, *optional*): keep the first rows only; 0 or empty means up to `MAX_ROWS`.
+        upload (`str`, *optional*): path of the uploaded file (for `"Upload a file"`).
+
+    Returns:
+        `(pool state, pool description, quality-column choices, status)`; on error every output but the status is
+        left unchanged and the status holds the message.
+
+    Example:
+    ```py
+    >>> state, description, _, status = load_source("Embedded sample", "", "train", 0, None)
+    ```
+    """
     try:
         limit = int(limit) if limit not in (None, "", 0) else None
         cap = min(limit, MAX_ROWS) if limit else MAX_ROWS
@@ -229,7 +245,28 @@ def _pool_with_adg_scores(state: dict, pool, text_columns, seed: int, progress):
 def run_selection(state, method, k, seed, alpha, diversity, quality_column, instruction_columns, response_columns,
                   embed_responses: bool = False,
                   progress=gr.Progress(track_tqdm=True)):  # noqa: B008 - gradio's way of asking for progress
-    """Select. Returns (result state, table, map, report table, quadrant, downloads, status)."""
+    """The Select button: `select_diverse` on the loaded pool, then the report, the plots and the downloads.
+
+    Args:
+        state (`dict`): from `load_source`.
+        method (`str`): one of `METHODS`.
+        k (`int` or `float`): rows, or a fraction of the pool in (0, 1).
+        seed (`int`), alpha (`float`), diversity (`float`): passed on when the method has such a parameter (alpha
+            only with a quality column).
+        quality_column (`str`): a numeric column, or `NO_QUALITY`.
+        instruction_columns (`str`), response_columns (`str`): comma-separated text-column override (empty: the
+            detected format).
+        embed_responses (`bool`, defaults to `False`): let the report embed the responses too (slower).
+
+    Returns:
+        `(result state, rows table, map PNG, report table, quadrant update, download paths, status)`; on error
+        every output but the status is left unchanged.
+
+    Example:
+    ```py
+    >>> outputs = run_selection(state, "qdit", 20, 0, 0.7, 1.0, NO_QUALITY, "", "")
+    ```
+    """
     n_out, status = 7, 6
     try:
         if not state or state.get("pool") is None:
@@ -281,7 +318,25 @@ def run_selection(state, method, k, seed, alpha, diversity, quality_column, inst
 
 
 def push_to_hub(result, repo_id: str, token: str, private: bool):
-    """Push the last subset with `push_curated`. The token is used for this call only: never shown or logged."""
+    """The Push button: `push_curated` of the last subset, with its pool and report.
+
+    The token is the visitor's (a machine token such as a Space's `HF_TOKEN` is never used), for this call only,
+    never shown, stored or logged, and scrubbed from error messages.
+
+    Args:
+        result (`dict`): from `run_selection`.
+        repo_id (`str`): the dataset repository, e.g. `"me/alpaca-qdit-3k"`.
+        token (`str`): a Hub token with write access.
+        private (`bool`): make the repository private.
+
+    Returns:
+        `str`: the commit URL, or the error message.
+
+    Example:
+    ```py
+    >>> push_to_hub(result, "me/ifbench-qdit-20", "hf_...", True)
+    ```
+    """
     token = (token or "").strip() or None
     try:
         if not result or result.get("subset") is None:
@@ -303,10 +358,8 @@ def push_to_hub(result, repo_id: str, token: str, private: bool):
 
 # --- thin wrappers over the report, plot and card APIs -----------------------------------------------------------
 def _report(pool, subset, text_columns, seed, embed_responses):
-    try:
-        from hf_diverse.report import diversity_report
-    except ImportError:
-        return None
+    from hf_diverse.report import diversity_report
+
     # the instruction embeddings are the pool's column; response embeddings are computed only when asked
     return diversity_report(pool, subset, text_columns=text_columns, embedding_column=EMBEDDING_COLUMN, seed=seed,
                             compute_embeddings=bool(embed_responses), self_bleu_samples=SELF_BLEU_SAMPLES,
@@ -316,7 +369,7 @@ def _report(pool, subset, text_columns, seed, embed_responses):
 def _report_table(report) -> pd.DataFrame:
     """One row per (text view, metric), one column per set (subset, pool, random)."""
     if report is None:
-        return pd.DataFrame({"note": ["diversity_report is not available in this hf_diverse version"]})
+        return pd.DataFrame({"note": ["no diversity report"]})
     from hf_diverse.report.diversity import METRICS
     from hf_diverse.report.metrics import HIGHER_IS_MORE_DIVERSE
 

@@ -1,4 +1,4 @@
-"""ADG: answer-divergence geometry, the per-row-seeded scorer, the binned quota, `method="adg"` and the quadrant plot."""
+"""ADG: divergence geometry, the per-row-seeded scorer, the binned quota, `method="adg"` and the quadrant plot."""
 
 import importlib.util
 import pickle
@@ -107,9 +107,9 @@ def test_sampling_draws_from_the_nucleus_with_the_right_frequencies():
     torch.manual_seed(0)
     logits = torch.randn(4, 50) * 2
     n = 10000
-    u = torch.rand(n, dtype=torch.float64)
+    noise = torch.rand(n, 50)
     for row in range(4):
-        tokens = sample_top_p(logits[row].expand(n, -1), u, temperature=1.4, top_p=0.9)
+        tokens = sample_top_p(logits[row].expand(n, -1), noise, temperature=1.4, top_p=0.9)
         warped = TopPLogitsWarper(0.9)(None, TemperatureLogitsWarper(1.4)(None, logits[row:row + 1].clone()))
         allowed = torch.isfinite(warped[0])
         assert allowed[tokens].all(), "a token outside transformers' top-p nucleus was drawn"
@@ -117,9 +117,13 @@ def test_sampling_draws_from_the_nucleus_with_the_right_frequencies():
         freq = torch.bincount(tokens, minlength=50).double() / n
         assert (freq - expected).abs().max() < 0.025  # about 5 standard errors
     # a row's draw does not depend on the other rows of the batch
-    batch = sample_top_p(logits, u[:4], 1.4, 0.9)
-    alone = torch.stack([sample_top_p(logits[i:i + 1], u[i:i + 1], 1.4, 0.9)[0] for i in range(4)])
+    batch = sample_top_p(logits, noise[:4], 1.4, 0.9)
+    alone = torch.stack([sample_top_p(logits[i:i + 1], noise[i:i + 1], 1.4, 0.9)[0] for i in range(4)])
     assert torch.equal(batch, alone)
+    # top_p=1 keeps the whole vocabulary
+    full = sample_top_p(logits[0].expand(n, -1), noise, 1.0, 1.0)
+    freq = torch.bincount(full, minlength=50).double() / n
+    assert (freq - torch.softmax(logits[0], -1)).abs().max() < 0.025
 
 
 def test_row_seed_is_stable_and_content_keyed():

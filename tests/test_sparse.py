@@ -184,7 +184,7 @@ def test_dense_too_large_fails_before_allocating(monkeypatch):
     monkeypatch.setattr(facility, "build_similarity", no_similarity)
     with monkeypatch.context() as patch:
         patch.setattr(SelectionContext, "embeddings", no_embeddings)
-        for strategy in ("dense", "lazy"):
+        for strategy in ("dense", "lazy", "incremental"):
             with pytest.raises(InsufficientMemoryError, match=r"strategy='sparse'") as err:
                 select_diverse(ds, 10, strategy=strategy, memory_budget=400 * 400 * 4 - 1, show_progress=False)
             assert f"strategy={strategy!r}" in str(err.value) and "400x400" in str(err.value)

@@ -31,14 +31,14 @@ def _k_value(text: str):
 
 
 def _method_options() -> dict:
-    """Method-specific parameters from the method functions' signatures: name -> (default, type, methods)."""
+    """Method-specific parameters from the method functions' signatures: name -> (annotation, {method: default})."""
     options = {}
     for method in VALID_METHODS:
         for p in list(inspect.signature(method_function(method)).parameters.values())[1:]:
             if p.name in _EXPLICIT:
                 continue
-            entry = options.setdefault(p.name, [p.default, p.annotation, []])
-            entry[2].append(method)
+            entry = options.setdefault(p.name, [p.annotation, {}])
+            entry[1][method] = p.default
     return options
 
 
@@ -87,10 +87,14 @@ def add_parser(sub):
                    help="After saving, publish the subset to this Hub dataset repo (see `hf-diverse push`).")
     p.add_argument("--private", action="store_true", default=None, help="With --push-to: make the repo private.")
     group = p.add_argument_group("method-specific options")
-    for name, (default, annotation, methods) in _method_options().items():
+    for name, (annotation, defaults) in _method_options().items():
+        if len(set(map(repr, defaults.values()))) == 1:
+            help_text = f"[{', '.join(defaults)}] default: {next(iter(defaults.values()))!r}."
+        else:
+            help_text = "defaults: " + ", ".join(f"{m}: {d!r}" for m, d in defaults.items()) + "."
         group.add_argument(
-            "--" + name.replace("_", "-"), dest=name, type=_converter(annotation, default), default=None,
-            help=f"[{', '.join(methods)}] default: {default!r}.",
+            "--" + name.replace("_", "-"), dest=name, type=_converter(annotation, next(iter(defaults.values()))),
+            default=None, help=help_text,
         )
     p.set_defaults(command="select")
     return p

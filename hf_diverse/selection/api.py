@@ -1,5 +1,6 @@
 """`select_diverse`: the one-liner from a pool to a curated subset."""
 
+import contextlib
 import datetime
 import importlib
 import inspect
@@ -197,7 +198,8 @@ def select_diverse(
         cov = facility_location_objective(ctx.embeddings(), indices)
         result.objective.update(facility_location=cov, coverage=cov / n)
 
-    subset = dataset.select(indices).flatten_indices()
+    with datasets_progress(show_progress):
+        subset = dataset.select(indices).flatten_indices()
     subset = subset.add_column("selection_rank", list(range(k)))
     subset = subset.add_column("selection_gain", np.asarray(result.gains, dtype=np.float64).tolist())
     for name, values in result.columns.items():
@@ -247,14 +249,20 @@ def _compute_embeddings(dataset, column, model, text_columns, what, device, batc
                              device=device, batch_size=batch_size)
     kwargs = dict(batched=True, batch_size=max(batch_size, 256), with_indices=True,
                   features=scorer.features(dataset), num_proc=num_proc, desc="Embedding")
-    if show_progress and are_progress_bars_enabled():
+    with datasets_progress(show_progress):
         return dataset.map(scorer, **kwargs), scorer.model_info
+
+
+@contextlib.contextmanager
+def datasets_progress(enabled: bool):
+    """Show or hide `datasets`' own progress bars (map, flatten) for the duration of the block."""
     from datasets.utils import logging as ds_logging
 
     was_enabled = ds_logging.is_progress_bar_enabled()
-    ds_logging.disable_progress_bar()
+    if not (enabled and are_progress_bars_enabled()):
+        ds_logging.disable_progress_bar()
     try:
-        return dataset.map(scorer, **kwargs), scorer.model_info
+        yield
     finally:
         if was_enabled:
             ds_logging.enable_progress_bar()

@@ -33,7 +33,7 @@ import torch
 from ..errors import InvalidParameterError
 from ..utils.logging import get_logger
 from ..utils.progress import tqdm
-from .facility import choose_strategy, facility_location_greedy
+from .facility import choose_strategy, facility_location_greedy, lazy_pick
 
 logger = get_logger(__name__)
 
@@ -242,20 +242,14 @@ def greedi(
     ub = w_div * fresh + modular  # upper bounds on f, exact at step 0
     stamp = torch.zeros(nb, dtype=torch.long)
     picks, gains, div_gains, evaluations = [], [], [], nb
+
+    def rescore(stale):
+        fresh[stale] = global_gains(stale)
+        return w_div * fresh[stale] + modular[stale]
+
     for step in tqdm(range(k), desc="GreeDi final greedy", disable=not show):
-        batch = eval_batch
-        while True:
-            j = int(torch.argmax(ub))
-            if int(stamp[j]) == step:
-                break
-            top = torch.topk(ub, min(batch, nb - step)).indices
-            stale = top[stamp[top] != step]
-            g = global_gains(stale)
-            evaluations += int(stale.numel())
-            fresh[stale] = g
-            ub[stale] = w_div * g + modular[stale]
-            stamp[stale] = step
-            batch = min(batch * 2, 1024)
+        j, n_rescored = lazy_pick(ub, stamp, step, nb - step, rescore, eval_batch)
+        evaluations += n_rescored
         picks.append(j)
         gains.append(float(ub[j]))
         div_gains.append(float(fresh[j]))

@@ -68,6 +68,26 @@ def choose_strategy(n: int, device: torch.device, memory_budget: int | None = No
     return "incremental" if dense_matrix_bytes(n) <= budget else fallback
 
 
+def lazy_pick(ub: torch.Tensor, stamp: torch.Tensor, step: int, remaining: int, rescore, eval_batch: int = 16):
+    """One lazy-greedy pick: returns `(j, n_rescored)`.
+
+    `ub` holds upper bounds on each candidate's score (exact where `stamp == step`; picked rows hold -inf). While the
+    best bound is stale, the stale candidates among the top `eval_batch` (doubling, up to 1024) are re-scored with
+    `rescore(idx) -> exact scores`. Submodularity makes stale scores upper bounds, so the first fresh maximum is the
+    plain-greedy pick (ties to the lower index, as `argmax`)."""
+    batch, n_rescored = eval_batch, 0
+    while True:
+        j = int(torch.argmax(ub))
+        if int(stamp[j]) == step:
+            return j, n_rescored
+        top = torch.topk(ub, min(batch, remaining)).indices
+        stale = top[stamp[top] != step]
+        ub[stale] = rescore(stale)
+        stamp[stale] = step
+        n_rescored += int(stale.numel())
+        batch = min(batch * 2, 1024)
+
+
 def _similarity_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return (x[rows] @ x.T).clamp_(min=0)
 
@@ -199,25 +219,18 @@ def facility_location_greedy(
         evaluations += n
         ub = w_div * div + modular  # upper bounds on f (exact at step 0)
         stamp = torch.zeros(n, dtype=torch.long, device=device)  # step at which ub was last exact
-        exact_phase = False
+        exact_phase, penalty = False, None
+
+        def rescore(stale):
+            div[stale] = exact_div(stale)
+            return w_div * div[stale] + modular[stale]
+
         for step in range(k):
             step_evals = 0
             if exact_phase:
                 j = int(torch.argmax(w_div * div + modular + penalty))
             else:
-                batch = eval_batch
-                while True:
-                    j = int(torch.argmax(ub))
-                    if int(stamp[j]) == step:
-                        break
-                    top = torch.topk(ub, min(batch, n - step)).indices
-                    stale = top[stamp[top] != step]
-                    fresh = exact_div(stale)
-                    step_evals += int(stale.numel())
-                    div[stale] = fresh
-                    ub[stale] = w_div * fresh + modular[stale]
-                    stamp[stale] = step
-                    batch = min(batch * 2, 1024)
+                j, step_evals = lazy_pick(ub, stamp, step, n - step, rescore, eval_batch)
             picks.append(j)
             gains.append(float(w_div * div[j] + modular[j]))
             div_gains.append(float(div[j]))
@@ -231,8 +244,10 @@ def facility_location_greedy(
                 for start in range(0, improved.numel(), 256):
                     lo, hi = old[start : start + 256, None], new[start : start + 256, None]
                     covered = s[improved[start : start + 256]]  # S is symmetric: row v holds S[:, v]
-                    lost = torch.minimum(torch.maximum(covered, lo), hi).sum(dim=0, dtype=torch.float64)
-                    div -= lost - lo.sum(dtype=torch.float64)
+                    # the improvement each covered row v takes from candidate i: clamp(S[v, i], old_v, new_v) - old_v;
+                    # summed in float32 within a chunk (terms <= new_v - old_v), accumulated in float64
+                    lost = torch.clamp(covered, min=lo, max=hi).sub_(lo).sum(dim=0)
+                    div -= lost.to(torch.float64)
                 step_evals += int(improved.numel())
             cur[improved] = row[improved]
             evaluations += step_evals

@@ -12,6 +12,7 @@ logger = get_logger(__name__)
 # strategies beyond the exact ones of `facility.STRATEGIES`: kNN graph (sparse.py) and GreeDi (distributed.py)
 EXTRA_STRATEGIES = ("sparse", "stochastic", "greedi")
 _DTYPES = ("float32", "float16", "bfloat16")
+_STORES_MATRIX = ("dense", "lazy", "incremental")  # exact strategies that hold the N x N matrix
 SCALING = "f(j|A) = (1 - alpha) * d(j|A) / N + alpha * q~(j) / k, q~ = min-max rescaled quality over the pool"
 
 
@@ -42,12 +43,13 @@ def select_qdit(
     quality column alpha is forced to 0 (pure diversity) with a logged notice.
 
     Args:
-        strategy (`str`, defaults to `"auto"`): one of `QDIT_STRATEGIES`. Exact: `"dense"`, `"lazy"`, `"blocked"`
-            (`hf_diverse.selection.facility`). Large pools: `"sparse"` (exact greedy on the symmetrised kNN graph,
-            memory O(N m)) and `"stochastic"` (stochastic greedy on it, approximate), see
+        strategy (`str`, defaults to `"auto"`): an exact strategy of `facility.STRATEGIES` (`"dense"`, `"lazy"`,
+            `"incremental"`, `"blocked"`) or one of `EXTRA_STRATEGIES` for large pools: `"sparse"` (exact greedy on
+            the symmetrised kNN graph, memory O(N m)) and `"stochastic"` (stochastic greedy on it, approximate), see
             `hf_diverse.selection.sparse`; `"greedi"` (GreeDi over `torch.distributed` ranks, see
-            `hf_diverse.selection.distributed`). `"auto"`: `"lazy"` when the N x N float32 matrix fits in
-            `memory_budget` (default half the free memory of the device), else `"sparse"`.
+            `hf_diverse.selection.distributed`). `"auto"`: the exact stored-matrix strategy of
+            `facility.choose_strategy` when the N x N float32 matrix fits in `memory_budget` (default half the free
+            memory of the device), else `"sparse"`.
         block_size (`int`, defaults to 2048): rows per similarity block.
         memory_budget (`int`, *optional*): bytes allowed for the N x N matrix.
         n_neighbors (`int`, defaults to 32): m, neighbours kept per row by the sparse strategies.
@@ -82,7 +84,7 @@ def select_qdit(
     if strategy == "greedi":
         return _select_greedi(ctx, q, q_scaled, alpha_effective, dtype, details, block_size=block_size,
                               memory_budget=memory_budget, knn_cache=knn_cache, **sparse_kwargs)
-    if strategy in ("dense", "lazy"):
+    if strategy in _STORES_MATRIX:
         check_dense_fits(strategy, ctx.n, ctx.device, memory_budget)  # before reading or allocating anything
     if strategy == "auto":
         strategy = choose_strategy(ctx.n, ctx.device, memory_budget, fallback="sparse")
@@ -122,8 +124,9 @@ def _result(ctx, indices, gains, coverage, q, q_scaled, alpha, details) -> Selec
 
 
 def check_dense_fits(strategy: str, n: int, device, memory_budget: int | None = None) -> None:
-    """Raise `InsufficientMemoryError` naming strategy='sparse' when the N x N float32 matrix of `strategy` ("dense"
-    or "lazy") does not fit `memory_budget` (default: the device's free memory)."""
+    """Raise `InsufficientMemoryError` naming strategy='sparse' when the N x N float32 matrix of `strategy` (one
+    that stores it: "dense", "lazy", "incremental") does not fit `memory_budget` (default: the device's free
+    memory)."""
     from ..utils.device import available_memory_bytes
     from .facility import dense_matrix_bytes
 
