@@ -232,8 +232,7 @@ def test_select_before_load(app):
 
 
 def test_adg_row_cap(app, loaded):
-    if "adg" not in app.METHODS:
-        pytest.skip("method 'adg' is not registered in this hf_diverse version")
+    assert "adg" in app.METHODS
     with pytest.warns(UserWarning):
         outputs = app.run_selection(loaded[0], "adg", 10, 0, 0.7, 1.0, app.NO_QUALITY, "", "", progress=_no_progress)
     assert f"at most {app.ADG_MAX_ROWS} rows" in outputs[-1]
@@ -242,8 +241,7 @@ def test_adg_row_cap(app, loaded):
 def test_adg_with_a_tiny_model_shows_the_quadrant(app, uploaded, tiny_llama_path, monkeypatch, light):
     from hf_diverse import get_provenance
 
-    if "adg" not in app.METHODS:
-        pytest.skip("method 'adg' is not registered in this hf_diverse version")
+    assert "adg" in app.METHODS
     monkeypatch.setattr(app, "ADG_MODEL", tiny_llama_path)
     monkeypatch.setattr(app, "ADG_NUM_SAMPLES", 3)
     monkeypatch.setattr(app, "ADG_MAX_NEW_TOKENS", 4)
@@ -305,8 +303,7 @@ def test_push_success_message(app, qdit20, monkeypatch):
 def test_push_offline_is_a_readable_error(app, qdit20):
     import hf_diverse
 
-    if not hasattr(hf_diverse, "push_curated"):
-        pytest.skip("push_curated is not in this hf_diverse version")
+    assert hasattr(hf_diverse, "push_curated")
     # the real push_curated (no pool: no report or plots to build first) fails on HF_HUB_OFFLINE=1 set by conftest
     result = {"subset": qdit20[0]["subset"], "pool": None, "report": None}
     with pytest.warns(UserWarning):
