@@ -18,7 +18,7 @@ from hf_diverse.selection.facility import facility_location_objective
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default=None, help="Hub id, local file or save_to_disk folder (default: embedded)")
+    parser.add_argument("--dataset", default=None, help="Hub id, local file or folder (default: embedded)")
     parser.add_argument("--k", type=float, default=30, help="rows to select, or a fraction of the pool")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

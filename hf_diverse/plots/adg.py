@@ -10,6 +10,7 @@ import os
 import numpy as np
 
 from ..errors import ColumnNotFoundError, InvalidParameterError
+from . import finish_figure
 
 
 def plot_divergence_quadrant(
@@ -88,12 +89,7 @@ def plot_divergence_quadrant(
     ax.set_ylabel(f"I(x): isotropy (pool median {i_med:.3f})")
     ax.set_title(title or "ADG quadrants: pool and selected rows")
     ax.legend(loc="center right", fontsize=8, frameon=True)
-    fig.tight_layout()
-    if path is None:
-        return fig
-    # no metadata: identical inputs give byte-identical PNGs
-    fig.savefig(path, format="png", metadata={"Software": None})
-    return path
+    return finish_figure(fig, path)
 
 
 def _points(obj, d_col: str, i_col: str, what: str) -> tuple[np.ndarray, np.ndarray]:

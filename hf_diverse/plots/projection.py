@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..errors import EmbeddingError, InvalidParameterError
+from . import finish_figure
 
 
 def fit_pca_2d(embeddings, block_size: int = 65536) -> dict:
@@ -142,12 +143,7 @@ def plot_projection(
     ax.set_ylabel(f"PC2 ({100 * ev[1]:.1f}% of variance)")
     ax.set_title(title or "Pool and selected rows, PCA of the embeddings")
     ax.legend(loc="best", fontsize=8, frameon=True)
-    fig.tight_layout()
-    if path is None:
-        return fig
-    # no metadata: identical inputs give byte-identical PNGs (re-publishing is a no-op)
-    fig.savefig(path, format="png", metadata={"Software": None})
-    return path
+    return finish_figure(fig, path)
 
 
 def _is_index_list(value) -> bool:

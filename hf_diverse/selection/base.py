@@ -78,43 +78,7 @@ def read_embeddings(dataset: Dataset, column: str) -> torch.Tensor:
 
     Raises `EmbeddingError` on rows of different lengths, empty vectors or non-finite values.
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if column not in dataset.column_names:
-        from ..errors import ColumnNotFoundError
-
-        raise ColumnNotFoundError(
-            f"Embedding column {column!r} not in the dataset. Current columns in the dataset: {dataset.column_names}."
-        )
-    table = dataset.with_format("arrow")[:][column] if dataset._indices is not None else dataset.data.column(column)
-    arr = table.combine_chunks() if isinstance(table, pa.ChunkedArray) else table
-    if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type) or pa.types.is_fixed_size_list(arr.type)):
-        raise EmbeddingError(f"Column {column!r} has type {arr.type}, expected a list of floats per row.")
-    if arr.null_count:
-        bad = int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
-        raise EmbeddingError(f"Row {bad} of embedding column {column!r} is None.")
-    n = len(arr)
-    if pa.types.is_fixed_size_list(arr.type):
-        dim = arr.type.list_size
-    else:
-        lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
-        dim = int(lengths[0]) if n else 0
-        if n and (lengths != dim).any():
-            bad = int(np.flatnonzero(lengths != dim)[0])
-            raise EmbeddingError(
-                f"Embedding column {column!r} has vectors of different lengths: row 0 has {dim}, "
-                f"row {bad} has {int(lengths[bad])}."
-            )
-    if dim == 0:
-        raise EmbeddingError(f"Embedding column {column!r} holds empty vectors.")
-    values = arr.flatten().to_numpy(zero_copy_only=False)
-    mat = np.ascontiguousarray(values, dtype=np.float32).reshape(n, dim)
-    finite = np.isfinite(mat).all(axis=1)
-    if not finite.all():
-        bad = int(np.flatnonzero(~finite)[0])
-        raise EmbeddingError(f"Row {bad} of embedding column {column!r} has NaN or inf values.")
-    return torch.from_numpy(mat if mat.flags.writeable else mat.copy())
+    return read_embeddings_chunked(dataset, column)
 
 
 def read_embeddings_chunked(
