@@ -9,7 +9,7 @@ import datasets
 from datasets import Dataset, DatasetDict
 
 from .errors import EmptyDatasetError, HfDiverseError, InvalidParameterError, MissingDependencyError
-from .provenance import update_provenance
+from .provenance import get_provenance, update_provenance
 
 EMBEDDED_DEFAULT = "embedded:ifbench"
 _FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
@@ -120,8 +120,6 @@ def _load_source(source, split, config, revision) -> Dataset:
 
 
 def _ensure_source(ds: Dataset, source: dict) -> Dataset:
-    from .provenance import get_provenance
-
     record = get_provenance(ds) or {}
     if "source" not in record:
         source["fingerprint"] = ds._fingerprint

@@ -43,11 +43,16 @@ def atomic_directory(output: str | os.PathLike, overwrite: bool = False):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def write_subset(subset: Dataset, folder: str | os.PathLike) -> None:
+    """`save_to_disk` into `folder` plus a readable `provenance.json` (use inside `atomic_directory`)."""
+    subset.save_to_disk(str(folder))
+    record = get_provenance(subset)
+    if record is not None:
+        (Path(folder) / "provenance.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
 def save_subset(subset: Dataset, output: str | os.PathLike, overwrite: bool = False) -> Path:
-    """`save_to_disk` plus a readable `provenance.json`, atomically."""
+    """`write_subset` to `output`, atomically: on any error nothing is left there."""
     with atomic_directory(output, overwrite=overwrite) as tmp:
-        subset.save_to_disk(str(tmp))
-        record = get_provenance(subset)
-        if record is not None:
-            (tmp / "provenance.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        write_subset(subset, tmp)
     return Path(output)

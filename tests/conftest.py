@@ -50,6 +50,15 @@ socket.getaddrinfo = _guarded_getaddrinfo
 socket.socket.connect = _guarded_connect
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for modules of many small tensor ops: avoids OpenMP barrier stalls on a shared CPU."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
 @pytest.fixture(scope="session")
 def ifbench():
     """The embedded default pool (294 IFBench prompt/response pairs)."""

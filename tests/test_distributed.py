@@ -22,13 +22,7 @@ N, K, WORLD = 2000, 30, 2
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # small tensors: one thread avoids OpenMP barrier stalls when the CPU is shared (20x on a loaded 2-core box)
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def data():

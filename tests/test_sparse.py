@@ -30,13 +30,7 @@ def clustered(n, d=32, n_clusters=40, noise=0.5, seed=0):
     return torch.from_numpy((a / np.linalg.norm(a, axis=1, keepdims=True)).astype(np.float32))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # small tensors: one thread avoids OpenMP barrier stalls when the CPU is shared (20x on a loaded 2-core box)
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(autouse=True)

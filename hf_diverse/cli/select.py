@@ -2,9 +2,8 @@
 
 import argparse
 import inspect
-import json
 
-from ..selection.api import _METHODS, VALID_METHODS, method_function
+from ..selection.api import VALID_METHODS, method_function
 
 EXAMPLES = """Examples:
   # embedded default (294 IFBench prompt/response pairs, bundled MiniLM), 50 rows by QDIT
@@ -126,11 +125,10 @@ def selection_kwargs(args) -> dict:
 
 def run(args) -> int:
     from ..data import load_pool
-    from ..io import atomic_directory
+    from ..io import atomic_directory, write_subset
     from ..provenance import get_provenance
     from ..selection import select_diverse
 
-    assert args.method in _METHODS
     kwargs = selection_kwargs(args)
     if getattr(args, "push_to", None):
         from ..hub import check_push_target
@@ -141,9 +139,8 @@ def run(args) -> int:
         pool = load_pool(args.dataset, split=args.split, config=args.dataset_config, revision=args.revision,
                          limit=args.limit)
         subset = select_diverse(pool, **kwargs)
-        subset.save_to_disk(str(tmp))
-        record = get_provenance(subset)
-        (tmp / "provenance.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        write_subset(subset, tmp)
+    record = get_provenance(subset)
     _print_summary(subset, record, args.output)
     if getattr(args, "push_to", None):
         from ..hub import push_curated
