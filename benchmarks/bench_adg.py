@@ -71,9 +71,17 @@ def reference_flow(instructions, model, tok, device, k, max_new_tokens):
     scores = []
     for instr in instructions:  # one instruction per generate call
         enc = tok([ALPACA.format(instr)], return_tensors="pt", padding=True, truncation=True, max_length=80).to(device)
-        out = model.generate(**enc, max_new_tokens=max_new_tokens, num_return_sequences=k, do_sample=True,
-                             temperature=1.4, top_p=0.9, pad_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
-        answers = [tok.decode(o[enc["input_ids"].shape[1]:], skip_special_tokens=True).strip() for o in out]
+        out = model.generate(
+            **enc,
+            max_new_tokens=max_new_tokens,
+            num_return_sequences=k,
+            do_sample=True,
+            temperature=1.4,
+            top_p=0.9,
+            pad_token_id=tok.eos_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
+        answers = [tok.decode(o[enc["input_ids"].shape[1] :], skip_special_tokens=True).strip() for o in out]
         vecs = [_vector(instr + " " + a, tok, model, device) for a in answers]  # one text per forward pass
         d, i = _metrics(vecs)
         scores.append(float(combined_score(d, i)))
@@ -93,12 +101,19 @@ def main():
 
     device = resolve_device(None)
     pool = load_embedded_default().select(range(args.n))
-    results = {"n": args.n, "k": args.k, "max_new_tokens": args.max_new_tokens, "device": str(device),
-               "torch_threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
-               "cpus": os.cpu_count()}
+    results = {
+        "n": args.n,
+        "k": args.k,
+        "max_new_tokens": args.max_new_tokens,
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+    }
 
-    scorer = AnswerDivergenceScorer(model=args.model, num_samples=args.k, max_new_tokens=args.max_new_tokens,
-                                    batch_size=args.batch_size)
+    scorer = AnswerDivergenceScorer(
+        model=args.model, num_samples=args.k, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size
+    )
     scorer.load()
     scorer(pool[:1])  # warm-up (token-weight table, kernels)
     if not args.skip_reference:

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from hub_server import FakeHub  # noqa: E402  (standard library only: imports no Hugging Face library)
+from hub_server import FakeHub
 
 TOKEN = "hf_benchmark_token_0123456789"
 
@@ -34,9 +34,18 @@ def main():
     hub = FakeHub({TOKEN: ("bench", "write", [])}).start()
     tmp = tempfile.mkdtemp(prefix="bench_push_")
     # huggingface_hub and datasets read these when imported
-    os.environ.update({"HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_HUB_OFFLINE": "0", "HF_TOKEN": TOKEN,
-                       "HF_HOME": os.path.join(tmp, "home"), "HF_DATASETS_CACHE": os.path.join(tmp, "datasets"),
-                       "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DIVERSE_DISABLE_PROGRESS_BARS": "1"})
+    os.environ.update(
+        {
+            "HF_ENDPOINT": hub.url,
+            "HF_HUB_DISABLE_XET": "1",
+            "HF_HUB_OFFLINE": "0",
+            "HF_TOKEN": TOKEN,
+            "HF_HOME": os.path.join(tmp, "home"),
+            "HF_DATASETS_CACHE": os.path.join(tmp, "datasets"),
+            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+            "HF_DIVERSE_DISABLE_PROGRESS_BARS": "1",
+        }
+    )
     import numpy as np
     from datasets import Dataset, load_dataset
     from datasets.utils.logging import disable_progress_bar
@@ -58,10 +67,22 @@ def main():
     from datasets import DatasetInfo, Features, List, Value
     from datasets.table import InMemoryTable
 
-    features = Features({"prompt": Value("string"), "response": Value("string"), "score": Value("float64"),
-                         "embedding": List(Value("float32"), length=args.dim)})
-    table = pa.table({"prompt": prompts, "response": responses, "score": rng.random(args.n),
-                      "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), args.dim)})
+    features = Features(
+        {
+            "prompt": Value("string"),
+            "response": Value("string"),
+            "score": Value("float64"),
+            "embedding": List(Value("float32"), length=args.dim),
+        }
+    )
+    table = pa.table(
+        {
+            "prompt": prompts,
+            "response": responses,
+            "score": rng.random(args.n),
+            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), args.dim),
+        }
+    )
     pool = Dataset(InMemoryTable(table.cast(features.arrow_schema)), info=DatasetInfo(features=features))
     del emb, table
     t_build = (time.perf_counter() - t0, time.process_time() - c0)
@@ -92,8 +113,10 @@ def main():
 
     sizes = {p: len(f.content) for p, f in hub.repo("bench/subset").head.files.items()}
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"pool {args.n:,} rows x {args.dim}-d, subset {args.k:,} rows; files: "
-          + ", ".join(f"{p} {s / 1e6:.2f} MB" for p, s in sorted(sizes.items()) if s > 1e4))
+    print(
+        f"pool {args.n:,} rows x {args.dim}-d, subset {args.k:,} rows; files: "
+        + ", ".join(f"{p} {s / 1e6:.2f} MB" for p, s in sorted(sizes.items()) if s > 1e4)
+    )
     print(f"  {'stage':<40} {'wall s':>8} {'CPU s':>8}")
     for name, (wall, cpu) in timings.items():
         print(f"  {name:<40} {wall:8.2f} {cpu:8.2f}")

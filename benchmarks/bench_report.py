@@ -56,9 +56,11 @@ def main():
     report = diversity_report(pool, subset, self_bleu_samples=args.self_bleu_samples, show_progress=False)
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     print(report)
-    print(f"\ndiversity_report on {len(pool)} rows (subset {args.k}), tokenizer load included: {elapsed:.1f}s wall, "
-          f"{cpu:.1f}s CPU (process time, all threads); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
-          "cores")
+    print(
+        f"\ndiversity_report on {len(pool)} rows (subset {args.k}), tokenizer load included: {elapsed:.1f}s wall, "
+        f"{cpu:.1f}s CPU (process time, all threads); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
+        "cores"
+    )
     print("stage timings (s):", {k: round(v, 1) for k, v in report.timings.items()})
     if args.out:
         os.makedirs(args.out, exist_ok=True)
@@ -73,8 +75,10 @@ def main():
             t0 = time.perf_counter()
             scorer(sample[:])
             rate = args.encode_rows / (time.perf_counter() - t0)
-            print(f"encoder all-MiniLM-L6-v2 ({what}s): {rate:.1f} rows/s -> {args.rows / rate / 60:.0f} min "
-                  f"for {args.rows} rows on this machine (not part of the timed report)")
+            print(
+                f"encoder all-MiniLM-L6-v2 ({what}s): {rate:.1f} rows/s -> {args.rows / rate / 60:.0f} min "
+                f"for {args.rows} rows on this machine (not part of the timed report)"
+            )
 
 
 if __name__ == "__main__":

@@ -78,8 +78,9 @@ def bench(n, k, strategies, peers, mem_fraction=0.7):
     xn = x.numpy()
     avail = psutil.virtual_memory().available
     rows = []
-    print(f"N={n} k={k} d={x.shape[1]} threads={torch.get_num_threads()} available={avail / 2**30:.1f} GiB",
-          flush=True)
+    print(
+        f"N={n} k={k} d={x.shape[1]} threads={torch.get_num_threads()} available={avail / 2**30:.1f} GiB", flush=True
+    )
 
     def floor():
         s = x @ x.T
@@ -93,8 +94,13 @@ def bench(n, k, strategies, peers, mem_fraction=0.7):
     rows.append({"method": "floor X@X.T", "wall_s": floor_s, "peak_rss_delta_gib": mem.delta_gib, "objective": None})
     print(f"  {'floor X@X.T (float32)':<28} {floor_s:8.2f} s  peak +{mem.delta_gib:6.2f} GiB", flush=True)
     for strategy in strategies:
-        rows.append(run(f"hf_diverse {strategy}", lambda s=strategy: facility_location_greedy(
-            x, k, strategy=s, show_progress=False).indices, x))
+        rows.append(
+            run(
+                f"hf_diverse {strategy}",
+                lambda s=strategy: facility_location_greedy(x, k, strategy=s, show_progress=False).indices,
+                x,
+            )
+        )
     if "apricot" in peers:
         need = 3 * 8 * n * n  # float64 matrix plus apricot's working copies
         if need > mem_fraction * avail:
@@ -118,11 +124,13 @@ def bench(n, k, strategies, peers, mem_fraction=0.7):
             if need > mem_fraction * avail:
                 print(f"  submodlib: skipped, needs ~{need / 2**30:.0f} GiB", flush=True)
             else:
+
                 def submodlib_lazy():
                     sims = np.maximum(xn @ xn.T, 0).astype(np.float32)
                     obj = FacilityLocationFunction(n=n, mode="dense", sijs=sims, separate_rep=False)
-                    greedy = obj.maximize(budget=k, optimizer="LazyGreedy", stopIfZeroGain=False,
-                                          stopIfNegativeGain=False, verbose=False)
+                    greedy = obj.maximize(
+                        budget=k, optimizer="LazyGreedy", stopIfZeroGain=False, stopIfNegativeGain=False, verbose=False
+                    )
                     return [i for i, _ in greedy]
 
                 rows.append(run("submodlib LazyGreedy (dense)", submodlib_lazy, x))

@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(ROOT))
     app = _load_app()
     methods = [m for m in args.methods.split(",") if m]
-    quiet = lambda *a, **k: None  # noqa: E731
+    quiet = lambda *a, **k: None
 
     pools = [("embedded IFBench", "Embedded sample", None)]
     with tempfile.TemporaryDirectory() as tmp:
@@ -63,8 +63,9 @@ def main(argv=None) -> int:
             print(f"{name:<28} {'load':<28} {t:8.1f} {c:8.1f}  {loaded[-1]}")
             for repeat in (1, 2):
                 for method in methods:
-                    out, t, c = _timed(app.run_selection, state, method, 0.1, 0, 0.7, 1.0, app.NO_QUALITY, "", "",
-                                    progress=quiet)
+                    out, t, c = _timed(
+                        app.run_selection, state, method, 0.1, 0, 0.7, 1.0, app.NO_QUALITY, "", "", progress=quiet
+                    )
                     status = out[-1].splitlines()[0]
                     step = f"select {method} (run {repeat})"
                     print(f"{name:<28} {step:<28} {t:8.1f} {c:8.1f}  {status}", flush=True)

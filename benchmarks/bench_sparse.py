@@ -38,8 +38,9 @@ import numpy as np
 D = 384
 
 
-def clustered_embeddings_chunks(n: int, d: int = D, n_topics: int = 100, subs_per_topic: int = 20, seed: int = 0,
-                                chunk: int = 65536):
+def clustered_embeddings_chunks(
+    n: int, d: int = D, n_topics: int = 100, subs_per_topic: int = 20, seed: int = 0, chunk: int = 65536
+):
     """Yield float32 `(rows, d)` unit-norm chunks: topics around a shared mean direction, sub-clusters around
     topics, points around sub-clusters, log-normal sub-cluster sizes."""
     rng = np.random.default_rng(seed)
@@ -57,7 +58,8 @@ def clustered_embeddings_chunks(n: int, d: int = D, n_topics: int = 100, subs_pe
         rows = min(chunk, n - start)
         labels = rng.choice(len(subs), rows, p=weights)
         x = subs[labels].astype(np.float32) + rng.standard_normal((rows, d), dtype=np.float32) * np.float32(
-            0.8 / np.sqrt(d))
+            0.8 / np.sqrt(d)
+        )
         yield x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
@@ -100,16 +102,32 @@ def stage_select(args, strategy: str, rerun: bool = False) -> dict:
     pool = _load_pool(args)
     extra = {"quality_column": "quality", "alpha": 0.5} if rerun else {}
     t0 = time.perf_counter()
-    subset = select_diverse(pool, args.k, strategy=strategy, n_neighbors=args.m, knn=args.knn, nprobe=args.nprobe,
-                            seed=0, show_progress=args.progress, **extra)
+    subset = select_diverse(
+        pool,
+        args.k,
+        strategy=strategy,
+        n_neighbors=args.m,
+        knn=args.knn,
+        nprobe=args.nprobe,
+        seed=0,
+        show_progress=args.progress,
+        **extra,
+    )
     wall = time.perf_counter() - t0
     rec = get_provenance(subset)
     det = rec["details"]
     keep = ("knn", "graph_nnz", "knn_cache", "build_s", "load_s", "greedy_s", "objective_s", "sample_size")
-    out = {"stage": f"{strategy}{'-rerun' if rerun else ''}", "n": args.n, "k": args.k, "m": args.m,
-           "wall_s": round(wall, 1), "peak_rss_gib": round(peak_rss_gib(), 2),
-           "coverage": rec["objective"]["coverage"], "facility_location": rec["objective"]["facility_location"],
-           **{key: det[key] for key in keep if key in det}}
+    out = {
+        "stage": f"{strategy}{'-rerun' if rerun else ''}",
+        "n": args.n,
+        "k": args.k,
+        "m": args.m,
+        "wall_s": round(wall, 1),
+        "peak_rss_gib": round(peak_rss_gib(), 2),
+        "coverage": rec["objective"]["coverage"],
+        "facility_location": rec["objective"]["facility_location"],
+        **{key: det[key] for key in keep if key in det},
+    }
     return out
 
 
@@ -131,17 +149,27 @@ def stage_exact(args) -> dict:
     x, k_sub, _ = _subsample(args)
     knn = args.knn if args.knn != "auto" else ("ivf" if args.n > 50_000 else "exact")
     t0 = time.perf_counter()
-    res, graph = sparse_qdit(x, k_sub, n_neighbors=args.m, knn=knn, nprobe=args.nprobe, cache=False,
-                             show_progress=args.progress)
+    res, graph = sparse_qdit(
+        x, k_sub, n_neighbors=args.m, knn=knn, nprobe=args.nprobe, cache=False, show_progress=args.progress
+    )
     t_sparse = time.perf_counter() - t0
     sparse_obj = facility_location_objective(x, res.indices)
     t0 = time.perf_counter()
     exact = facility_location_greedy(x, k_sub, strategy="blocked", show_progress=args.progress)
     t_exact = time.perf_counter() - t0
-    return {"stage": "exact-vs-sparse (subsample)", "n": x.shape[0], "k": k_sub, "m": args.m, "knn": graph.knn,
-            "exact_s": round(t_exact, 1), "sparse_s": round(t_sparse, 1), "exact_objective": exact.coverage,
-            "sparse_objective": sparse_obj, "ratio": sparse_obj / exact.coverage,
-            "peak_rss_gib": round(peak_rss_gib(), 2)}
+    return {
+        "stage": "exact-vs-sparse (subsample)",
+        "n": x.shape[0],
+        "k": k_sub,
+        "m": args.m,
+        "knn": graph.knn,
+        "exact_s": round(t_exact, 1),
+        "sparse_s": round(t_sparse, 1),
+        "exact_objective": exact.coverage,
+        "sparse_objective": sparse_obj,
+        "ratio": sparse_obj / exact.coverage,
+        "peak_rss_gib": round(peak_rss_gib(), 2),
+    }
 
 
 def _graph_csr(args):
@@ -153,8 +181,7 @@ def _graph_csr(args):
 
     x = read_embeddings_chunked(_load_pool(args), "embedding")
     graph = build_knn_graph(x, args.m, knn=args.knn, nprobe=args.nprobe, show_progress=False)
-    csr = sp.csr_matrix((graph.values.numpy(), graph.indices.numpy(), graph.indptr.numpy()),
-                        shape=(graph.n, graph.n))
+    csr = sp.csr_matrix((graph.values.numpy(), graph.indices.numpy(), graph.indptr.numpy()), shape=(graph.n, graph.n))
     return x, csr, graph
 
 
@@ -172,13 +199,19 @@ def stage_apricot(args) -> dict:
     sel = FacilityLocationSelection(args.k, metric="precomputed", optimizer="lazy").fit(csr)
     t_apricot = time.perf_counter() - t0
     picks = np.asarray(sel.ranking)
-    return {"stage": "apricot (lazy, same graph)", "n": args.n, "k": args.k, "apricot_greedy_s": round(t_apricot, 1),
-            "ours_greedy_s": round(t_ours, 1), "graph_cache": graph.info.get("cache"),
-            "apricot_coverage": facility_location_objective(x, picks) / args.n,
-            "ours_coverage": facility_location_objective(x, ours) / args.n,
-            "same_first_100": bool(np.array_equal(picks[:100], ours[:100])),
-            "same_set": len(set(picks.tolist()) & set(ours.tolist())) / args.k,
-            "peak_rss_gib": round(peak_rss_gib(), 2)}
+    return {
+        "stage": "apricot (lazy, same graph)",
+        "n": args.n,
+        "k": args.k,
+        "apricot_greedy_s": round(t_apricot, 1),
+        "ours_greedy_s": round(t_ours, 1),
+        "graph_cache": graph.info.get("cache"),
+        "apricot_coverage": facility_location_objective(x, picks) / args.n,
+        "ours_coverage": facility_location_objective(x, ours) / args.n,
+        "same_first_100": bool(np.array_equal(picks[:100], ours[:100])),
+        "same_set": len(set(picks.tolist()) & set(ours.tolist())) / args.k,
+        "peak_rss_gib": round(peak_rss_gib(), 2),
+    }
 
 
 def stage_knn(args) -> dict:
@@ -196,14 +229,17 @@ def stage_knn(args) -> dict:
     queries = torch.as_tensor(np.sort(np.random.default_rng(3).choice(args.n, 1000, replace=False)))
     truth = torch.topk(x[queries] @ x.T, args.m, dim=1).indices
     out = {"stage": "knn (ivf vs faiss)", "n": args.n, "m": args.m, "nprobe": args.nprobe}
-    for name, build in (("ivf", lambda: knn_ivf(x, args.m, nprobe=args.nprobe)),
-                        ("faiss", lambda: knn_faiss(x, args.m, nprobe=args.nprobe)[:2])):
+    for name, build in (
+        ("ivf", lambda: knn_ivf(x, args.m, nprobe=args.nprobe)),
+        ("faiss", lambda: knn_faiss(x, args.m, nprobe=args.nprobe)[:2]),
+    ):
         t0 = time.perf_counter()
         _, indices = build()
         out[f"{name}_s"] = round(time.perf_counter() - t0, 1)
         found = indices[queries]
-        out[f"{name}_recall"] = float(np.mean([len(set(a) & set(b)) / args.m
-                                               for a, b in zip(found.tolist(), truth.tolist(), strict=True)]))
+        out[f"{name}_recall"] = float(
+            np.mean([len(set(a) & set(b)) / args.m for a, b in zip(found.tolist(), truth.tolist(), strict=True)])
+        )
     return out
 
 
@@ -224,17 +260,27 @@ def stage_submodlib(args) -> dict:
         "print(json.dumps({'s': time.perf_counter() - t, 'picks': [int(i) for i, _ in res]}))\n"
     )
     t0 = time.perf_counter()
-    proc = subprocess.run([args.submodlib_python, "-c", script, str(graph_path), str(args.k), str(args.m)],
-                          capture_output=True, text=True, timeout=args.timeout)
+    proc = subprocess.run(
+        [args.submodlib_python, "-c", script, str(graph_path), str(args.k), str(args.m)],
+        capture_output=True,
+        text=True,
+        timeout=args.timeout,
+    )
     if proc.returncode != 0:
         return {"stage": "submodlib", "error": proc.stderr.strip().splitlines()[-3:]}
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     from hf_diverse.selection.facility import facility_location_objective
 
     picks = np.asarray(out["picks"])
-    return {"stage": "submodlib (LazyGreedy, same graph)", "n": args.n, "k": args.k, "greedy_s": round(out["s"], 1),
-            "process_s": round(time.perf_counter() - t0, 1), "picked": len(picks),
-            "coverage": facility_location_objective(x, picks) / args.n}
+    return {
+        "stage": "submodlib (LazyGreedy, same graph)",
+        "n": args.n,
+        "k": args.k,
+        "greedy_s": round(out["s"], 1),
+        "process_s": round(time.perf_counter() - t0, 1),
+        "picked": len(picks),
+        "coverage": facility_location_objective(x, picks) / args.n,
+    }
 
 
 STAGES = {
@@ -289,7 +335,7 @@ def main():
         if proc.returncode != 0 or not lines:
             print(json.dumps({"stage": stage, "error": proc.stderr.strip().splitlines()[-5:]}), flush=True)
             continue
-        result = json.loads(lines[-1][len("RESULT "):])
+        result = json.loads(lines[-1][len("RESULT ") :])
         result["process_wall_s"] = round(time.perf_counter() - t0, 1)
         print(json.dumps(result), flush=True)
 

@@ -17,7 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def synthetic_pool(n_rows: int, seed: int = 0):
@@ -30,8 +30,12 @@ def synthetic_pool(n_rows: int, seed: int = 0):
     words = rng.zipf(1.2, size=int(lengths.sum())) % len(vocab)
     out, start = [], 0
     for n in lengths:
-        out.append({"prompt": "Explain " + vocab[int(words[start])],
-                    "response": " ".join(vocab[int(w)] for w in words[start : start + n])})
+        out.append(
+            {
+                "prompt": "Explain " + vocab[int(words[start])],
+                "response": " ".join(vocab[int(w)] for w in words[start : start + n]),
+            }
+        )
         start += n
     return Dataset.from_list(out), "synthetic Zipf(1.2) text"
 
@@ -69,12 +73,14 @@ def main():
         wall, cpu = time.perf_counter() - t, time.process_time() - cpu
         rec = get_provenance(subset)
         obj, det = rec["objective"], rec["details"]
-        print(f"diversity={diversity}: {len(subset)} rows in {wall:.1f}s wall, {cpu:.1f}s CPU (all threads) "
-              f"(tokenize {det['timings_s']['tokenize']}s, sample {det['timings_s']['sample']}s); "
-              f"coverage {obj['mid_band_coverage']:.4f} ({obj['mid_band_types_covered']}/{obj['mid_band_types']} "
-              f"mid-band types), entropy {obj['token_entropy_bits']:.3f} bits, chain length {det['chain_length']}; "
-              f"bands {det['bands']['low_threshold']}..{det['bands']['high_threshold']} "
-              f"over {det['bands']['pool_tokens']} tokens")
+        print(
+            f"diversity={diversity}: {len(subset)} rows in {wall:.1f}s wall, {cpu:.1f}s CPU (all threads) "
+            f"(tokenize {det['timings_s']['tokenize']}s, sample {det['timings_s']['sample']}s); "
+            f"coverage {obj['mid_band_coverage']:.4f} ({obj['mid_band_types_covered']}/{obj['mid_band_types']} "
+            f"mid-band types), entropy {obj['token_entropy_bits']:.3f} bits, chain length {det['chain_length']}; "
+            f"bands {det['bands']['low_threshold']}..{det['bands']['high_threshold']} "
+            f"over {det['bands']['pool_tokens']} tokens"
+        )
     lists, _ = pool_token_lists(pool, "response", None)
     inc = TokenIncidence(lists)
     idx = np.random.default_rng(0).choice(len(pool), args.k, replace=False)

@@ -20,13 +20,13 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DIVERSE_DISABLE_PROGRESS_BARS", "1")
 
-import torch  # noqa: E402
-from datasets import concatenate_datasets  # noqa: E402
-from transformers import TrainerCallback  # noqa: E402
+import torch
+from datasets import concatenate_datasets
+from transformers import TrainerCallback
 
-from hf_diverse import load_pool, select_diverse, train_sft  # noqa: E402
-from hf_diverse.models import default_causal_lm_path  # noqa: E402
-from hf_diverse.train import to_prompt_completion  # noqa: E402
+from hf_diverse import load_pool, select_diverse, train_sft
+from hf_diverse.models import default_causal_lm_path
+from hf_diverse.train import to_prompt_completion
 
 
 class StepTimer(TrainerCallback):
@@ -45,10 +45,19 @@ def tiny_llama(folder: str) -> str:
 
     tok = AutoTokenizer.from_pretrained(default_causal_lm_path())
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=4,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048,
-                         tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                         pad_token_id=tok.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     LlamaForCausalLM(config).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
@@ -71,7 +80,7 @@ def main():
     conv_s = time.perf_counter() - start
     result = {
         "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, "
-                   f"cuda={torch.cuda.is_available()}",
+        f"cuda={torch.cuda.is_available()}",
         "conversion": {"rows": len(rows), "seconds": round(conv_s, 3), "rows_per_s": round(len(rows) / conv_s)},
         "training": {},
     }
@@ -80,13 +89,22 @@ def main():
         paths = {"tiny": lambda: tiny_llama(os.path.join(tmp, "tiny")), "smollm2": lambda: None}
         for name in args.models.split(","):
             timer = StepTimer()
-            run = train_sft(subset, model=paths[name](), output_dir=os.path.join(tmp, f"out-{name}"),
-                            max_steps=args.steps, per_device_train_batch_size=args.batch_size,
-                            max_length=args.max_length, logging_steps=1, save_strategy="no", callbacks=[timer])
+            run = train_sft(
+                subset,
+                model=paths[name](),
+                output_dir=os.path.join(tmp, f"out-{name}"),
+                max_steps=args.steps,
+                per_device_train_batch_size=args.batch_size,
+                max_length=args.max_length,
+                logging_steps=1,
+                save_strategy="no",
+                callbacks=[timer],
+            )
             tokens = [e["num_tokens"] for e in run.trainer.state.log_history if "num_tokens" in e]
             rest = timer.times[1:] or timer.times
             result["training"][name] = {
-                "steps": len(timer.times), "first_step_s": round(timer.times[0], 2),
+                "steps": len(timer.times),
+                "first_step_s": round(timer.times[0], 2),
                 "median_step_s": round(statistics.median(rest), 2),
                 "tokens_per_s": round((tokens[-1] - tokens[0]) / sum(rest), 1) if len(tokens) > 1 else None,
                 "train_runtime_s": round(run.metrics["train_runtime"], 2),

@@ -40,8 +40,12 @@ def main():
     parser.add_argument("--quality-column", default=None, help="Numeric quality column (higher is better).")
     parser.add_argument("--alpha", type=float, default=None, help="QDIT quality weight (default 0.7).")
     parser.add_argument("--embedding-column", default="embedding", help="Embedding column (default: embedding).")
-    parser.add_argument("--embedding-dtype", default="float32", choices=("float32", "float16", "bfloat16"),
-                        help="Embeddings on the device in this dtype (float16/bfloat16 halve GPU memory).")
+    parser.add_argument(
+        "--embedding-dtype",
+        default="float32",
+        choices=("float32", "float16", "bfloat16"),
+        help="Embeddings on the device in this dtype (float16/bfloat16 halve GPU memory).",
+    )
     parser.add_argument("--seed", type=int, default=0, help="Sharding seed (default: 0).")
     parser.add_argument("--output", default="curated", help="Output folder, written by rank 0 (default: curated).")
     args = parser.parse_args()
@@ -55,16 +59,26 @@ def main():
     try:
         pool = load_pool(args.dataset, split=args.split)
         subset = select_diverse(
-            pool, k=args.k, method="qdit", strategy="greedi", quality_column=args.quality_column, alpha=args.alpha,
-            embedding_column=args.embedding_column, embedding_dtype=args.embedding_dtype, device=device,
-            seed=args.seed, show_progress=rank == 0,
+            pool,
+            k=args.k,
+            method="qdit",
+            strategy="greedi",
+            quality_column=args.quality_column,
+            alpha=args.alpha,
+            embedding_column=args.embedding_column,
+            embedding_dtype=args.embedding_dtype,
+            device=device,
+            seed=args.seed,
+            show_progress=rank == 0,
         )
         if rank == 0:
             save_subset(subset, args.output, overwrite=True)
             record = get_provenance(subset)
-            print(f"GreeDi on {record['details']['world_size']} ranks: {len(subset)} of {record['pool_size']} rows, "
-                  f"coverage {record['objective']['coverage']:.4f}, {record['timings']['selection_s']:.1f}s "
-                  f"-> {args.output}")
+            print(
+                f"GreeDi on {record['details']['world_size']} ranks: {len(subset)} of {record['pool_size']} rows, "
+                f"coverage {record['objective']['coverage']:.4f}, {record['timings']['selection_s']:.1f}s "
+                f"-> {args.output}"
+            )
         dist.barrier()
     finally:
         dist.destroy_process_group()

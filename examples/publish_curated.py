@@ -36,8 +36,13 @@ def main():
     subset = select_diverse(pool, k=k, method=args.method, seed=0)
     record = get_provenance(subset)
     print(f"Selected {record['k']} of {record['pool_size']} rows with {record['method']!r}.")
-    commit = push_curated(subset, args.repo_id, pool=pool, private=True if args.private else None,
-                          report=False if args.no_report else None)
+    commit = push_curated(
+        subset,
+        args.repo_id,
+        pool=pool,
+        private=True if args.private else None,
+        report=False if args.no_report else None,
+    )
     print(f"Published: {commit.repo_url}\nCommit: {commit.commit_url}")
 
 

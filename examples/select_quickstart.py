@@ -34,8 +34,10 @@ def main():
         subset = select_diverse(pool, k=k, method=method, seed=args.seed, show_progress=False)
         record = get_provenance(subset)
         coverage = facility_location_objective(x, subset["row"]) / len(pool)
-        print(f"{method:>6}: {record['k']} of {record['pool_size']} rows, facility-location coverage d(A)/N = "
-              f"{coverage:.4f}")
+        print(
+            f"{method:>6}: {record['k']} of {record['pool_size']} rows, facility-location coverage d(A)/N = "
+            f"{coverage:.4f}"
+        )
         if method == "qdit":
             print("        reproduce with:", record["reproduce"]["cli"])
 

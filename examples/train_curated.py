@@ -29,16 +29,28 @@ def main():
     start = time.perf_counter()
     subset = select_diverse(load_pool(), k=args.k, method="qdit", seed=0)
     record = get_provenance(subset)
-    print(f"Selected {len(subset)} of {record['pool_size']} rows with QDIT "
-          f"(coverage {record['objective'].get('coverage', float('nan')):.3f}) in {time.perf_counter() - start:.1f}s.")
+    print(
+        f"Selected {len(subset)} of {record['pool_size']} rows with QDIT "
+        f"(coverage {record['objective'].get('coverage', float('nan')):.3f}) in {time.perf_counter() - start:.1f}s."
+    )
 
     start = time.perf_counter()
-    run = train_sft(subset, output_dir=args.output_dir, overwrite=True, max_steps=args.steps,
-                    per_device_train_batch_size=2, max_length=512, learning_rate=5e-5, logging_steps=1,
-                    save_strategy="no")
+    run = train_sft(
+        subset,
+        output_dir=args.output_dir,
+        overwrite=True,
+        max_steps=args.steps,
+        per_device_train_batch_size=2,
+        max_length=512,
+        learning_rate=5e-5,
+        logging_steps=1,
+        save_strategy="no",
+    )
     losses = run.losses
-    print(f"Trained {run.trainer.state.global_step} steps in {time.perf_counter() - start:.1f}s; "
-          f"loss per step: {', '.join(f'{x:.3f}' for x in losses)}")
+    print(
+        f"Trained {run.trainer.state.global_step} steps in {time.perf_counter() - start:.1f}s; "
+        f"loss per step: {', '.join(f'{x:.3f}' for x in losses)}"
+    )
     print(f"Model, tokenizer and model card in {run.output_dir}")
 
 

@@ -23,23 +23,28 @@ from .provenance import get_provenance
 TEMPLATE_PATH = Path(__file__).parent / "templates" / "dataset_card.md"
 TASK_CATEGORIES = ["text-generation"]
 _SIZE_CATEGORIES = [
-    (1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
-    (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"),
+    (1_000, "n<1K"),
+    (10_000, "1K<n<10K"),
+    (100_000, "10K<n<100K"),
+    (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"),
+    (100_000_000, "10M<n<100M"),
+    (1_000_000_000, "100M<n<1B"),
 ]
 
 METHOD_SUMMARIES = {
     "qdit": "Quality-diversity greedy (QDIT): facility-location diversity of the embeddings over max(cos, 0) plus "
-            "a quality term, maximised greedily.",
+    "a quality term, maximised greedily.",
     "qdit-threshold": "QDIT threshold variant: rows in quality order, each kept only if its cosine similarity to "
-                      "every kept row is at most `tau`.",
+    "every kept row is at most `tau`.",
     "qdit-cluster": "QDIT cluster variant: k-means clusters of the embeddings, an equal share from each cluster, best "
-                    "quality first.",
+    "quality first.",
     "clusters": "Macro diversity (macro-to-micro paper): semantic clusters of the embeddings; the `diversity` dial "
-                "sets how many clusters the rows are drawn from.",
+    "sets how many clusters the rows are drawn from.",
     "tokens": "Micro diversity (macro-to-micro paper): coverage of the mid-frequency token types of the responses, "
-              "tokenized with the tokenizer of the model to be fine-tuned.",
+    "tokenized with the tokenizer of the model to be fine-tuned.",
     "adg": "Answer divergence (ADG): several sampled answers per instruction, scored by how far (D) and in how many "
-           "directions (I) they spread; the top rows of each instruction cluster are kept.",
+    "directions (I) they spread; the top rows of each instruction cluster are kept.",
     "random": "Uniform random sample without replacement (numpy `default_rng(seed)`), the baseline.",
     "quality": "The k rows with the highest quality score (ties go to the lower row), the quality-only baseline.",
 }
@@ -53,14 +58,19 @@ METHOD_CHOICES = {
         "Facility location counts similarities from 0 up (`max(cos, 0)`): negative similarities never add coverage.",
         "Lazy and blocked greedy return exactly the set plain greedy returns (the objective is monotone submodular).",
     ],
-    "qdit-threshold": ["If the pool runs out before k rows pass the threshold, hf_diverse raises an error naming how "
-                       "many rows were found, instead of returning fewer rows."],
-    "qdit-cluster": ["When a cluster runs dry its share goes to the other clusters, so the subset has exactly k "
-                     "rows."],
+    "qdit-threshold": [
+        "If the pool runs out before k rows pass the threshold, hf_diverse raises an error naming how "
+        "many rows were found, instead of returning fewer rows."
+    ],
+    "qdit-cluster": [
+        "When a cluster runs dry its share goes to the other clusters, so the subset has exactly k rows."
+    ],
     "clusters": ["k-means is the default clustering (seeded); the paper's UMAP + HDBSCAN is optional."],
-    "tokens": ["The frequency bands (high / mid / low) are parameters: the paper's thresholds were set for a 117K "
-               "pool. The paper's full pseudo-code was not available, so the two-stage procedure (inverse greedy "
-               "pruning, then token-aware sampling to exactly k) is hf_diverse's design; see `details`."],
+    "tokens": [
+        "The frequency bands (high / mid / low) are parameters: the paper's thresholds were set for a 117K "
+        "pool. The paper's full pseudo-code was not available, so the two-stage procedure (inverse greedy "
+        "pruning, then token-aware sampling to exactly k) is hf_diverse's design; see `details`."
+    ],
     "adg": [
         "Bins get their quota by largest-remainder apportionment with deterministic tie-breaking, so the subset has "
         "exactly k rows (the reference forces one row per bin, drops small bins and never tops up).",
@@ -96,8 +106,9 @@ def root_source(record: dict) -> dict:
     return source
 
 
-def card_metadata(record: dict | None, dataset: Dataset | None = None, *, split: str = "train",
-                  download_size: int | None = None):
+def card_metadata(
+    record: dict | None, dataset: Dataset | None = None, *, split: str = "train", download_size: int | None = None
+):
     """The card's YAML metadata as `DatasetCardData` (plus `configs` / `dataset_info` when `dataset` is given)."""
     from huggingface_hub import DatasetCardData
 
@@ -121,8 +132,9 @@ def card_metadata(record: dict | None, dataset: Dataset | None = None, *, split:
         from datasets.utils.metadata import MetadataConfigs
 
         nbytes = _nbytes(dataset)
-        info = DatasetInfo(features=dataset.features, splits=SplitDict(), download_size=download_size,
-                           dataset_size=nbytes)
+        info = DatasetInfo(
+            features=dataset.features, splits=SplitDict(), download_size=download_size, dataset_size=nbytes
+        )
         info.splits.add(SplitInfo(name=split, num_bytes=nbytes, num_examples=len(dataset)))
         DatasetInfosDict({"default": info}).to_dataset_card_data(data)
         configs = {"default": {"data_files": [{"split": split, "path": f"data/{split}-*"}]}}
@@ -183,11 +195,16 @@ def render_card(
         )
     record = redact_home(dict(record))
     card_data = card_metadata(record, dataset, split=split, download_size=download_size)
-    context = _template_context(record, dataset, repo_id=repo_id, report=report, images=images or [], split=split,
-                                dropped_columns=dropped_columns or [])
-    return DatasetCard.from_template(
-        card_data, template_path=str(template_path or TEMPLATE_PATH), **context
+    context = _template_context(
+        record,
+        dataset,
+        repo_id=repo_id,
+        report=report,
+        images=images or [],
+        split=split,
+        dropped_columns=dropped_columns or [],
     )
+    return DatasetCard.from_template(card_data, template_path=str(template_path or TEMPLATE_PATH), **context)
 
 
 # ---- body ----------------------------------------------------------------------------------------------------------
@@ -217,12 +234,14 @@ def _template_context(record, dataset, *, repo_id, report, images, split, droppe
         "parameters": [(name, _code(value)) for name, value in sorted(params.items())],
         "models": _models(record.get("models") or {}),
         "objective": [(name, _number(value)) for name, value in sorted((record.get("objective") or {}).items())],
-        "details": [(name, _cell(value)) for name, value in sorted(details.items())
-                    if name not in ("notes", "choices")],
+        "details": [
+            (name, _cell(value)) for name, value in sorted(details.items()) if name not in ("notes", "choices")
+        ],
         "choices": _choices(method, record, details),
         "report_md": report_markdown(report),
         "images": images,
-        "columns": [(name, _dtype(feature)) for name, feature in dataset.features.items()] if dataset is not None
+        "columns": [(name, _dtype(feature)) for name, feature in dataset.features.items()]
+        if dataset is not None
         else [],
         "dropped_columns": ", ".join(f"`{c}`" for c in dropped_columns),
         "reproduce_python": reproduce.get("python")
@@ -270,11 +289,15 @@ def _source_link(source: dict) -> str:
 
 def _summary(record: dict, source: dict, k, pool_size) -> str:
     if not record.get("method"):
-        return ("This dataset has no hf_diverse provenance record: it was not made by `select_diverse`, so its "
-                "lineage is unknown.")
+        return (
+            "This dataset has no hf_diverse provenance record: it was not made by `select_diverse`, so its "
+            "lineage is unknown."
+        )
     version = (record.get("library") or {}).get("hf_diverse", "")
-    return (f"{_fmt_int(k)} rows selected from the {_fmt_int(pool_size)}-row pool {_source_link(source)} with the "
-            f"`{record['method']}` method of hf_diverse {version}.").replace("  ", " ")
+    return (
+        f"{_fmt_int(k)} rows selected from the {_fmt_int(pool_size)}-row pool {_source_link(source)} with the "
+        f"`{record['method']}` method of hf_diverse {version}."
+    ).replace("  ", " ")
 
 
 def _source_rows(record: dict, source: dict) -> list:
@@ -303,8 +326,10 @@ def _lineage(record: dict) -> list:
         return []
     steps = []
     for step in reversed(chain):
-        steps.append(f"`{step['method']}`: {_fmt_int(step.get('k'))} of {_fmt_int(step.get('pool_size'))} rows "
-                     f"(seed {step.get('seed')})")
+        steps.append(
+            f"`{step['method']}`: {_fmt_int(step.get('k'))} of {_fmt_int(step.get('pool_size'))} rows "
+            f"(seed {step.get('seed')})"
+        )
     return steps
 
 
@@ -312,8 +337,14 @@ def _models(models: dict) -> list:
     out = []
     for role, info in sorted(models.items()):
         info = info if isinstance(info, dict) else {"name": info}
-        out.append({"role": role, "name": _cell(info.get("name")), "source": _cell(info.get("source")),
-                    "revision": _cell(info.get("revision"))})
+        out.append(
+            {
+                "role": role,
+                "name": _cell(info.get("name")),
+                "source": _cell(info.get("source")),
+                "revision": _cell(info.get("revision")),
+            }
+        )
     return out
 
 
@@ -323,8 +354,9 @@ def _choices(method: str, record: dict, details: dict) -> list:
     if method == "qdit":
         alpha, effective = params.get("alpha"), details.get("alpha_effective")
         if effective is not None and alpha is not None and effective != alpha:
-            choices.append(f"No quality column was given, so alpha ran as {effective} (diversity only) instead of "
-                           f"{alpha}.")
+            choices.append(
+                f"No quality column was given, so alpha ran as {effective} (diversity only) instead of {alpha}."
+            )
         if details.get("scaling"):
             choices.append(f"Scaling used in this run: `{details['scaling']}`.")
     for key in ("choices", "notes"):
@@ -363,15 +395,21 @@ def report_markdown(report) -> str | None:
     for title, groups, rows in tables:
         sizes = data.get("sizes") if isinstance(data.get("sizes"), dict) else {}
         header = [f"{g} ({sizes[g]:,} rows)" if isinstance(sizes.get(g), int) else g for g in groups]
-        lines = [f"**{title}**\n" if title else "", "| metric | " + " | ".join(header) + " |",
-                 "|---|" + "---|" * len(groups)]
+        lines = [
+            f"**{title}**\n" if title else "",
+            "| metric | " + " | ".join(header) + " |",
+            "|---|" + "---|" * len(groups),
+        ]
         for metric, values in rows:
             label = names.get(metric, metric)
             lines.append(f"| {_escape(label)} | " + " | ".join(_number(values.get(g)) for g in groups) + " |")
         parts.append("\n".join(line for line in lines if line))
     settings = data.get("settings") if isinstance(data.get("settings"), dict) else {}
-    facts = [f"{key.replace('_', ' ')}: {_cell(settings[key])}" for key in ("tokenizer", "seed", "self_bleu_samples",
-                                                                             "entropy_base") if key in settings]
+    facts = [
+        f"{key.replace('_', ' ')}: {_cell(settings[key])}"
+        for key in ("tokenizer", "seed", "self_bleu_samples", "entropy_base")
+        if key in settings
+    ]
     if facts:
         parts.append("Settings: " + "; ".join(facts) + ".")
     notes = data.get("notes") if isinstance(data.get("notes"), (list, tuple)) else None
@@ -401,8 +439,11 @@ def _collect_tables(node, path, tables):
         if metrics:
             tables.append((" / ".join(path), groups, [(m, {g: node[g].get(m) for g in groups}) for m in metrics]))
             return
-    transposed = [(m, v) for m, v in node.items() if isinstance(v, dict) and sum(g in v for g in _GROUPS) >= 2
-                  and all(_is_scalar(x) for x in v.values())]
+    transposed = [
+        (m, v)
+        for m, v in node.items()
+        if isinstance(v, dict) and sum(g in v for g in _GROUPS) >= 2 and all(_is_scalar(x) for x in v.values())
+    ]
     if transposed:
         groups = [g for g in _GROUPS if any(g in v for _, v in transposed)]
         tables.append((" / ".join(path), groups, transposed))
@@ -470,5 +511,5 @@ def _nbytes(dataset: Dataset) -> int:
     estimate = getattr(dataset, "_estimate_nbytes", None)
     try:
         return int(estimate()) if estimate is not None else int(dataset.data.nbytes)
-    except Exception:  # noqa: BLE001 - size is informative only
+    except Exception:
         return int(dataset.data.nbytes)

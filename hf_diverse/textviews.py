@@ -37,8 +37,15 @@ _REQUIRED = {
 }
 # ShareGPT speaker names -> chat roles
 _SHAREGPT_ROLES = {
-    "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant",
-    "bing": "assistant", "bard": "assistant", "model": "assistant", "system": "system",
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "chatgpt": "assistant",
+    "bing": "assistant",
+    "bard": "assistant",
+    "model": "assistant",
+    "system": "system",
 }
 
 
@@ -170,8 +177,10 @@ class TextView:
                     "`text_columns={'instruction': [...], 'response': [...]}`."
                 )
             return [
-                [{"role": "user", "content": view._custom(batch, i, rows[i], "instruction")},
-                 {"role": "assistant", "content": view._custom(batch, i, rows[i], "response")}]
+                [
+                    {"role": "user", "content": view._custom(batch, i, rows[i], "instruction")},
+                    {"role": "assistant", "content": view._custom(batch, i, rows[i], "response")},
+                ]
                 for i in range(n)
             ]
         if view.format == "text":
@@ -198,14 +207,19 @@ class TextView:
             instr = _as_text(batch["instruction"][i], row, "instruction")
             extra = batch["input"][i] if "input" in batch else ""
             extra = "" if extra is None else _as_text(extra, row, "input")
-            return [{"role": "user", "content": _join(instr, extra)},
-                    {"role": "assistant", "content": _as_text(batch["output"][i], row, "output")}]
+            return [
+                {"role": "user", "content": _join(instr, extra)},
+                {"role": "assistant", "content": _as_text(batch["output"][i], row, "output")},
+            ]
         if fmt == "prompt_response":
-            return [{"role": "user", "content": _as_text(batch["prompt"][i], row, "prompt")},
-                    {"role": "assistant", "content": _as_text(batch["response"][i], row, "response")}]
+            return [
+                {"role": "user", "content": _as_text(batch["prompt"][i], row, "prompt")},
+                {"role": "assistant", "content": _as_text(batch["response"][i], row, "response")},
+            ]
         if fmt == "prompt_completion":
-            return (_messages_or_text(batch["prompt"][i], row, "prompt", "user")
-                    + _messages_or_text(batch["completion"][i], row, "completion", "assistant"))
+            return _messages_or_text(batch["prompt"][i], row, "prompt", "user") + _messages_or_text(
+                batch["completion"][i], row, "completion", "assistant"
+            )
         if fmt == "messages":
             return _normalise_messages(batch["messages"][i], row, "messages", "role", "content", None)
         if fmt == "sharegpt":

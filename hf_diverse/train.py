@@ -59,9 +59,22 @@ _CARD_TEMPLATE = Path(__file__).parent / "templates" / "sft_model_card.md"
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 # Settings shown in the model card, in this order
 _CARD_SETTINGS = (
-    "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
-    "lr_scheduler_type", "warmup_steps", "weight_decay", "max_length", "packing", "completion_only_loss",
-    "assistant_only_loss", "bf16", "fp16", "gradient_checkpointing", "seed",
+    "learning_rate",
+    "num_train_epochs",
+    "max_steps",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "weight_decay",
+    "max_length",
+    "packing",
+    "completion_only_loss",
+    "assistant_only_loss",
+    "bf16",
+    "fp16",
+    "gradient_checkpointing",
+    "seed",
 )
 
 
@@ -147,8 +160,13 @@ def to_prompt_completion(
             "(Alpaca, prompt/response, prompt/completion, messages, ShareGPT)."
         )
     converted = dataset.map(
-        PromptCompletionConverter(view), batched=True, with_indices=True, remove_columns=dataset.column_names,
-        features=PROMPT_COMPLETION_FEATURES, num_proc=num_proc, desc="Converting to prompt/completion",
+        PromptCompletionConverter(view),
+        batched=True,
+        with_indices=True,
+        remove_columns=dataset.column_names,
+        features=PROMPT_COMPLETION_FEATURES,
+        num_proc=num_proc,
+        desc="Converting to prompt/completion",
     )
     skipped = len(dataset) - len(converted)
     if len(converted) == 0:
@@ -328,7 +346,7 @@ def _load_model(path: str, init_kwargs: dict):
     kwargs["dtype"] = dtype
     try:
         return AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    except Exception as e:  # noqa: BLE001 - re-raised with the model name
+    except Exception as e:
         raise ModelLoadError(f"Could not load the causal LM {path!r} for training: {type(e).__name__}: {e}") from e
 
 
@@ -337,7 +355,7 @@ def _load_tokenizer(path: str, revision: str | None, trust_remote_code: bool):
 
     try:
         return AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise ModelLoadError(f"Could not load the tokenizer {path!r}: {type(e).__name__}: {e}") from e
 
 
@@ -352,7 +370,7 @@ def _model_config(path: str, revision, trust_remote_code: bool):
 
     try:
         return AutoConfig.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise ModelLoadError(f"Could not load the model config of {path!r}: {type(e).__name__}: {e}") from e
 
 
@@ -490,8 +508,10 @@ def render_model_card(
     else:
         loss_line = "The loss is computed on the whole sequence."
     if chat_template == "fallback":
-        template_line = ("the base tokenizer had none; hf_diverse's plain-text fallback (`### Instruction:` / "
-                         "`### Response:`, EOS after each response) was used and saved with the tokenizer.")
+        template_line = (
+            "the base tokenizer had none; hf_diverse's plain-text fallback (`### Instruction:` / "
+            "`### Response:`, EOS after each response) was used and saved with the tokenizer."
+        )
     else:
         template_line = "the tokenizer's own."
     hyper = [(key, _fmt(getattr(cfg, key))) for key in _CARD_SETTINGS if hasattr(cfg, key)]
@@ -536,10 +556,12 @@ def _push(output_dir: str, repo_id: str, cfg) -> str:
         api = HfApi(token=getattr(cfg, "hub_token", None))
         url = api.create_repo(repo_id, private=getattr(cfg, "hub_private_repo", None), exist_ok=True)
         api.upload_folder(
-            repo_id=url.repo_id, folder_path=output_dir, commit_message="Upload model fine-tuned with hf_diverse",
+            repo_id=url.repo_id,
+            folder_path=output_dir,
+            commit_message="Upload model fine-tuned with hf_diverse",
             ignore_patterns=["checkpoint-*", "checkpoint-*/**", "runs/**", ".*"],
         )
-    except Exception as e:  # noqa: BLE001 - one error type for every Hub failure
+    except Exception as e:
         raise HubError(
             f"Could not push {output_dir} to the Hub repo {repo_id!r}: {type(e).__name__}: {e}. The trained model "
             f"is saved locally in {output_dir}; nothing was committed."
@@ -662,7 +684,8 @@ def train_sft(
     if dataset_name is None:
         source = _source_id(provenance)
         dataset_name = _dataset_location(subset) or (
-            f"an in-memory subset of {source}" if source else "an in-memory dataset")
+            f"an in-memory subset of {source}" if source else "an in-memory dataset"
+        )
     view = TextView.for_columns(subset.column_names, text_columns=text_columns)
     text_format = "text_columns" if view.text_columns is not None else view.format
 
@@ -701,13 +724,17 @@ def train_sft(
             model = _load_model(model_path, init_kwargs)
         base_model["revision"] = getattr(model.config, "_commit_hash", None)
 
-    trainer = trl.SFTTrainer(model=model, args=cfg, train_dataset=rows, processing_class=tokenizer,
-                             callbacks=callbacks)
+    trainer = trl.SFTTrainer(
+        model=model, args=cfg, train_dataset=rows, processing_class=tokenizer, callbacks=callbacks
+    )
     dropped = len(rows) - len(trainer.train_dataset)
     if dropped > 0 and trainer.is_world_process_zero():
         logger.warning(
             "%d of %d examples have no completion token within max_length=%s and are left out of training; raise "
-            "max_length to keep them.", dropped, len(rows), cfg.max_length,
+            "max_length to keep them.",
+            dropped,
+            len(rows),
+            cfg.max_length,
         )
     result = trainer.train(resume_from_checkpoint=resume)
     metrics = dict(result.metrics)
@@ -719,18 +746,32 @@ def train_sft(
     hub_url = None
     if trainer.is_world_process_zero():
         card = render_model_card(
-            model_name=hub_model_id if push_to_hub else out.name, dataset_name=dataset_name, provenance=provenance,
-            base_model=base_model, cfg=cfg, completion_only_loss=trainer.completion_only_loss,
-            chat_template=chat_template, text_format=text_format, num_rows=len(subset), num_examples=len(rows),
+            model_name=hub_model_id if push_to_hub else out.name,
+            dataset_name=dataset_name,
+            provenance=provenance,
+            base_model=base_model,
+            cfg=cfg,
+            completion_only_loss=trainer.completion_only_loss,
+            chat_template=chat_template,
+            text_format=text_format,
+            num_rows=len(subset),
+            num_examples=len(rows),
             metrics={k: v for k, v in metrics.items() if k in ("train_loss", "train_runtime", "epoch")}
             | {"global_step": trainer.state.global_step},
             user_values=user_values,
         )
         card.save(str(out / "README.md"))
-        record = {"dataset": dataset_name, "num_rows": len(subset), "num_examples": len(rows),
-                  "text_format": text_format, "base_model": base_model, "selection": provenance}
+        record = {
+            "dataset": dataset_name,
+            "num_rows": len(subset),
+            "num_examples": len(rows),
+            "text_format": text_format,
+            "base_model": base_model,
+            "selection": provenance,
+        }
         (out / "training_data_provenance.json").write_text(
-            json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+            json.dumps(record, indent=2, sort_keys=True, default=str) + "\n"
+        )
         if push_to_hub:
             hub_url = _push(str(out), hub_model_id, cfg)
     return SFTRun(trainer=trainer, metrics=metrics, output_dir=out, hub_url=hub_url)

@@ -20,16 +20,16 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 # gradio's run history would keep every call's inputs (the push token too) in the browser
 os.environ.setdefault("GRADIO_RUN_HISTORY", "False")
 
-import shutil  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import shutil
+import tempfile
+import time
+from pathlib import Path
 
-import gradio as gr  # noqa: E402
-import pandas as pd  # noqa: E402
+import gradio as gr
+import pandas as pd
 
-import hf_diverse  # noqa: E402
-from hf_diverse import (  # noqa: E402
+import hf_diverse
+from hf_diverse import (
     VALID_METHODS,
     EmbeddingScorer,
     HfDiverseError,
@@ -39,9 +39,9 @@ from hf_diverse import (  # noqa: E402
     load_pool,
     select_diverse,
 )
-from hf_diverse.provenance import get_provenance, update_provenance  # noqa: E402
-from hf_diverse.selection.api import method_parameters, resolve_k  # noqa: E402
-from hf_diverse.utils.logging import get_logger  # noqa: E402
+from hf_diverse.provenance import get_provenance, update_provenance
+from hf_diverse.selection.api import method_parameters, resolve_k
+from hf_diverse.utils.logging import get_logger
 
 logger = get_logger("hf_diverse.space")
 
@@ -147,8 +147,11 @@ def _describe_pool(pool, note: str = "") -> str:
 def _numeric_columns(pool) -> list[str]:
     from datasets import Value
 
-    return [name for name, feat in pool.features.items()
-            if isinstance(feat, Value) and (feat.dtype.startswith(("int", "uint", "float")))]
+    return [
+        name
+        for name, feat in pool.features.items()
+        if isinstance(feat, Value) and (feat.dtype.startswith(("int", "uint", "float")))
+    ]
 
 
 _OUTPUT_ROOT = Path(tempfile.gettempdir()) / "hf_diverse_space"
@@ -200,9 +203,13 @@ def load_source(kind: str, hub_id: str, split: str, limit, upload):
             raise InvalidParameterError(f"Unknown source {kind!r}. Valid sources: {list(SOURCES)}.")
         note = f" Capped at {cap} rows." if len(pool) == cap and cap == MAX_ROWS else ""
         choices = [NO_QUALITY, *_numeric_columns(pool)]
-        return ({"pool": pool, "cache": {}}, _describe_pool(pool, note),
-                gr.update(choices=choices, value=NO_QUALITY), f"Loaded {len(pool)} rows.")
-    except Exception as e:  # noqa: BLE001 - shown in the page, the app keeps running
+        return (
+            {"pool": pool, "cache": {}},
+            _describe_pool(pool, note),
+            gr.update(choices=choices, value=NO_QUALITY),
+            f"Loaded {len(pool)} rows.",
+        )
+    except Exception as e:
         return _fail(e, 4, 3)
 
 
@@ -216,8 +223,9 @@ def _pool_with_embeddings(state: dict, text_columns, progress):
             pool = pool.remove_columns(EMBEDDING_COLUMN)
         progress(0.05, desc="Embedding the pool (all-MiniLM-L6-v2)")
         scorer = EmbeddingScorer(text_columns=text_columns)
-        embedded = pool.map(scorer, batched=True, batch_size=256, with_indices=True,
-                            features=scorer.features(pool), desc="Embedding")
+        embedded = pool.map(
+            scorer, batched=True, batch_size=256, with_indices=True, features=scorer.features(pool), desc="Embedding"
+        )
         models = dict((get_provenance(pool) or {}).get("models") or {})
         models["embedding"] = scorer.model_info
         state["cache"][key] = update_provenance(embedded, models=models)
@@ -232,19 +240,40 @@ def _pool_with_adg_scores(state: dict, pool, text_columns, seed: int, progress):
     key = ("adg", repr(text_columns), seed, ADG_MODEL, ADG_NUM_SAMPLES, ADG_MAX_NEW_TOKENS)
     if key not in state["cache"]:
         progress(0.1, desc=f"ADG: sampling {ADG_NUM_SAMPLES} answers per row")
-        scorer = AnswerDivergenceScorer(model=ADG_MODEL, num_samples=ADG_NUM_SAMPLES,
-                                        max_new_tokens=ADG_MAX_NEW_TOKENS, seed=seed, text_columns=text_columns)
-        scored = pool.map(scorer, batched=True, batch_size=16, with_indices=True, features=scorer.features(pool),
-                          desc="ADG answer divergence")
+        scorer = AnswerDivergenceScorer(
+            model=ADG_MODEL,
+            num_samples=ADG_NUM_SAMPLES,
+            max_new_tokens=ADG_MAX_NEW_TOKENS,
+            seed=seed,
+            text_columns=text_columns,
+        )
+        scored = pool.map(
+            scorer,
+            batched=True,
+            batch_size=16,
+            with_indices=True,
+            features=scorer.features(pool),
+            desc="ADG answer divergence",
+        )
         models = dict((get_provenance(pool) or {}).get("models") or {})
         models["lm"] = scorer.model_info
         state["cache"][key] = update_provenance(scored, models=models)
     return state["cache"][key]
 
 
-def run_selection(state, method, k, seed, alpha, diversity, quality_column, instruction_columns, response_columns,
-                  embed_responses: bool = False,
-                  progress=gr.Progress(track_tqdm=True)):  # noqa: B008 - gradio's way of asking for progress
+def run_selection(
+    state,
+    method,
+    k,
+    seed,
+    alpha,
+    diversity,
+    quality_column,
+    instruction_columns,
+    response_columns,
+    embed_responses: bool = False,
+    progress=gr.Progress(track_tqdm=True),  # noqa: B008 - gradio's way of asking for progress
+):
     """The Select button: `select_diverse` on the loaded pool, then the report, the plots and the downloads.
 
     Args:
@@ -295,8 +324,16 @@ def run_selection(state, method, k, seed, alpha, diversity, quality_column, inst
             # recorded in the provenance as the settings the scores were computed with
             kwargs.update(model=ADG_MODEL, num_samples=ADG_NUM_SAMPLES, max_new_tokens=ADG_MAX_NEW_TOKENS)
         progress(0.3, desc=f"Selecting with {method}")
-        subset = select_diverse(pool, k, method=method, quality_column=quality, text_columns=text_columns, seed=seed,
-                                embedding_column=EMBEDDING_COLUMN, **kwargs)
+        subset = select_diverse(
+            pool,
+            k,
+            method=method,
+            quality_column=quality,
+            text_columns=text_columns,
+            seed=seed,
+            embedding_column=EMBEDDING_COLUMN,
+            **kwargs,
+        )
         progress(0.6, desc="Diversity report")
         out_dir = _new_output_dir()
         report = _report(pool, subset, text_columns, seed, embed_responses)
@@ -311,9 +348,16 @@ def run_selection(state, method, k, seed, alpha, diversity, quality_column, inst
         done += f", facility-location coverage {cov:.4f}." if isinstance(cov, float) else "."
         if report is not None and report.notes:
             done += "\n\n" + "\n".join(f"*Report note: {note}*" for note in report.notes)
-        return (result, _table(subset, text_columns), map_png, _report_table(report),
-                gr.update(value=quadrant, visible=quadrant is not None), files, done)
-    except Exception as e:  # noqa: BLE001 - shown in the page, the app keeps running
+        return (
+            result,
+            _table(subset, text_columns),
+            map_png,
+            _report_table(report),
+            gr.update(value=quadrant, visible=quadrant is not None),
+            files,
+            done,
+        )
+    except Exception as e:
         return _fail(e, n_out, status)
 
 
@@ -349,10 +393,16 @@ def push_to_hub(result, repo_id: str, token: str, private: bool):
         from hf_diverse.hub import check_push_target
 
         check_push_target(repo_id.strip(), token)  # a malformed id fails before the report and plots are built
-        info = hf_diverse.push_curated(result["subset"], repo_id.strip(), pool=result["pool"], private=bool(private),
-                                       token=token, report=result.get("report") or False)
+        info = hf_diverse.push_curated(
+            result["subset"],
+            repo_id.strip(),
+            pool=result["pool"],
+            private=bool(private),
+            token=token,
+            report=result.get("report") or False,
+        )
         return f"Pushed to {getattr(info, 'commit_url', None) or info}"
-    except Exception as e:  # noqa: BLE001 - shown in the page, the app keeps running
+    except Exception as e:
         return _fail(e, 1, 0, secret=token)[0]
 
 
@@ -361,9 +411,16 @@ def _report(pool, subset, text_columns, seed, embed_responses):
     from hf_diverse.report import diversity_report
 
     # the instruction embeddings are the pool's column; response embeddings are computed only when asked
-    return diversity_report(pool, subset, text_columns=text_columns, embedding_column=EMBEDDING_COLUMN, seed=seed,
-                            compute_embeddings=bool(embed_responses), self_bleu_samples=SELF_BLEU_SAMPLES,
-                            show_progress=False)
+    return diversity_report(
+        pool,
+        subset,
+        text_columns=text_columns,
+        embedding_column=EMBEDDING_COLUMN,
+        seed=seed,
+        compute_embeddings=bool(embed_responses),
+        self_bleu_samples=SELF_BLEU_SAMPLES,
+        show_progress=False,
+    )
 
 
 def _report_table(report) -> pd.DataFrame:
@@ -377,8 +434,11 @@ def _report_table(report) -> pd.DataFrame:
     rows = []
     for component, by_label in report.metrics.items():
         for key, (name, short) in METRICS.items():
-            row = {"text": component, "metric": f"{name} [{short}]" if short else name,
-                   "more diverse": direction[HIGHER_IS_MORE_DIVERSE.get(key)]}
+            row = {
+                "text": component,
+                "metric": f"{name} [{short}]" if short else name,
+                "more diverse": direction[HIGHER_IS_MORE_DIVERSE.get(key)],
+            }
             for label in report.labels:
                 value = by_label.get(label, {}).get(key)
                 row[f"{label} ({report.sizes[label]})"] = None if value is None else round(value, 4)
@@ -390,15 +450,19 @@ def _projection_png(pool, subset, out_dir: Path):
     from hf_diverse.plots.projection import plot_projection
 
     title = f"{len(subset)} of {len(pool)} rows selected"
-    return str(plot_projection(pool, subset, embedding_column=EMBEDDING_COLUMN, path=out_dir / "projection.png",
-                               title=title))
+    return str(
+        plot_projection(pool, subset, embedding_column=EMBEDDING_COLUMN, path=out_dir / "projection.png", title=title)
+    )
 
 
 def _quadrant_png(pool, subset, out_dir: Path):
     from hf_diverse.plots.adg import plot_divergence_quadrant
 
-    return str(plot_divergence_quadrant(pool, subset, path=out_dir / "adg_quadrant.png",
-                                        title=f"ADG: {len(subset)} of {len(pool)} rows selected"))
+    return str(
+        plot_divergence_quadrant(
+            pool, subset, path=out_dir / "adg_quadrant.png", title=f"ADG: {len(subset)} of {len(pool)} rows selected"
+        )
+    )
 
 
 def _downloads(subset, report, out_dir: Path) -> list[str]:
@@ -409,8 +473,9 @@ def _downloads(subset, report, out_dir: Path) -> list[str]:
     files = [out_dir / "subset.jsonl", out_dir / "subset.parquet"]
     light.to_json(str(files[0]), lines=True, force_ascii=False)
     light.to_parquet(str(files[1]))
-    card = hf_diverse.render_card(light, report=report, dropped_columns=[c for c in subset.column_names
-                                                                     if c not in light.column_names])
+    card = hf_diverse.render_card(
+        light, report=report, dropped_columns=[c for c in subset.column_names if c not in light.column_names]
+    )
     files.append(out_dir / "README.md")
     files[-1].write_text(str(card), encoding="utf-8")
     return [str(f) for f in files]
@@ -423,8 +488,11 @@ def _table(subset, text_columns) -> pd.DataFrame:
     def short(texts):
         return [t if len(t) <= TABLE_TEXT_CHARS else t[: TABLE_TEXT_CHARS - 1] + "…" for t in texts]
 
-    table = {"rank": batch["selection_rank"], "gain": [round(g, 6) for g in batch["selection_gain"]],
-             "instruction": short(view.texts(batch, what="instruction"))}
+    table = {
+        "rank": batch["selection_rank"],
+        "gain": [round(g, 6) for g in batch["selection_gain"]],
+        "instruction": short(view.texts(batch, what="instruction")),
+    }
     # a plain list of text columns (or the `text` format) has no separate response
     if isinstance(text_columns, dict) or (text_columns is None and view.format != "text"):
         table["response"] = short(view.texts(batch, what="response"))
@@ -460,58 +528,96 @@ def build_demo() -> gr.Blocks:
                 gr.Markdown("### 1. Source")
                 source = gr.Radio(list(SOURCES), value=SOURCES[0], label="Source", elem_id="source")
                 with gr.Row():
-                    hub_id = gr.Textbox(label="Hub dataset id", placeholder="tatsu-lab/alpaca", visible=False,
-                                        elem_id="hub-id")
+                    hub_id = gr.Textbox(
+                        label="Hub dataset id", placeholder="tatsu-lab/alpaca", visible=False, elem_id="hub-id"
+                    )
                     split = gr.Textbox(value="train", label="Split", visible=False, elem_id="split")
-                upload = gr.File(label="JSON / JSONL / Parquet / CSV", visible=False, elem_id="upload",
-                                 file_types=[".json", ".jsonl", ".parquet", ".csv"])
-                limit = gr.Number(value=0, label=f"Row limit (0 = up to the cap of {MAX_ROWS} rows)", precision=0,
-                                  minimum=0, elem_id="limit")
+                upload = gr.File(
+                    label="JSON / JSONL / Parquet / CSV",
+                    visible=False,
+                    elem_id="upload",
+                    file_types=[".json", ".jsonl", ".parquet", ".csv"],
+                )
+                limit = gr.Number(
+                    value=0,
+                    label=f"Row limit (0 = up to the cap of {MAX_ROWS} rows)",
+                    precision=0,
+                    minimum=0,
+                    elem_id="limit",
+                )
                 load_btn = gr.Button("Load", elem_id="load")
                 pool_md = gr.Markdown("No pool loaded yet.", elem_id="pool-info")
                 with gr.Accordion("Text columns (override the detected format)", open=False):
                     instr_cols = gr.Textbox(label="Instruction column(s), comma-separated", elem_id="instr-cols")
                     resp_cols = gr.Textbox(label="Response column(s), comma-separated", elem_id="resp-cols")
                 gr.Markdown("### 2. Method")
-                method = gr.Dropdown([(METHOD_LABELS[m], m) for m in METHODS], value=METHODS[0], label="Method",
-                                     elem_id="method")
-                alpha = gr.Slider(0, 1, value=0.7, step=0.05, label="alpha (quality weight; needs a quality column)",
-                                  elem_id="alpha")
-                diversity = gr.Slider(0, 1, value=1.0, step=0.05, label="diversity dial (0 = minimal, 1 = maximal)",
-                                      visible=False, elem_id="diversity")
-                quality_column = gr.Dropdown([NO_QUALITY], value=NO_QUALITY, label="Quality column (numeric)",
-                                             elem_id="quality")
+                method = gr.Dropdown(
+                    [(METHOD_LABELS[m], m) for m in METHODS], value=METHODS[0], label="Method", elem_id="method"
+                )
+                alpha = gr.Slider(
+                    0, 1, value=0.7, step=0.05, label="alpha (quality weight; needs a quality column)", elem_id="alpha"
+                )
+                diversity = gr.Slider(
+                    0,
+                    1,
+                    value=1.0,
+                    step=0.05,
+                    label="diversity dial (0 = minimal, 1 = maximal)",
+                    visible=False,
+                    elem_id="diversity",
+                )
+                quality_column = gr.Dropdown(
+                    [NO_QUALITY], value=NO_QUALITY, label="Quality column (numeric)", elem_id="quality"
+                )
                 with gr.Row():
                     k = gr.Number(value=100, label="k (rows, or a fraction in (0, 1))", elem_id="k")
                     seed = gr.Number(value=0, label="Seed", precision=0, elem_id="seed")
-                embed_responses = gr.Checkbox(value=False, label="Report: also embed the responses (slower)",
-                                              elem_id="embed-responses")
+                embed_responses = gr.Checkbox(
+                    value=False, label="Report: also embed the responses (slower)", elem_id="embed-responses"
+                )
                 select_btn = gr.Button("Select", variant="primary", elem_id="select")
             with gr.Column(scale=2):
                 status = gr.Markdown("", elem_id="status")
                 table = gr.Dataframe(label="Selected rows (pick order)", wrap=True, max_height=420, elem_id="table")
                 with gr.Row():
-                    pool_map = gr.Image(label="The pool in 2-D, selected rows highlighted", type="filepath",
-                                        interactive=False, elem_id="map")
-                    quadrant = gr.Image(label="ADG: divergence D vs isotropy I", type="filepath", interactive=False,
-                                        visible=False, elem_id="quadrant")
-                report = gr.Dataframe(label="Diversity report: subset vs pool vs random", wrap=True,
-                                      elem_id="report")
-                downloads = gr.File(label="Downloads: subset (JSONL, Parquet) and dataset card", file_count="multiple",
-                                    interactive=False, elem_id="downloads")
+                    pool_map = gr.Image(
+                        label="The pool in 2-D, selected rows highlighted",
+                        type="filepath",
+                        interactive=False,
+                        elem_id="map",
+                    )
+                    quadrant = gr.Image(
+                        label="ADG: divergence D vs isotropy I",
+                        type="filepath",
+                        interactive=False,
+                        visible=False,
+                        elem_id="quadrant",
+                    )
+                report = gr.Dataframe(label="Diversity report: subset vs pool vs random", wrap=True, elem_id="report")
+                downloads = gr.File(
+                    label="Downloads: subset (JSONL, Parquet) and dataset card",
+                    file_count="multiple",
+                    interactive=False,
+                    elem_id="downloads",
+                )
                 with gr.Accordion("3. Push to the Hub", open=False):
-                    repo_id = gr.Textbox(label="Dataset repository id", placeholder="your-name/my-subset",
-                                         elem_id="repo-id")
-                    token = gr.Textbox(label="Hugging Face token (write access; used for this push only, not stored)",
-                                       type="password", elem_id="token")
+                    repo_id = gr.Textbox(
+                        label="Dataset repository id", placeholder="your-name/my-subset", elem_id="repo-id"
+                    )
+                    token = gr.Textbox(
+                        label="Hugging Face token (write access; used for this push only, not stored)",
+                        type="password",
+                        elem_id="token",
+                    )
                     private = gr.Checkbox(value=True, label="Private repository", elem_id="private")
                     push_btn = gr.Button("Push", elem_id="push")
                     push_md = gr.Markdown("", elem_id="push-status")
 
         source.change(_source_controls, source, [hub_id, split, upload])
         method.change(_method_controls, method, [alpha, diversity])
-        load_btn.click(load_source, [source, hub_id, split, limit, upload],
-                       [pool_state, pool_md, quality_column, status])
+        load_btn.click(
+            load_source, [source, hub_id, split, limit, upload], [pool_state, pool_md, quality_column, status]
+        )
         select_btn.click(
             run_selection,
             [pool_state, method, k, seed, alpha, diversity, quality_column, instr_cols, resp_cols, embed_responses],

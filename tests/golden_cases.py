@@ -16,11 +16,20 @@ K = 30
 # name -> select_diverse keyword arguments (besides k, seed, show_progress)
 CASES = {
     **{f"qdit-{s}": dict(method="qdit", strategy=s) for s in ("dense", "lazy", "incremental", "blocked")},
-    **{f"qdit-{s}-alpha0.7": dict(method="qdit", strategy=s, quality_column="quality", alpha=0.7)
-       for s in ("dense", "lazy", "incremental", "blocked")},
+    **{
+        f"qdit-{s}-alpha0.7": dict(method="qdit", strategy=s, quality_column="quality", alpha=0.7)
+        for s in ("dense", "lazy", "incremental", "blocked")
+    },
     "qdit-sparse": dict(method="qdit", strategy="sparse", n_neighbors=16, knn="exact", knn_cache=False),
-    "qdit-sparse-alpha0.3": dict(method="qdit", strategy="sparse", n_neighbors=16, knn="exact", knn_cache=False,
-                                 quality_column="quality", alpha=0.3),
+    "qdit-sparse-alpha0.3": dict(
+        method="qdit",
+        strategy="sparse",
+        n_neighbors=16,
+        knn="exact",
+        knn_cache=False,
+        quality_column="quality",
+        alpha=0.3,
+    ),
     "qdit-stochastic": dict(method="qdit", strategy="stochastic", n_neighbors=16, knn="exact", knn_cache=False),
     "qdit-greedi": dict(method="qdit", strategy="greedi"),
     "tokens-1.0": dict(method="tokens", diversity=1.0),

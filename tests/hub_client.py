@@ -64,8 +64,13 @@ from hf_diverse.data import load_embedded_default  # noqa: E402
 
 API = HfApi()
 RESULTS["_imports_s"] = round(time.perf_counter() - T0, 2)
-REPORT = {"response": {"subset": {"entropy_bits": 9.5, "distinct_2": 0.61}, "pool": {"entropy_bits": 9.1,
-          "distinct_2": 0.55}, "random": {"entropy_bits": 9.0, "distinct_2": 0.54}}}
+REPORT = {
+    "response": {
+        "subset": {"entropy_bits": 9.5, "distinct_2": 0.61},
+        "pool": {"entropy_bits": 9.1, "distinct_2": 0.55},
+        "random": {"entropy_bits": 9.0, "distinct_2": 0.54},
+    }
+}
 
 
 def step(name):
@@ -74,11 +79,16 @@ def step(name):
         try:
             out = fn() or {}
             RESULTS[name] = {"ok": True, "seconds": round(time.perf_counter() - start, 2), **out}
-        except Exception as e:  # noqa: BLE001 - recorded for the test to assert on
-            RESULTS[name] = {"ok": False, "error_type": type(e).__name__, "error": str(e),
-                             "is_hf_diverse_error": isinstance(e, HfDiverseError),
-                             "traceback": traceback.format_exc()}
+        except Exception as e:
+            RESULTS[name] = {
+                "ok": False,
+                "error_type": type(e).__name__,
+                "error": str(e),
+                "is_hf_diverse_error": isinstance(e, HfDiverseError),
+                "traceback": traceback.format_exc(),
+            }
         return fn
+
     return wrap
 
 
@@ -113,8 +123,12 @@ def _():
 def _():
     back = load_dataset(MAIN, split="train")
     expected = subset.remove_columns(["embedding"])
-    return {"num_rows": len(back), "columns": back.column_names, "rows_equal": rows(back) == rows(expected),
-            "features_equal": back.features == expected.features}
+    return {
+        "num_rows": len(back),
+        "columns": back.column_names,
+        "rows_equal": rows(back) == rows(expected),
+        "features_equal": back.features == expected.features,
+    }
 
 
 @step("card")
@@ -134,8 +148,12 @@ def _():
                 head = f.read(8)
             images[path] = {"png": head == b"\x89PNG\r\n\x1a\n", "size": os.path.getsize(local)}
     provenance = json.load(open(hf_hub_download(MAIN, "provenance.json", repo_type="dataset")))
-    return {"files": sorted(files), "images": images, "provenance_method": provenance.get("method"),
-            "private": API.repo_info(MAIN, repo_type="dataset").private}
+    return {
+        "files": sorted(files),
+        "images": images,
+        "provenance_method": provenance.get("method"),
+        "private": API.repo_info(MAIN, repo_type="dataset").private,
+    }
 
 
 @step("repush_same")
@@ -152,10 +170,15 @@ def _():
     push_curated(smaller, MAIN)  # no pool: no projection plot this time
     back = load_dataset(MAIN, split="train")
     card = DatasetCard.load(MAIN, repo_type="dataset")
-    return {"before": before, "after": n_commits(MAIN), "num_rows": len(back), "files": sorted(
-        API.list_repo_files(MAIN, repo_type="dataset")), "tags": card.data.tags,
-        "rows_equal": rows(back) == rows(smaller.remove_columns(["embedding"]) if "embedding" in
-                                         smaller.column_names else smaller)}
+    return {
+        "before": before,
+        "after": n_commits(MAIN),
+        "num_rows": len(back),
+        "files": sorted(API.list_repo_files(MAIN, repo_type="dataset")),
+        "tags": card.data.tags,
+        "rows_equal": rows(back)
+        == rows(smaller.remove_columns(["embedding"]) if "embedding" in smaller.column_names else smaller),
+    }
 
 
 @step("keep_heavy")
@@ -172,11 +195,15 @@ def _():
     try:
         anonymous.dataset_info("alice/private-subset")
         visible_anonymously = True
-    except Exception:  # noqa: BLE001 - a 404 is the expected answer
+    except Exception:
         visible_anonymously = False
     back = load_dataset("alice/private-subset", split="train")  # the owner can read it
-    return {"private": API.repo_info("alice/private-subset", repo_type="dataset").private,
-            "visible_anonymously": visible_anonymously, "num_rows": len(back), "oid": commit.oid}
+    return {
+        "private": API.repo_info("alice/private-subset", repo_type="dataset").private,
+        "visible_anonymously": visible_anonymously,
+        "num_rows": len(back),
+        "oid": commit.oid,
+    }
 
 
 @step("org")
@@ -196,8 +223,11 @@ def _():
     adg_subset = select_diverse(scored, k=10, method="adg", n_bins=4, show_progress=False)  # precomputed D and I
     push_curated(adg_subset, "alice/adg-subset", pool=scored, report=False)
     card = DatasetCard.load("alice/adg-subset", repo_type="dataset")
-    return {"files": sorted(API.list_repo_files("alice/adg-subset", repo_type="dataset")), "text": card.text,
-            "tags": card.data.tags}
+    return {
+        "files": sorted(API.list_repo_files("alice/adg-subset", repo_type="dataset")),
+        "text": card.text,
+        "tags": card.data.tags,
+    }
 
 
 @step("visibility_changes")
@@ -206,9 +236,12 @@ def _():
     before = n_commits("alice/private-subset")
     push_curated(subset, "alice/private-subset", private=False, report=False, plots=False)
     push_curated(subset, "alice-org/shared-subset", private=True, report=False, plots=False)
-    return {"before": before, "after": n_commits("alice/private-subset"),
-            "now_public": not API.repo_info("alice/private-subset", repo_type="dataset").private,
-            "now_private": API.repo_info("alice-org/shared-subset", repo_type="dataset").private}
+    return {
+        "before": before,
+        "after": n_commits("alice/private-subset"),
+        "now_public": not API.repo_info("alice/private-subset", repo_type="dataset").private,
+        "now_private": API.repo_info("alice-org/shared-subset", repo_type="dataset").private,
+    }
 
 
 def failure(name, fn):
@@ -277,21 +310,49 @@ pool.add_column("response_embedding", [list(map(float, v)) for v in response_emb
 def _():
     out = os.path.join(work, "curated")
     # 24 rows keep the report's Self-BLEU cheap
-    rc = cli_main(["select", "--dataset", pool_file, "--limit", "24", "--k", "6", "--method", "qdit",
-                   "--quality-column", "score", "--output", out, "--no-progress", "--push-to", "alice/cli-select"])
+    rc = cli_main(
+        [
+            "select",
+            "--dataset",
+            pool_file,
+            "--limit",
+            "24",
+            "--k",
+            "6",
+            "--method",
+            "qdit",
+            "--quality-column",
+            "score",
+            "--output",
+            out,
+            "--no-progress",
+            "--push-to",
+            "alice/cli-select",
+        ]
+    )
     back = load_dataset("alice/cli-select", split="train")
     files = API.list_repo_files("alice/cli-select", repo_type="dataset")
     card = DatasetCard.load("alice/cli-select", repo_type="dataset")
-    return {"rc": rc, "num_rows": len(back), "files": sorted(files), "commits": n_commits("alice/cli-select"),
-            "columns": back.column_names, "text": card.text}
+    return {
+        "rc": rc,
+        "num_rows": len(back),
+        "files": sorted(files),
+        "commits": n_commits("alice/cli-select"),
+        "columns": back.column_names,
+        "text": card.text,
+    }
 
 
 @step("cli_push")
 def _():
     rc = cli_main(["push", os.path.join(work, "curated"), "alice/cli-push", "--private", "--no-report"])
     card = DatasetCard.load("alice/cli-push", repo_type="dataset")
-    return {"rc": rc, "private": API.repo_info("alice/cli-push", repo_type="dataset").private,
-            "tags": card.data.tags, "num_rows": len(load_dataset("alice/cli-push", split="train"))}
+    return {
+        "rc": rc,
+        "private": API.repo_info("alice/cli-push", repo_type="dataset").private,
+        "tags": card.data.tags,
+        "num_rows": len(load_dataset("alice/cli-push", split="train")),
+    }
 
 
 @step("cli_push_error")

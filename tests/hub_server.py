@@ -31,8 +31,17 @@ import yaml
 # binary files go through LFS like on the Hub (its default .gitattributes)
 LFS_SUFFIXES = (".parquet", ".arrow", ".png", ".jpg", ".jpeg", ".bin", ".safetensors", ".gz", ".zip", ".npy")
 SIZE_CATEGORIES = (
-    "n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M", "100M<n<1B", "1B<n<10B", "10B<n<100B",
-    "100B<n<1T", "n>1T",
+    "n<1K",
+    "1K<n<10K",
+    "10K<n<100K",
+    "100K<n<1M",
+    "1M<n<10M",
+    "10M<n<100M",
+    "100M<n<1B",
+    "1B<n<10B",
+    "10B<n<100B",
+    "100B<n<1T",
+    "n>1T",
 )
 REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 GITATTRIBUTES = b"".join(f"*{s} filter=lfs diff=lfs merge=lfs -text\n".encode() for s in LFS_SUFFIXES)
@@ -159,8 +168,15 @@ class FakeHub:
     def fail(self, method: str, path_regex: str, status: int, times: int = 1, message: str = "Injected failure"):
         """Answer the next `times` requests matching `method` and `path_regex` with `status` (before any effect)."""
         with self._lock:
-            self._failures.append({"method": method.upper(), "regex": re.compile(path_regex), "status": status,
-                                   "times": times, "message": message})
+            self._failures.append(
+                {
+                    "method": method.upper(),
+                    "regex": re.compile(path_regex),
+                    "status": status,
+                    "times": times,
+                    "message": message,
+                }
+            )
 
     def add_repo(self, repo_id: str, repo_type: str = "dataset", private: bool = False, files: dict | None = None):
         """Create a repo owned by its namespace, with an initial commit of `.gitattributes` plus `files`."""
@@ -178,9 +194,11 @@ class FakeHub:
 
     def _new_commit(self, parent: Commit | None, title: str, message: str, author: str, files: dict) -> Commit:
         self._counter += 1
-        digest = hashlib.sha1(json.dumps(
-            [parent.oid if parent else None, title, self._counter, sorted((p, f.oid) for p, f in files.items())]
-        ).encode()).hexdigest()
+        digest = hashlib.sha1(
+            json.dumps(
+                [parent.oid if parent else None, title, self._counter, sorted((p, f.oid) for p, f in files.items())]
+            ).encode()
+        ).hexdigest()
         return Commit(digest, title, message, author, _now(), files)
 
     def _take_failure(self, method: str, path: str) -> dict | None:
@@ -216,7 +234,7 @@ class FakeHub:
         if who is None:
             raise HubHTTPError(401, "You must be authenticated to " + what)
         if who["role"] != "write" or namespace not in self.namespaces(who):
-            raise HubHTTPError(403, f"You don't have the rights to {what} under the namespace \"{namespace}\"")
+            raise HubHTTPError(403, f'You don\'t have the rights to {what} under the namespace "{namespace}"')
 
     def _commit_at(self, repo: Repo, revision: str) -> Commit:
         commit = repo.at(revision)
@@ -234,10 +252,16 @@ class FakeHub:
         if seg[:2] == ["api", "whoami-v2"]:
             if who is None:
                 raise HubHTTPError(401, "Invalid credentials in Authorization header")
-            return _json({"type": "user", "id": who["name"], "name": who["name"], "fullname": who["name"],
-                          "orgs": [{"name": o, "type": "org"} for o in who["orgs"]],
-                          "auth": {"type": "access_token",
-                                   "accessToken": {"displayName": "test", "role": who["role"]}}})
+            return _json(
+                {
+                    "type": "user",
+                    "id": who["name"],
+                    "name": who["name"],
+                    "fullname": who["name"],
+                    "orgs": [{"name": o, "type": "org"} for o in who["orgs"]],
+                    "auth": {"type": "access_token", "accessToken": {"displayName": "test", "role": who["role"]}},
+                }
+            )
         if seg[:3] == ["api", "repos", "create"] and method == "POST":
             return self._create_repo(json.loads(body or b"{}"), who)
         if seg[:2] == ["api", "validate-yaml"] and method == "POST":
@@ -271,8 +295,11 @@ class FakeHub:
         prefix = "" if repo_type == "model" else f"{repo_type}s/"
         with self._lock:
             if (repo_type, repo_id) in self.repos:
-                raise HubHTTPError(409, f"You already created this {repo_type} repo",
-                                   extra={"url": f"{self.public_url}/{prefix}{repo_id}"})
+                raise HubHTTPError(
+                    409,
+                    f"You already created this {repo_type} repo",
+                    extra={"url": f"{self.public_url}/{prefix}{repo_id}"},
+                )
             visibility = payload.get("visibility")
             private = visibility == "private" if visibility is not None else bool(payload.get("private", False))
             self.add_repo(repo_id, repo_type, private)
@@ -319,8 +346,9 @@ class FakeHub:
             return _json(self._info(repo, commit))
         if method == "GET" and rest[0] == "tree" and len(rest) >= 2:
             commit = self._commit_at(repo, rest[1])
-            return _json(self._tree(commit, "/".join(rest[2:]), _true(query.get("recursive")),
-                                    _true(query.get("expand"))))
+            return _json(
+                self._tree(commit, "/".join(rest[2:]), _true(query.get("recursive")), _true(query.get("expand")))
+            )
         if method == "POST" and rest[0] == "paths-info":
             commit = self._commit_at(repo, rest[1])
             form = urllib.parse.parse_qs(body.decode())
@@ -335,8 +363,18 @@ class FakeHub:
         if method == "GET" and rest[0] == "commits":
             commit = self._commit_at(repo, rest[1] if len(rest) > 1 else "main")
             history = repo.commits[: repo.commits.index(commit) + 1][::-1]
-            return _json([{"id": c.oid, "title": c.title, "message": c.message, "authors": [{"user": c.author}],
-                           "date": c.date} for c in history])
+            return _json(
+                [
+                    {
+                        "id": c.oid,
+                        "title": c.title,
+                        "message": c.message,
+                        "authors": [{"user": c.author}],
+                        "date": c.date,
+                    }
+                    for c in history
+                ]
+            )
         if method == "POST" and rest[0] == "preupload":
             self._check_write(repo.namespace, who, "upload files")
             commit = self._commit_at(repo, rest[1])
@@ -359,9 +397,19 @@ class FakeHub:
             match = re.match(r"^---\s*\n(.*?)\n---\s*\n", readme.content.decode("utf-8", "replace"), re.S)
             card = yaml.safe_load(match.group(1)) if match else None
         return {
-            "_id": hashlib.md5(repo.repo_id.encode()).hexdigest()[:24], "id": repo.repo_id, "author": repo.namespace,
-            "sha": commit.oid, "lastModified": commit.date, "createdAt": repo.created_at, "private": repo.private,
-            "gated": False, "disabled": False, "downloads": 0, "likes": 0, "tags": [], "cardData": card,
+            "_id": hashlib.md5(repo.repo_id.encode()).hexdigest()[:24],
+            "id": repo.repo_id,
+            "author": repo.namespace,
+            "sha": commit.oid,
+            "lastModified": commit.date,
+            "createdAt": repo.created_at,
+            "private": repo.private,
+            "gated": False,
+            "disabled": False,
+            "downloads": 0,
+            "likes": 0,
+            "tags": [],
+            "cardData": card,
             "siblings": [{"rfilename": p} for p in sorted(commit.files)],
             "usedStorage": sum(len(f.content) for f in commit.files.values()),
         }
@@ -377,13 +425,12 @@ class FakeHub:
             raise HubHTTPError(404, f"Entry not found: {path}", "EntryNotFound")
         out, folders = [], set()
         for p in paths:
-            parts = p[len(prefix):].split("/")
+            parts = p[len(prefix) :].split("/")
             for depth in range(1, len(parts)):
                 folder = prefix + "/".join(parts[:depth])
                 if folder not in folders and (recursive or depth == 1):
                     folders.add(folder)
-                    out.append({"type": "directory", "oid": git_blob_sha1(folder.encode()), "size": 0,
-                                "path": folder})
+                    out.append({"type": "directory", "oid": git_blob_sha1(folder.encode()), "size": 0, "path": folder})
             if recursive or len(parts) == 1:
                 entry = commit.files[p].entry(p)
                 if expand:
@@ -400,8 +447,11 @@ class FakeHub:
             if obj["oid"] not in self.lfs_blobs:
                 entry["actions"] = {"upload": {"href": f"{self.public_url}/__lfs/{obj['oid']}", "header": {}}}
             objects.append(entry)
-        return 200, {"Content-Type": "application/vnd.git-lfs+json"}, json.dumps(
-            {"transfer": "basic", "objects": objects}).encode()
+        return (
+            200,
+            {"Content-Type": "application/vnd.git-lfs+json"},
+            json.dumps({"transfer": "basic", "objects": objects}).encode(),
+        )
 
     def _commit(self, repo: Repo, revision: str, body: bytes, who):
         lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
@@ -435,8 +485,15 @@ class FakeHub:
             commit = self._new_commit(parent, header["summary"], header.get("description", ""), who["name"], files)
             repo.commits.append(commit)
         prefix = "" if repo.repo_type == "model" else f"{repo.repo_type}s/"
-        return _json({"success": True, "commitOid": commit.oid, "hookOutput": "", "pullRequestUrl": None,
-                      "commitUrl": f"{self.public_url}/{prefix}{repo.repo_id}/commit/{commit.oid}"})
+        return _json(
+            {
+                "success": True,
+                "commitOid": commit.oid,
+                "hookOutput": "",
+                "pullRequestUrl": None,
+                "commitUrl": f"{self.public_url}/{prefix}{repo.repo_id}/commit/{commit.oid}",
+            }
+        )
 
     def _resolve(self, method, repo: Repo, revision: str, path: str, headers):
         commit = self._commit_at(repo, revision)
@@ -444,8 +501,12 @@ class FakeHub:
         if stored is None:
             raise HubHTTPError(404, f"Entry not found: {path}", "EntryNotFound")
         data = stored.content
-        out = {"X-Repo-Commit": commit.oid, "ETag": f'"{stored.etag}"', "Accept-Ranges": "bytes",
-               "Content-Type": "application/octet-stream"}
+        out = {
+            "X-Repo-Commit": commit.oid,
+            "ETag": f'"{stored.etag}"',
+            "Accept-Ranges": "bytes",
+            "Content-Type": "application/octet-stream",
+        }
         if stored.lfs:
             out.update({"X-Linked-Etag": f'"{stored.etag}"', "X-Linked-Size": str(len(data))})
         status = 200
@@ -457,7 +518,7 @@ class FakeHub:
             if start >= len(data):
                 return 416, {"Content-Range": f"bytes */{len(data)}"}, b""
             out["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
-            data, status = data[start:end + 1], 206
+            data, status = data[start : end + 1], 206
         return status, out, data
 
     @property
@@ -484,12 +545,18 @@ class _Handler(BaseHTTPRequestHandler):
             headers = {"Content-Type": "application/json", "X-Error-Message": e.message}
             if e.code:
                 headers["X-Error-Code"] = e.code
-        except Exception as e:  # noqa: BLE001 - a bug in the fake hub must show up as a 500, not a hang
+        except Exception as e:
             status, data = 500, json.dumps({"error": f"fake hub bug: {type(e).__name__}: {e}"}).encode()
             headers = {"Content-Type": "application/json"}
         with self.hub._lock:
-            self.hub.log.append({"method": method, "path": split.path, "status": status,
-                                 "authenticated": self.headers.get("authorization") is not None})
+            self.hub.log.append(
+                {
+                    "method": method,
+                    "path": split.path,
+                    "status": status,
+                    "authenticated": self.headers.get("authorization") is not None,
+                }
+            )
         self.send_response(status)
         for key, value in headers.items():
             self.send_header(key, value)

@@ -110,7 +110,7 @@ def test_sampling_draws_from_the_nucleus_with_the_right_frequencies():
     noise = torch.rand(n, 50)
     for row in range(4):
         tokens = sample_top_p(logits[row].expand(n, -1), noise, temperature=1.4, top_p=0.9)
-        warped = TopPLogitsWarper(0.9)(None, TemperatureLogitsWarper(1.4)(None, logits[row:row + 1].clone()))
+        warped = TopPLogitsWarper(0.9)(None, TemperatureLogitsWarper(1.4)(None, logits[row : row + 1].clone()))
         allowed = torch.isfinite(warped[0])
         assert allowed[tokens].all(), "a token outside transformers' top-p nucleus was drawn"
         expected = torch.softmax(warped[0], dim=-1)
@@ -118,7 +118,7 @@ def test_sampling_draws_from_the_nucleus_with_the_right_frequencies():
         assert (freq - expected).abs().max() < 0.025  # about 5 standard errors
     # a row's draw does not depend on the other rows of the batch
     batch = sample_top_p(logits, noise[:4], 1.4, 0.9)
-    alone = torch.stack([sample_top_p(logits[i:i + 1], noise[i:i + 1], 1.4, 0.9)[0] for i in range(4)])
+    alone = torch.stack([sample_top_p(logits[i : i + 1], noise[i : i + 1], 1.4, 0.9)[0] for i in range(4)])
     assert torch.equal(batch, alone)
     # top_p=1 keeps the whole vocabulary
     full = sample_top_p(logits[0].expand(n, -1), noise, 1.0, 1.0)
@@ -145,8 +145,9 @@ def small_pool(ifbench, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_scorer(tiny_llama_path):
-    return AnswerDivergenceScorer(model=tiny_llama_path, num_samples=K, max_new_tokens=TOKENS, keep_answers=True,
-                                  device="cpu")
+    return AnswerDivergenceScorer(
+        model=tiny_llama_path, num_samples=K, max_new_tokens=TOKENS, keep_answers=True, device="cpu"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -171,8 +172,14 @@ def test_scorer_columns_and_ranges(scored_b4):
 
 def test_batch_size_does_not_change_results(small_pool, tiny_scorer, scored_b4):
     # also the multi-GPU calling convention: map(with_indices=True, with_rank=True) passes (batch, indices, rank)
-    scored_b1 = small_pool.map(tiny_scorer, batched=True, batch_size=1, with_indices=True, with_rank=True,
-                               features=tiny_scorer.features(small_pool))
+    scored_b1 = small_pool.map(
+        tiny_scorer,
+        batched=True,
+        batch_size=1,
+        with_indices=True,
+        with_rank=True,
+        features=tiny_scorer.features(small_pool),
+    )
     assert scored_b1["adg_answers"] == scored_b4["adg_answers"]
     # vectors come from differently padded batches: equal up to float32 rounding
     for name in ("adg_divergence", "adg_isotropy", "adg_score"):
@@ -180,8 +187,9 @@ def test_batch_size_does_not_change_results(small_pool, tiny_scorer, scored_b4):
 
 
 def test_rerun_with_same_seed_is_identical_and_cached(small_pool, tiny_llama_path, tiny_scorer, scored_b4):
-    fresh = AnswerDivergenceScorer(model=tiny_llama_path, num_samples=K, max_new_tokens=TOKENS, keep_answers=True,
-                                   device="cpu")
+    fresh = AnswerDivergenceScorer(
+        model=tiny_llama_path, num_samples=K, max_new_tokens=TOKENS, keep_answers=True, device="cpu"
+    )
     assert Hasher.hash(fresh) == Hasher.hash(tiny_scorer), "a loaded model must not change the scorer's hash"
     assert len(pickle.dumps(tiny_scorer)) < 10_000, "the pickled scorer must not carry the model"
     # the second identical map re-uses the cache: the model is never touched
@@ -195,8 +203,9 @@ def test_rerun_with_same_seed_is_identical_and_cached(small_pool, tiny_llama_pat
 
 
 def test_other_seed_gives_other_samples(small_pool, tiny_llama_path, scored_b4):
-    other = AnswerDivergenceScorer(model=tiny_llama_path, num_samples=K, max_new_tokens=TOKENS, keep_answers=True,
-                                   device="cpu", seed=1)
+    other = AnswerDivergenceScorer(
+        model=tiny_llama_path, num_samples=K, max_new_tokens=TOKENS, keep_answers=True, device="cpu", seed=1
+    )
     out = other(small_pool[:2])
     assert out["adg_answers"] != scored_b4["adg_answers"][:2]
 
@@ -215,8 +224,9 @@ def test_fused_pooling_equals_a_separate_teacher_forced_pass(small_pool, tiny_sc
 
 
 def test_reference_pooling_option_and_no_answers_column(small_pool, tiny_llama_path, scored_b4):
-    ref = AnswerDivergenceScorer(model=tiny_llama_path, num_samples=K, max_new_tokens=TOKENS,
-                                 pool="instruction+answer", device="cpu")
+    ref = AnswerDivergenceScorer(
+        model=tiny_llama_path, num_samples=K, max_new_tokens=TOKENS, pool="instruction+answer", device="cpu"
+    )
     out = ref(small_pool[:2])
     assert set(out) == {"adg_divergence", "adg_isotropy", "adg_score"}
     # same samples, different pooling: different (and here smaller, the shared instruction dominates) spread
@@ -242,8 +252,9 @@ def test_vllm_backend_needs_the_extra():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_scorer_on_gpu_half_precision(small_pool, tiny_llama_path):
-    scorer = AnswerDivergenceScorer(model=tiny_llama_path, num_samples=K, max_new_tokens=TOKENS, keep_answers=True,
-                                    device="cuda")
+    scorer = AnswerDivergenceScorer(
+        model=tiny_llama_path, num_samples=K, max_new_tokens=TOKENS, keep_answers=True, device="cuda"
+    )
     model, _ = scorer.load()
     assert model.dtype in (torch.bfloat16, torch.float16)
     a, b = scorer(small_pool[:4]), scorer(small_pool[:1])
@@ -263,7 +274,7 @@ def _check_quota(scores, labels, k):
         assert np.floor(share) <= len(taken) <= np.ceil(share), f"bin {b}: {len(taken)} rows for share {share}"
         if 0 < len(taken) < len(members):  # the best of the bin, ties to the lower row
             ranked = sorted(members, key=lambda r: (-scores[r], r))
-            assert sorted(taken) == sorted(ranked[:len(taken)])
+            assert sorted(taken) == sorted(ranked[: len(taken)])
     order = [(-scores[r], r) for r in chosen]
     assert order == sorted(order), "pick order: score descending, ties to the lower row"
     return chosen
@@ -310,11 +321,16 @@ def _synthetic_pool(n=120, seed=0):
     emb = centres[labels] + 0.05 * rng.normal(size=(n, 8))
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     d, i = rng.random(n) * 0.8, rng.random(n) * 0.75
-    return Dataset.from_dict({
-        "prompt": [f"question {j}" for j in range(n)], "response": [f"answer {j}" for j in range(n)],
-        "embedding": emb.astype(np.float32).tolist(), "adg_divergence": d.tolist(), "adg_isotropy": i.tolist(),
-        "adg_score": (0.6 * d + 0.4 * i).tolist(),
-    })
+    return Dataset.from_dict(
+        {
+            "prompt": [f"question {j}" for j in range(n)],
+            "response": [f"answer {j}" for j in range(n)],
+            "embedding": emb.astype(np.float32).tolist(),
+            "adg_divergence": d.tolist(),
+            "adg_isotropy": i.tolist(),
+            "adg_score": (0.6 * d + 0.4 * i).tolist(),
+        }
+    )
 
 
 def test_select_adg_with_precomputed_scores():
@@ -347,8 +363,17 @@ def test_select_adg_recomputes_score_from_d_and_i_with_lam():
 
 def test_select_adg_computes_scores_with_the_lm(tiny_llama_path):
     pool = _synthetic_pool(n=8).remove_columns(["adg_divergence", "adg_isotropy", "adg_score"])
-    subset = select_diverse(pool, k=3, method="adg", model=tiny_llama_path, num_samples=2, max_new_tokens=4,
-                            keep_answers=True, device="cpu", show_progress=False)
+    subset = select_diverse(
+        pool,
+        k=3,
+        method="adg",
+        model=tiny_llama_path,
+        num_samples=2,
+        max_new_tokens=4,
+        keep_answers=True,
+        device="cpu",
+        show_progress=False,
+    )
     assert len(subset) == 3
     for name in ("adg_divergence", "adg_isotropy", "adg_score", "adg_answers", "adg_bin"):
         assert name in subset.column_names

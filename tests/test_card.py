@@ -123,14 +123,24 @@ def test_other_methods_cards_from_their_provenance(pool, method):
 @pytest.mark.parametrize("method", VALID_METHODS)
 def test_every_registered_method_has_a_card(method):
     """Methods whose selection is too slow to run here: a provenance record with their real parameters."""
-    params = {name: (value if isinstance(value, (int, float, str, bool, type(None))) else repr(value))
-              for name, value in method_parameters(method).items()}
-    record = {"method": method, "k": 5, "pool_size": 50, "seed": 0, "parameters": params, "objective": {},
-              "details": {"notes": ["a note the method recorded"]},
-              "models": {"lm": {"name": "tiny", "revision": "abc"}},
-              "source": {"id": "org/pool", "kind": "hub", "split": "train", "license": "mit"},
-              "library": {"hf_diverse": "0.1.0"}, "timings": {"total_s": 1.0},
-              "reproduce": {"python": "subset = ...", "cli": "hf-diverse select ..."}}
+    params = {
+        name: (value if isinstance(value, (int, float, str, bool, type(None))) else repr(value))
+        for name, value in method_parameters(method).items()
+    }
+    record = {
+        "method": method,
+        "k": 5,
+        "pool_size": 50,
+        "seed": 0,
+        "parameters": params,
+        "objective": {},
+        "details": {"notes": ["a note the method recorded"]},
+        "models": {"lm": {"name": "tiny", "revision": "abc"}},
+        "source": {"id": "org/pool", "kind": "hub", "split": "train", "license": "mit"},
+        "library": {"hf_diverse": "0.1.0"},
+        "timings": {"total_s": 1.0},
+        "reproduce": {"python": "subset = ...", "cli": "hf-diverse select ..."},
+    }
     card = render_card(record, repo_id="me/x")
     assert method in METHOD_SUMMARIES, f"add a one-line summary of {method!r} to hf_diverse.card.METHOD_SUMMARIES"
     assert METHOD_SUMMARIES[method] in card.text
@@ -142,9 +152,22 @@ def test_every_registered_method_has_a_card(method):
 
 
 def test_hub_source_lineage_and_license():
-    record = {"method": "qdit", "k": 3000, "pool_size": 52002, "seed": 0, "parameters": {},
-              "source": {"id": "tatsu-lab/alpaca", "kind": "hub", "config": None, "split": "train",
-                         "revision": "dce01c9", "license": "cc-by-nc-4.0", "fingerprint": "f00"}}
+    record = {
+        "method": "qdit",
+        "k": 3000,
+        "pool_size": 52002,
+        "seed": 0,
+        "parameters": {},
+        "source": {
+            "id": "tatsu-lab/alpaca",
+            "kind": "hub",
+            "config": None,
+            "split": "train",
+            "revision": "dce01c9",
+            "license": "cc-by-nc-4.0",
+            "fingerprint": "f00",
+        },
+    }
     card = render_card(record, repo_id="me/alpaca-qdit-3k")
     meta = front_matter(card)
     assert meta["license"] == "cc-by-nc-4.0" and meta["source_datasets"] == ["tatsu-lab/alpaca"]
@@ -155,16 +178,26 @@ def test_hub_source_lineage_and_license():
 
 
 def test_free_text_license_stays_out_of_the_yaml():
-    record = {"method": "random", "k": 10, "pool_size": 100, "seed": 0,
-              "source": {"id": "org/old", "kind": "hub", "license": "Creative Commons Attribution 4.0"}}
+    record = {
+        "method": "random",
+        "k": 10,
+        "pool_size": 100,
+        "seed": 0,
+        "source": {"id": "org/old", "kind": "hub", "license": "Creative Commons Attribution 4.0"},
+    }
     card = render_card(record)
     assert "license" not in front_matter(card)
     assert "| license | Creative Commons Attribution 4.0 |" in card.text
 
 
 def test_local_file_source_is_named_by_file_name_only():
-    record = {"method": "random", "k": 10, "pool_size": 100, "seed": 0,
-              "source": {"id": "/home/someone/private/pool.jsonl", "kind": "file"}}
+    record = {
+        "method": "random",
+        "k": 10,
+        "pool_size": 100,
+        "seed": 0,
+        "source": {"id": "/home/someone/private/pool.jsonl", "kind": "file"},
+    }
     meta = front_matter(render_card(record))
     assert meta["source_datasets"] == ["pool.jsonl"]
     assert "license" not in meta  # unknown: not invented
@@ -172,10 +205,14 @@ def test_local_file_source_is_named_by_file_name_only():
 
 def test_home_directory_is_not_published():
     home = os.path.expanduser("~")
-    record = {"method": "random", "k": 10, "pool_size": 100, "seed": 0,
-              "source": {"id": f"{home}/data/pool.jsonl", "kind": "file"},
-              "reproduce": {"python": f"load_pool('{home}/data/pool.jsonl')",
-                            "cli": f"--dataset {home}/data/pool.jsonl"}}
+    record = {
+        "method": "random",
+        "k": 10,
+        "pool_size": 100,
+        "seed": 0,
+        "source": {"id": f"{home}/data/pool.jsonl", "kind": "file"},
+        "reproduce": {"python": f"load_pool('{home}/data/pool.jsonl')", "cli": f"--dataset {home}/data/pool.jsonl"},
+    }
     text = str(render_card(record))
     assert "~/data/pool.jsonl" in text and home + "/" not in text
 
@@ -198,8 +235,9 @@ def test_plain_dataset_without_provenance():
 
 def test_report_rendering_dict_and_none():
     assert report_markdown(None) is None and report_markdown(False) is None
-    md = report_markdown({"instruction": {"subset": {"distinct_1": 0.5}, "pool": {"distinct_1": 0.4},
-                                          "random": {"distinct_1": 0.3}}})
+    md = report_markdown(
+        {"instruction": {"subset": {"distinct_1": 0.5}, "pool": {"distinct_1": 0.4}, "random": {"distinct_1": 0.3}}}
+    )
     assert "**instruction**" in md and "| metric | subset | pool | random |" in md
     assert "0.5 | 0.4 | 0.3 |" in md
     assert report_markdown({"odd": [1, 2]}).startswith("```json")
@@ -208,11 +246,19 @@ def test_report_rendering_dict_and_none():
 def test_diversity_report_object_rendering(pool):
     from hf_diverse.report.diversity import DiversityReport
 
-    metrics = {c: {label: {"entropy_bits": v, "self_bleu": None} for label, v in
-                   (("subset", 9.0), ("pool", 8.5), ("random", 8.25))} for c in ("instruction", "response")}
-    report = DiversityReport(metrics=metrics, sizes={"subset": 10, "pool": 60, "random": 10},
-                             settings={"tokenizer": "SmolLM2", "seed": 0, "self_bleu_samples": 100},
-                             notes=["Self-BLEU skipped"])
+    metrics = {
+        c: {
+            label: {"entropy_bits": v, "self_bleu": None}
+            for label, v in (("subset", 9.0), ("pool", 8.5), ("random", 8.25))
+        }
+        for c in ("instruction", "response")
+    }
+    report = DiversityReport(
+        metrics=metrics,
+        sizes={"subset": 10, "pool": 60, "random": 10},
+        settings={"tokenizer": "SmolLM2", "seed": 0, "self_bleu_samples": 100},
+        notes=["Self-BLEU skipped"],
+    )
     subset = select_diverse(pool, k=10, method="random", show_progress=False)
     text = render_card(subset, report=report).text
     assert "**response**" in text and "| metric | subset (10 rows) | pool (60 rows) | random (10 rows) |" in text
@@ -231,7 +277,14 @@ def test_images_and_dropped_columns_are_listed(pool):
 
 def test_size_categories():
     assert [size_category(n) for n in (1, 999, 1000, 9999, 10_000, 250_000, 3_000_000)] == [
-        "n<1K", "n<1K", "1K<n<10K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M"]
+        "n<1K",
+        "n<1K",
+        "1K<n<10K",
+        "1K<n<10K",
+        "10K<n<100K",
+        "100K<n<1M",
+        "1M<n<10M",
+    ]
 
 
 def test_template_is_packaged():
@@ -284,8 +337,16 @@ def test_projection_errors(pool):
 # ---- push_curated checks that need no network ------------------------------------------------------------------
 def test_heavy_columns():
     ds = Dataset.from_dict(
-        {"prompt": ["a"], "embedding": [[0.1, 0.2]], "vec": [[0.5]], "nested": [[[0.1]]], "ids": [[1, 2]],
-         "tags": [["x"]], "adg_answers": [["one", "two"]], "adg_score": [0.3]},
+        {
+            "prompt": ["a"],
+            "embedding": [[0.1, 0.2]],
+            "vec": [[0.5]],
+            "nested": [[[0.1]]],
+            "ids": [[1, 2]],
+            "tags": [["x"]],
+            "adg_answers": [["one", "two"]],
+            "adg_score": [0.3],
+        },
         features=None,
     ).cast_column("vec", List(Value("float16")))
     assert heavy_columns(ds) == ["embedding", "vec", "nested", "adg_answers"]

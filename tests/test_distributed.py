@@ -53,8 +53,15 @@ def _worker(rank: int, world: int, port: int, out_dir: str):
             "quality": greedi(x, K, quality=q, alpha=0.5, seed=0, show_progress=False),
             "sparse_local": greedi(x, K, seed=0, local_strategy="sparse", n_neighbors=32, show_progress=False),
         }
-        out = {name: {"indices": r.indices.tolist(), "coverage": r.coverage, "candidates": r.candidates,
-                      "local_strategy": r.local_strategy} for name, r in runs.items()}
+        out = {
+            name: {
+                "indices": r.indices.tolist(),
+                "coverage": r.coverage,
+                "candidates": r.candidates,
+                "local_strategy": r.local_strategy,
+            }
+            for name, r in runs.items()
+        }
         ds = Dataset.from_dict({"embedding": x.numpy().tolist(), "q": q, "id": list(range(N))})
         sub = select_diverse(ds, K, quality_column="q", alpha=0.5, strategy="greedi", show_progress=False)
         record = get_provenance(sub)
@@ -128,10 +135,22 @@ def test_example_script_with_torchrun(tmp_path):
     x, q = data()
     Dataset.from_dict({"embedding": x.numpy().tolist(), "q": q}).save_to_disk(str(tmp_path / "pool"))
     torchrun = Path(sys.executable).with_name("torchrun")
-    cmd = [str(torchrun), "--nnodes=1", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={free_port()}", str(REPO / "examples" / "distributed_select.py"),
-           "--dataset", str(tmp_path / "pool"), "--k", str(K), "--quality-column", "q", "--output",
-           str(tmp_path / "out")]
+    cmd = [
+        str(torchrun),
+        "--nnodes=1",
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={free_port()}",
+        str(REPO / "examples" / "distributed_select.py"),
+        "--dataset",
+        str(tmp_path / "pool"),
+        "--k",
+        str(K),
+        "--quality-column",
+        "q",
+        "--output",
+        str(tmp_path / "out"),
+    ]
     subprocess.run(cmd, check=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     subset = load_from_disk(str(tmp_path / "out"))
     assert len(subset) == K

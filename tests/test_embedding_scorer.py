@@ -16,7 +16,7 @@ def small(ifbench):
 def test_map_cache_is_reused(small, monkeypatch):
     loads = []
     real = embedding_module.load_sentence_transformer
-    counting = lambda *a, **k: loads.append(1) or real(*a, **k)  # noqa: E731
+    counting = lambda *a, **k: loads.append(1) or real(*a, **k)
     monkeypatch.setattr(embedding_module, "load_sentence_transformer", counting)
     first = small.map(EmbeddingScorer(), batched=True)
     assert loads == [1]
@@ -42,8 +42,9 @@ def test_scorer_pickles_and_hash_ignores_loaded_model(small):
 def test_num_proc_2_on_cpu_matches_single_process(small):
     scorer = EmbeddingScorer()
     single = np.array(small.map(scorer, batched=True, batch_size=4)["embedding"])
-    multi = np.array(small.map(EmbeddingScorer(), batched=True, batch_size=4, num_proc=2,
-                               new_fingerprint="multi")["embedding"])
+    multi = np.array(
+        small.map(EmbeddingScorer(), batched=True, batch_size=4, num_proc=2, new_fingerprint="multi")["embedding"]
+    )
     np.testing.assert_allclose(single, multi, atol=1e-5)
     assert single.shape == (12, 384) and single.dtype == np.float64 or single.dtype == np.float32
 

@@ -36,29 +36,52 @@ def _dead_endpoint() -> str:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    hub = FakeHub({
-        WRITE_TOKEN: ("alice", "write", ["alice-org"]),
-        READ_TOKEN: ("alice", "read", []),
-        BOB_TOKEN: ("bob", "write", []),
-    }).start()
+    hub = FakeHub(
+        {
+            WRITE_TOKEN: ("alice", "write", ["alice-org"]),
+            READ_TOKEN: ("alice", "read", []),
+            BOB_TOKEN: ("bob", "write", []),
+        }
+    ).start()
     hub.add_repo("bob/existing", files={"README.md": b"---\nlicense: mit\n---\n# Bob's data\n"})
     hub.fail("POST", r"^/api/datasets/alice/flaky/commit/", 500, message="Internal Error - We're working hard")
     work = tmp_path_factory.mktemp("hub_client")
-    config = {"log_file": str(work / "client.log"), "work_dir": str(work), "bad_token": BAD_TOKEN,
-              "read_token": READ_TOKEN, "dead_endpoint": _dead_endpoint()}
+    config = {
+        "log_file": str(work / "client.log"),
+        "work_dir": str(work),
+        "bad_token": BAD_TOKEN,
+        "read_token": READ_TOKEN,
+        "dead_endpoint": _dead_endpoint(),
+    }
     (work / "config.json").write_text(json.dumps(config))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
-    env.update({
-        "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_HUB_OFFLINE": "0", "HF_TOKEN": WRITE_TOKEN,
-        "HF_HOME": str(work / "hf_home"), "HF_DATASETS_CACHE": str(work / "datasets_cache"),
-        "HF_TOKEN_PATH": str(work / "no_saved_token"), "HF_DEBUG": "1", "HF_DIVERSE_VERBOSITY": "debug",
-        "HF_DIVERSE_DISABLE_PROGRESS_BARS": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-        "HF_HUB_DISABLE_TELEMETRY": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
-        "HF_DIVERSE_CACHE": os.environ.get("HF_DIVERSE_CACHE", str(work / "hf_diverse_cache")),
-        "TOKENIZERS_PARALLELISM": "false",
-    })
-    proc = subprocess.run([sys.executable, str(CLIENT), str(work / "config.json"), str(work / "results.json")],
-                          env=env, cwd=str(work), capture_output=True, text=True, timeout=300)
+    env.update(
+        {
+            "HF_ENDPOINT": hub.url,
+            "HF_HUB_DISABLE_XET": "1",
+            "HF_HUB_OFFLINE": "0",
+            "HF_TOKEN": WRITE_TOKEN,
+            "HF_HOME": str(work / "hf_home"),
+            "HF_DATASETS_CACHE": str(work / "datasets_cache"),
+            "HF_TOKEN_PATH": str(work / "no_saved_token"),
+            "HF_DEBUG": "1",
+            "HF_DIVERSE_VERBOSITY": "debug",
+            "HF_DIVERSE_DISABLE_PROGRESS_BARS": "1",
+            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+            "HF_DIVERSE_CACHE": os.environ.get("HF_DIVERSE_CACHE", str(work / "hf_diverse_cache")),
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+    )
+    proc = subprocess.run(
+        [sys.executable, str(CLIENT), str(work / "config.json"), str(work / "results.json")],
+        env=env,
+        cwd=str(work),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     hub.stop()
     if proc.returncode != 0 or not (work / "results.json").exists():
         pytest.fail(f"hub client crashed (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
@@ -108,24 +131,33 @@ def test_card_metadata_and_body(run):
     assert data["configs"] == [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}]
     info = data["dataset_info"]
     assert info["splits"] == [{"name": "train", "num_bytes": info["splits"][0]["num_bytes"], "num_examples": 24}]
-    assert [f["name"] for f in info["features"]] == ["prompt", "response", "score", "selection_rank",
-                                                     "selection_gain"]
+    assert [f["name"] for f in info["features"]] == ["prompt", "response", "score", "selection_rank", "selection_gain"]
     # the YAML block is valid YAML on its own
     front = card["content"].split("---\n")[1]
     assert yaml.safe_load(front)["tags"] == ["hf-diverse", "qdit"]
     text = card["text"]
-    for expected in ('load_dataset("alice/ifbench-qdit", split="train")', "select_diverse(load_pool(), k=24",
-                     "hf-diverse select --k 24 --method qdit", "`alpha` | `0.7`", "`quality_column` | `'score'`",
-                     "| pool size | 294 |", "![2-D projection of the pool](images/projection.png)",
-                     " | 9.5 | 9.1 | 9 |", "The paper does not spell out its scaling",
-                     "Dropped before upload", "`embedding`", "| fingerprint |"):
+    for expected in (
+        'load_dataset("alice/ifbench-qdit", split="train")',
+        "select_diverse(load_pool(), k=24",
+        "hf-diverse select --k 24 --method qdit",
+        "`alpha` | `0.7`",
+        "`quality_column` | `'score'`",
+        "| pool size | 294 |",
+        "![2-D projection of the pool](images/projection.png)",
+        " | 9.5 | 9.1 | 9 |",
+        "The paper does not spell out its scaling",
+        "Dropped before upload",
+        "`embedding`",
+        "| fingerprint |",
+    ):
         assert expected in text, expected
 
 
 def test_images_present_and_referenced(run):
     files = ok(run, "files")
-    assert files["images"] == {"images/projection.png": {"png": True, "size": files["images"]["images/projection.png"]
-                                                         ["size"]}}
+    assert files["images"] == {
+        "images/projection.png": {"png": True, "size": files["images"]["images/projection.png"]["size"]}
+    }
     assert files["images"]["images/projection.png"]["size"] > 5000
     assert files["provenance_method"] == "qdit"
     assert files["private"] is False  # private=None: the Hub's default visibility
@@ -256,8 +288,7 @@ def test_token_never_logged_or_written(run):
     """The tokens appear in no log line, no output, no file the client wrote, and nothing stored on the Hub."""
     log = (run["work"] / "client.log").read_text()
     assert "Request" in log and "curl" in log  # DEBUG logging (HF_DEBUG curl lines included) really was captured
-    haystacks = {"stdout": run["stdout"], "stderr": run["stderr"], "log": log,
-                 "results": json.dumps(run["results"])}
+    haystacks = {"stdout": run["stdout"], "stderr": run["stderr"], "log": log, "results": json.dumps(run["results"])}
     for path in run["work"].rglob("*"):
         if path.is_file() and path.name != "config.json":  # the test's own input holds the tokens it gives
             haystacks[str(path)] = path.read_bytes().decode("latin-1")

@@ -50,13 +50,23 @@ def test_dense_lazy_blocked_match_naive(alpha):
     x, _ = clustered()
     q = np.random.default_rng(3).random(len(x))
     ref_picks, ref_cov = naive_qdit(x, 40, q, alpha)
-    results = {s: facility_location_greedy(torch.from_numpy(x), 40, quality=q, alpha=alpha, strategy=s,
-                                           block_size=128, show_progress=False)
-               for s in ("dense", "lazy", "incremental", "blocked")}
+    results = {
+        s: facility_location_greedy(
+            torch.from_numpy(x), 40, quality=q, alpha=alpha, strategy=s, block_size=128, show_progress=False
+        )
+        for s in ("dense", "lazy", "incremental", "blocked")
+    }
     # exact updates from the first pick on (normally they start once lazy re-scoring gets costly)
     results["incremental-from-start"] = facility_location_greedy(
-        torch.from_numpy(x), 40, quality=q, alpha=alpha, strategy="incremental", incremental_after=0,
-        block_size=128, show_progress=False)
+        torch.from_numpy(x),
+        40,
+        quality=q,
+        alpha=alpha,
+        strategy="incremental",
+        incremental_after=0,
+        block_size=128,
+        show_progress=False,
+    )
     for strategy, res in results.items():
         np.testing.assert_array_equal(res.indices, ref_picks, err_msg=strategy)
         assert res.coverage == pytest.approx(ref_cov, rel=1e-6)
@@ -83,8 +93,9 @@ def test_alpha_one_is_top_quality_and_alpha_zero_ignores_quality():
     top = facility_location_greedy(torch.from_numpy(x), 20, quality=q, alpha=1.0, show_progress=False)
     np.testing.assert_array_equal(top.indices, np.argsort(-q, kind="stable")[:20])
     a0 = facility_location_greedy(torch.from_numpy(x), 20, quality=q, alpha=0.0, show_progress=False)
-    a0_other_q = facility_location_greedy(torch.from_numpy(x), 20, quality=q[::-1].copy(), alpha=0.0,
-                                          show_progress=False)
+    a0_other_q = facility_location_greedy(
+        torch.from_numpy(x), 20, quality=q[::-1].copy(), alpha=0.0, show_progress=False
+    )
     plain = facility_location_greedy(torch.from_numpy(x), 20, show_progress=False)
     np.testing.assert_array_equal(a0.indices, plain.indices)
     np.testing.assert_array_equal(a0_other_q.indices, plain.indices)

@@ -143,7 +143,7 @@ def test_self_bleu_equals_sacrebleu_sentence_score_text_by_text(ifbench):
 
     texts = ifbench["response"][:25] + ["", "yes", "yes", "Yes.", "the cat sat", "the cat sat on the mat"]
     bleu = BLEU(effective_order=True)
-    expected = np.mean([bleu.sentence_score(texts[i], texts[:i] + texts[i + 1:]).score for i in range(len(texts))])
+    expected = np.mean([bleu.sentence_score(texts[i], texts[:i] + texts[i + 1 :]).score for i in range(len(texts))])
     score, used = M.self_bleu(texts, samples=len(texts))
     assert used == len(texts)
     assert score == pytest.approx(expected, rel=1e-12)
@@ -172,8 +172,9 @@ def test_facility_location_coverage_toy():
 
 def test_cluster_coverage_on_obvious_clusters():
     centers = torch.eye(3) * 10
-    pool = torch.cat([centers[i] + 0.01 * torch.randn(20, 3, generator=torch.Generator().manual_seed(i))
-                      for i in range(3)])
+    pool = torch.cat(
+        [centers[i] + 0.01 * torch.randn(20, 3, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    )
     model = M.fit_pool_clusters(pool, n_clusters=3, seed=0)
     labels = M.cluster_labels(model, pool)
     assert len(np.unique(labels)) == 3
@@ -220,8 +221,7 @@ def test_report_values_match_the_metric_functions(report, subset, tok):
 
 
 def test_report_is_deterministic_and_random_subset_is_seeded(pool, subset, tok):
-    kwargs = dict(tokenizer=tok, components=("instruction",), self_bleu_samples=10, n_clusters=10,
-                  show_progress=False)
+    kwargs = dict(tokenizer=tok, components=("instruction",), self_bleu_samples=10, n_clusters=10, show_progress=False)
     a = diversity_report(pool, subset, seed=1, **kwargs).to_dict()
     b = diversity_report(pool, subset, seed=1, **kwargs).to_dict()
     c = diversity_report(pool, subset, seed=2, **kwargs).to_dict()
@@ -233,8 +233,18 @@ def test_report_is_deterministic_and_random_subset_is_seeded(pool, subset, tok):
 
 def test_report_table_json_round_trip_and_plots(report, tmp_path):
     text = str(report)
-    for needle in ("instruction", "response", "subset", "pool", "random", "distinct-1", "Self-BLEU",
-                   "token entropy (bits)", "coverage d(A)/N", "cluster coverage"):
+    for needle in (
+        "instruction",
+        "response",
+        "subset",
+        "pool",
+        "random",
+        "distinct-1",
+        "Self-BLEU",
+        "token entropy (bits)",
+        "coverage d(A)/N",
+        "cluster coverage",
+    ):
         assert needle in text
     again = DiversityReport.from_json(report.to_json())
     assert again.to_dict() == report.to_dict()
@@ -243,8 +253,12 @@ def test_report_table_json_round_trip_and_plots(report, tmp_path):
     assert DiversityReport.from_json(str(path)).to_dict() == json.loads(path.read_text())
     paths = again.plot(tmp_path / "plots")  # plots need only what the JSON holds
     names = sorted(p.rsplit("/", 1)[-1] for p in paths)
-    assert names == ["metrics_instruction.png", "metrics_response.png", "token_frequency_instruction.png",
-                     "token_frequency_response.png"]
+    assert names == [
+        "metrics_instruction.png",
+        "metrics_response.png",
+        "token_frequency_instruction.png",
+        "token_frequency_response.png",
+    ]
     for p in paths:
         with open(p, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -260,8 +274,16 @@ def test_pool_only_report(pool, tok):
 def test_subset_that_is_not_from_the_pool(pool, subset, tok):
     outside = subset.remove_columns(["embedding", "response_embedding"])
     outside = outside.map(lambda row: {"prompt": row["prompt"] + " (edited)"})
-    rep = diversity_report(pool, outside, tokenizer=tok, components=("instruction",), self_bleu_samples=0,
-                           compute_embeddings=False, n_clusters=10, show_progress=False)
+    rep = diversity_report(
+        pool,
+        outside,
+        tokenizer=tok,
+        components=("instruction",),
+        self_bleu_samples=0,
+        compute_embeddings=False,
+        n_clusters=10,
+        show_progress=False,
+    )
     assert rep.matching == {"matched": 0, "unmatched": K, "by": "exact (instruction, response) text"}
     assert rep.metrics["instruction"]["subset"]["coverage"] is None
     assert rep.metrics["instruction"]["random"]["coverage"] is not None
@@ -271,14 +293,22 @@ def test_subset_that_is_not_from_the_pool(pool, subset, tok):
 def test_missing_embeddings_are_computed_with_the_bundled_encoder(ifbench, tok):
     small = ifbench.select(range(16))
     sub = small.select([3, 1, 7, 12])  # rows of the pool without embeddings: matched by text, embedded once
-    rep = diversity_report(small, sub, tokenizer=tok, components=("instruction",), self_bleu_samples=0,
-                           n_clusters=4, show_progress=False)
+    rep = diversity_report(
+        small, sub, tokenizer=tok, components=("instruction",), self_bleu_samples=0, n_clusters=4, show_progress=False
+    )
     assert rep.settings["embeddings"]["instruction"]["pool"].startswith("computed with")
     assert rep.settings["embeddings"]["instruction"]["subset"].startswith("pool rows matched by text (4 of 4)")
     row = rep.metrics["instruction"]["subset"]
     assert 0 < row["embedding_distance"] < 2 and 0 < row["coverage"] < 1 and row["cluster_coverage"] > 0
-    skipped = diversity_report(small, sub, tokenizer=tok, components=("instruction",), self_bleu_samples=0,
-                               compute_embeddings=False, show_progress=False)
+    skipped = diversity_report(
+        small,
+        sub,
+        tokenizer=tok,
+        components=("instruction",),
+        self_bleu_samples=0,
+        compute_embeddings=False,
+        show_progress=False,
+    )
     assert skipped.metrics["instruction"]["pool"]["embedding_distance"] is None
     assert any("compute_embeddings=False" in note for note in skipped.notes)
 
@@ -302,16 +332,33 @@ def test_cli_report_end_to_end(pool, subset, tmp_path, capsys):
     pool_dir, sub_dir, out = tmp_path / "pool", tmp_path / "curated", tmp_path / "report"
     pool.save_to_disk(str(pool_dir))
     save_subset(subset, sub_dir)
-    rc = main(["report", "--dataset", str(pool_dir), "--subset", str(sub_dir), "--output-dir", str(out),
-               "--self-bleu-samples", "10", "--n-clusters", "10", "--no-progress"])
+    rc = main(
+        [
+            "report",
+            "--dataset",
+            str(pool_dir),
+            "--subset",
+            str(sub_dir),
+            "--output-dir",
+            str(out),
+            "--self-bleu-samples",
+            "10",
+            "--n-clusters",
+            "10",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "token entropy (bits)" in printed and "Wrote" in printed
     rep = DiversityReport.from_json(str(out / "report.json"))
     assert rep.sizes == {"subset": K, "pool": len(pool), "random": K}
     assert sorted(p.name for p in out.glob("*.png")) == [
-        "metrics_instruction.png", "metrics_response.png", "token_frequency_instruction.png",
-        "token_frequency_response.png"]
+        "metrics_instruction.png",
+        "metrics_response.png",
+        "token_frequency_instruction.png",
+        "token_frequency_response.png",
+    ]
     # an existing output is refused before any work
     assert main(["report", "--dataset", str(pool_dir), "--output-dir", str(out)]) == 1
     assert "already exists" in capsys.readouterr().err
@@ -322,8 +369,18 @@ def test_cli_bad_tokenizer_writes_nothing(pool, tmp_path, capsys):
 
     pool_dir, out = tmp_path / "pool", tmp_path / "report"
     pool.save_to_disk(str(pool_dir))
-    rc = main(["report", "--dataset", str(pool_dir), "--output-dir", str(out), "--tokenizer", "no/such-tokenizer",
-               "--no-progress"])
+    rc = main(
+        [
+            "report",
+            "--dataset",
+            str(pool_dir),
+            "--output-dir",
+            str(out),
+            "--tokenizer",
+            "no/such-tokenizer",
+            "--no-progress",
+        ]
+    )
     assert rc == 1
     assert "no/such-tokenizer" in capsys.readouterr().err
     assert not out.exists()

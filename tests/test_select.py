@@ -46,9 +46,17 @@ def test_embeddings_computed_when_missing_and_text_not_needed_when_present(ifben
     emb = np.array(subset["embedding"])
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
     assert get_provenance(subset)["models"]["embedding"]["name"] == "sentence-transformers/all-MiniLM-L6-v2"
-    no_text = Dataset.from_dict({"id": list(range(30)), "embedding": small.map(
-        lambda b: {"embedding": [[float(i == j % 4) + 0.01 * j for i in range(4)] for j in range(len(b["prompt"]))]},
-        batched=True)["embedding"]})
+    no_text = Dataset.from_dict(
+        {
+            "id": list(range(30)),
+            "embedding": small.map(
+                lambda b: {
+                    "embedding": [[float(i == j % 4) + 0.01 * j for i in range(4)] for j in range(len(b["prompt"]))]
+                },
+                batched=True,
+            )["embedding"],
+        }
+    )
     assert len(select_diverse(no_text, k=4, show_progress=False)) == 4
 
 

@@ -44,8 +44,15 @@ def qdit20(app, loaded):
 def scored_jsonl(tmp_path_factory):
     """An uploaded Alpaca-format pool of 40 rows with a numeric `score` column."""
     words = ["alpha", "beta", "gamma", "delta"]
-    rows = [{"instruction": f"Task number {i}: " + " ".join(words[: 1 + i % 4] * (1 + i % 3)), "input": "",
-             "output": f"Answer {i} " * (1 + i % 5), "score": float(i % 7)} for i in range(40)]
+    rows = [
+        {
+            "instruction": f"Task number {i}: " + " ".join(words[: 1 + i % 4] * (1 + i % 3)),
+            "input": "",
+            "output": f"Answer {i} " * (1 + i % 5),
+            "score": float(i % 7),
+        }
+        for i in range(40)
+    ]
     path = tmp_path_factory.mktemp("upload") / "pool.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
@@ -199,8 +206,9 @@ def test_method_parameters_reach_select_diverse(app, uploaded, light):
 
 
 def test_text_column_override(app, uploaded, light):
-    outputs = app.run_selection(uploaded, "random", 5, 0, 0.7, 1.0, app.NO_QUALITY, "output", "",
-                                progress=_no_progress)
+    outputs = app.run_selection(
+        uploaded, "random", 5, 0, 0.7, 1.0, app.NO_QUALITY, "output", "", progress=_no_progress
+    )
     table = outputs[1]
     assert len(table) == 5 and "response" not in table.columns
     assert all(t.startswith("Answer") for t in table["instruction"])
@@ -218,8 +226,9 @@ def test_text_column_override(app, uploaded, light):
 )
 def test_selection_errors_are_messages(app, loaded, method, k, columns, expected):
     with pytest.warns(UserWarning):
-        outputs = app.run_selection(loaded[0], method, k, 0, 0.7, 1.0, app.NO_QUALITY, columns, "",
-                                    progress=_no_progress)
+        outputs = app.run_selection(
+            loaded[0], method, k, 0, 0.7, 1.0, app.NO_QUALITY, columns, "", progress=_no_progress
+        )
     assert all(_is_noop(o) for o in outputs[:-1])
     assert outputs[-1].startswith("**Error:**") and expected in outputs[-1]
     assert "Traceback" not in outputs[-1]
@@ -246,7 +255,8 @@ def test_adg_with_a_tiny_model_shows_the_quadrant(app, uploaded, tiny_llama_path
     monkeypatch.setattr(app, "ADG_NUM_SAMPLES", 3)
     monkeypatch.setattr(app, "ADG_MAX_NEW_TOKENS", 4)
     result, table, _, _, quadrant, _, status = app.run_selection(
-        uploaded, "adg", 6, 0, 0.7, 1.0, app.NO_QUALITY, "", "", progress=_no_progress)
+        uploaded, "adg", 6, 0, 0.7, 1.0, app.NO_QUALITY, "", "", progress=_no_progress
+    )
     assert status.startswith("Selected **6** of 40 rows with `adg`"), status
     assert quadrant["visible"] is True and Path(quadrant["value"]).stat().st_size > 1000
     assert "adg_score" in table.columns and len(table) == 6
@@ -295,8 +305,9 @@ def test_push_failure_never_shows_or_logs_the_token(app, qdit20, monkeypatch, ca
 def test_push_success_message(app, qdit20, monkeypatch):
     import hf_diverse
 
-    monkeypatch.setattr(hf_diverse, "push_curated", lambda subset, repo_id, **kw: f"https://hub.test/datasets/{repo_id}",
-                        raising=False)
+    monkeypatch.setattr(
+        hf_diverse, "push_curated", lambda subset, repo_id, **kw: f"https://hub.test/datasets/{repo_id}", raising=False
+    )
     assert app.push_to_hub(qdit20[0], "me/subset", "hf_x", True) == "Pushed to https://hub.test/datasets/me/subset"
 
 

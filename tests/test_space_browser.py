@@ -19,14 +19,23 @@ ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = os.environ.get("HF_DIVERSE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 SELECT_TIMEOUT_MS = 120_000
 
 if not Path(CHROMIUM).exists():
-    pytest.skip(f"no chromium browser at {CHROMIUM}: install Debian's `chromium` (apt-get install -y chromium; "
-                ".ci/setup does this as root)", allow_module_level=True)
+    pytest.skip(
+        f"no chromium browser at {CHROMIUM}: install Debian's `chromium` (apt-get install -y chromium; "
+        ".ci/setup does this as root)",
+        allow_module_level=True,
+    )
 
 
 def _free_port() -> int:
@@ -43,7 +52,11 @@ def server():
     app.SELF_BLEU_SAMPLES = 10  # the report's Self-BLEU sample, kept small for test time
     port = _free_port()
     app.demo.queue(default_concurrency_limit=1).launch(
-        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, show_error=False,
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        show_error=False,
     )
     try:
         yield f"http://127.0.0.1:{port}"
@@ -80,7 +93,8 @@ def page(server):
 def _wait_text(page, selector: str, text: str, timeout: int = SELECT_TIMEOUT_MS):
     page.wait_for_function(
         "([sel, text]) => { const el = document.querySelector(sel); return el && el.innerText.includes(text); }",
-        arg=[selector, text], timeout=timeout,
+        arg=[selector, text],
+        timeout=timeout,
     )
 
 
@@ -104,8 +118,10 @@ def test_select_qdit_in_the_browser(page):
     headers = page.locator("#table thead th").all_inner_texts()
     assert any("instruction" in h for h in headers) and any("response" in h for h in headers)
     # the 2-D map rendered as a loaded image
-    page.wait_for_function("() => { const i = document.querySelector('#map img'); return i && i.complete "
-                           "&& i.naturalWidth > 100; }", timeout=30_000)
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#map img'); return i && i.complete && i.naturalWidth > 100; }",
+        timeout=30_000,
+    )
     # the diversity report rendered as a table with a row per metric
     assert _table_rows(page, "#report") >= 3
     report_text = page.locator("#report").inner_text()

@@ -144,9 +144,12 @@ def test_knn_graph_cache(knn_cache_dir):
 
     # through select_diverse: the first run builds its graph (m=5 is new), another k or alpha re-uses it
     ds = Dataset.from_dict({"embedding": x.numpy().tolist(), "q": np.linspace(0, 1, 500)})
-    runs = [get_provenance(select_diverse(ds, k, quality_column="q", alpha=a, strategy="sparse", n_neighbors=5,
-                                          show_progress=False))["details"]["knn_cache"]
-            for k, a in ((20, 0.7), (40, 0.2))]
+    runs = [
+        get_provenance(
+            select_diverse(ds, k, quality_column="q", alpha=a, strategy="sparse", n_neighbors=5, show_progress=False)
+        )["details"]["knn_cache"]
+        for k, a in ((20, 0.7), (40, 0.2))
+    ]
     assert runs == ["miss", "hit"]
 
 
@@ -224,8 +227,9 @@ def test_chunked_reader_matches_whole_read():
     rows = np.array([22, 3, 7, 0])
     assert torch.equal(read_embeddings_chunked(ds, "embedding", rows=rows, chunk_rows=3), whole[rows])
     shuffled = ds.shuffle(seed=0)  # an indices mapping
-    assert torch.equal(read_embeddings_chunked(shuffled, "embedding", chunk_rows=5),
-                       whole[torch.as_tensor(shuffled["i"])])
+    assert torch.equal(
+        read_embeddings_chunked(shuffled, "embedding", chunk_rows=5), whole[torch.as_tensor(shuffled["i"])]
+    )
     half = read_embeddings_chunked(ds, "embedding", dtype=torch.float16, chunk_rows=6)
     assert half.dtype == torch.float16 and torch.allclose(half.float(), whole, atol=1e-2)
     ragged = Dataset.from_dict({"embedding": [[1.0, 0.0]] * 9 + [[1.0, 0.0, 0.0]]})

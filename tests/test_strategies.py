@@ -48,8 +48,7 @@ def test_band_thresholds_rule():
         band_thresholds(100_000, low_threshold=50, high_threshold=10)
 
 
-def test_tokens_series_sizes_monotone_coverage_and_entropy_above_baselines(ifbench, ifbench_embedded,
-                                                                           response_tokens):
+def test_tokens_series_sizes_monotone_coverage_and_entropy_above_baselines(ifbench, ifbench_embedded, response_tokens):
     series = diversity_series(ifbench, k=K, n_points=7, show_progress=False)
     assert [len(s) for s in series] == [K] * 7
     assert all(len(set(zip(s["prompt"], s["response"], strict=True))) == K for s in series)  # k distinct rows
@@ -59,17 +58,18 @@ def test_tokens_series_sizes_monotone_coverage_and_entropy_above_baselines(ifben
     np.testing.assert_allclose(coverage, reported)  # the method's own figure matches an independent count
     assert all(a <= b for a, b in zip(coverage, coverage[1:], strict=False)), coverage
     assert coverage[-1] > 2 * coverage[0]  # the dial really moves
-    assert [get_provenance(s)["details"]["series"]["diversity"] for s in series] == pytest.approx(
-        np.linspace(0, 1, 7))
+    assert [get_provenance(s)["details"]["series"]["diversity"] for s in series] == pytest.approx(np.linspace(0, 1, 7))
 
     # (c) at diversity=1: coverage and entropy at least those of random subsets and of QDIT at the same k
     top_cov, top_ent = measured[-1]
     for seed in range(3):
-        rand_cov, rand_ent = measure(select_diverse(ifbench, K, method="random", seed=seed, show_progress=False),
-                                     response_tokens)
+        rand_cov, rand_ent = measure(
+            select_diverse(ifbench, K, method="random", seed=seed, show_progress=False), response_tokens
+        )
         assert top_cov >= rand_cov and top_ent >= rand_ent
-    qdit_cov, qdit_ent = measure(select_diverse(ifbench_embedded, K, method="qdit", show_progress=False),
-                                 response_tokens)
+    qdit_cov, qdit_ent = measure(
+        select_diverse(ifbench_embedded, K, method="qdit", show_progress=False), response_tokens
+    )
     assert top_cov >= qdit_cov and top_ent >= qdit_ent
 
 
@@ -95,16 +95,30 @@ def test_tokens_bad_input_clear_errors(ifbench, tmp_path):
     with pytest.raises(ModelLoadError, match="no/such/tokenizer"):
         select_diverse(ifbench, 10, method="tokens", tokenizer=str(tmp_path / "no/such/tokenizer"))
     # every response token occurs once in the pool: no mid band
-    tiny = Dataset.from_dict({"prompt": [f"q{i}" for i in range(6)],
-                              "response": ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"]})
+    tiny = Dataset.from_dict(
+        {"prompt": [f"q{i}" for i in range(6)], "response": ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"]}
+    )
     with pytest.raises(InvalidParameterError, match="no mid-band token types"):
         select_diverse(tiny, 3, method="tokens")
     # the same through the CLI: one-line error, exit 1, nothing written
     tiny.save_to_disk(str(tmp_path / "tiny"))
     for extra in (["--diversity", "2"], ["--tokenizer", str(tmp_path / "missing")], []):
         out = tmp_path / "out"
-        code = main(["select", "--dataset", str(tmp_path / "tiny"), "--k", "3", "--method", "tokens",
-                     "--output", str(out), "--no-progress", *extra])
+        code = main(
+            [
+                "select",
+                "--dataset",
+                str(tmp_path / "tiny"),
+                "--k",
+                "3",
+                "--method",
+                "tokens",
+                "--output",
+                str(out),
+                "--no-progress",
+                *extra,
+            ]
+        )
         assert code == 1 and not out.exists()
 
 
@@ -120,8 +134,7 @@ def blobs(sizes, dim=8, seed=0, spread=0.05):
         rows.append(pts / np.linalg.norm(pts, axis=1, keepdims=True))
         label += [c] * size
     emb = np.concatenate(rows).astype(np.float32)
-    return Dataset.from_dict({"embedding": emb.tolist(), "blob": label,
-                              "quality": rng.random(len(label)).tolist()})
+    return Dataset.from_dict({"embedding": emb.tolist(), "blob": label, "quality": rng.random(len(label)).tolist()})
 
 
 def test_equal_quota_water_filling():
@@ -173,8 +186,15 @@ def test_qdit_threshold_keeps_no_pair_above_tau_and_matches_naive():
     q = rng.random(300)
     pool = Dataset.from_dict({"embedding": emb.tolist(), "quality": q.tolist(), "row": list(range(300))})
     for block_size in (7, 1024):
-        s = select_diverse(pool, 25, method="qdit-threshold", quality_column="quality", tau=0.5,
-                           block_size=block_size, show_progress=False)
+        s = select_diverse(
+            pool,
+            25,
+            method="qdit-threshold",
+            quality_column="quality",
+            tau=0.5,
+            block_size=block_size,
+            show_progress=False,
+        )
         assert s["row"] == naive_threshold(emb, q, 25, 0.5)
         kept = np.array(s["embedding"])
         kept /= np.linalg.norm(kept, axis=1, keepdims=True)
@@ -213,8 +233,18 @@ def test_cli_help_lists_strategy_options(capsys):
     with pytest.raises(SystemExit):
         main(["select", "--help"])
     out = capsys.readouterr().out
-    for flag in ("--diversity", "--tau", "--component", "--tokenizer", "--n-clusters", "--clustering",
-                 "tokens", "clusters", "qdit-threshold", "qdit-cluster"):
+    for flag in (
+        "--diversity",
+        "--tau",
+        "--component",
+        "--tokenizer",
+        "--n-clusters",
+        "--clustering",
+        "tokens",
+        "clusters",
+        "qdit-threshold",
+        "qdit-cluster",
+    ):
         assert flag in out
 
 
@@ -229,8 +259,24 @@ def test_cli_end_to_end_strategies(ifbench_embedded, tmp_path):
     }
     for method, flags in runs.items():
         out = tmp_path / method
-        assert main(["select", "--dataset", str(pool_dir), "--k", "15", "--method", method, "--output", str(out),
-                     "--no-progress", *flags]) == 0
+        assert (
+            main(
+                [
+                    "select",
+                    "--dataset",
+                    str(pool_dir),
+                    "--k",
+                    "15",
+                    "--method",
+                    method,
+                    "--output",
+                    str(out),
+                    "--no-progress",
+                    *flags,
+                ]
+            )
+            == 0
+        )
         assert len(load_from_disk(str(out))) == 15
         record = json.loads((out / "provenance.json").read_text())
         assert record["method"] == method

@@ -3,13 +3,28 @@ import pytest
 from hf_diverse import ColumnNotFoundError, InvalidParameterError, TextFormatError, TextView, detect_format
 
 ROWS = {
-    "alpaca": ({"instruction": ["Add the numbers"], "input": ["2 and 2"], "output": ["4"]},
-               "Add the numbers\n\n2 and 2", "4"),
+    "alpaca": (
+        {"instruction": ["Add the numbers"], "input": ["2 and 2"], "output": ["4"]},
+        "Add the numbers\n\n2 and 2",
+        "4",
+    ),
     "prompt_response": ({"prompt": ["Hi?"], "response": ["Hello."]}, "Hi?", "Hello."),
     "prompt_completion": ({"prompt": ["Say a"], "completion": ["a"]}, "Say a", "a"),
-    "messages": ({"messages": [[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Q1"},
-                                {"role": "assistant", "content": "A1"}, {"role": "user", "content": "Q2"},
-                                {"role": "assistant", "content": "A2"}]]}, "Q1\n\nQ2", "A1\n\nA2"),
+    "messages": (
+        {
+            "messages": [
+                [
+                    {"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": "Q1"},
+                    {"role": "assistant", "content": "A1"},
+                    {"role": "user", "content": "Q2"},
+                    {"role": "assistant", "content": "A2"},
+                ]
+            ]
+        },
+        "Q1\n\nQ2",
+        "A1\n\nA2",
+    ),
     "sharegpt": ({"conversations": [[{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A"}]]}, "Q", "A"),
     "text": ({"text": ["just text"]}, "just text", "just text"),
 }

@@ -58,14 +58,24 @@ GOLDEN = {
         [([m(S, "Be brief."), m(U, "Capital of France?")], [m(A, "Paris.")])],
     ),
     "messages_multi_turn": (
-        {"messages": [[m(S, "sys"), m(U, "q1"), m(A, "a1"), m(U, "q2"), m(A, "a2")],
-                      [m(U, "only"), m(A, "answer"), m(U, "trailing question is dropped")]]},
-        [([m(S, "sys"), m(U, "q1"), m(A, "a1"), m(U, "q2")], [m(A, "a2")]),
-         ([m(U, "only")], [m(A, "answer")])],
+        {
+            "messages": [
+                [m(S, "sys"), m(U, "q1"), m(A, "a1"), m(U, "q2"), m(A, "a2")],
+                [m(U, "only"), m(A, "answer"), m(U, "trailing question is dropped")],
+            ]
+        },
+        [([m(S, "sys"), m(U, "q1"), m(A, "a1"), m(U, "q2")], [m(A, "a2")]), ([m(U, "only")], [m(A, "answer")])],
     ),
     "sharegpt": (
-        {"conversations": [[{"from": "system", "value": "sys"}, {"from": "human", "value": "Hello?"},
-                            {"from": "gpt", "value": "Hi."}]]},
+        {
+            "conversations": [
+                [
+                    {"from": "system", "value": "sys"},
+                    {"from": "human", "value": "Hello?"},
+                    {"from": "gpt", "value": "Hi."},
+                ]
+            ]
+        },
         [([m(S, "sys"), m(U, "Hello?")], [m(A, "Hi.")])],
     ),
 }
@@ -119,13 +129,18 @@ def test_fallback_template_renders_plain_text_with_eos_and_is_prefix_preserving(
     assert ensure_chat_template(tok) == "fallback" and tok.chat_template == FALLBACK_CHAT_TEMPLATE
     prompt, completion = [m(S, "Be brief."), m(U, "Hi"), m(A, "Hello"), m(U, "2+2?")], [m(A, "4")]
     text = tok.apply_chat_template(prompt + completion, tokenize=False)
-    assert text == ("Be brief.\n\n### Instruction:\nHi\n\n### Response:\nHello" + tok.eos_token
-                    + "\n\n### Instruction:\n2+2?\n\n### Response:\n4" + tok.eos_token)
+    assert text == (
+        "Be brief.\n\n### Instruction:\nHi\n\n### Response:\nHello"
+        + tok.eos_token
+        + "\n\n### Instruction:\n2+2?\n\n### Response:\n4"
+        + tok.eos_token
+    )
     head = tok.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-    assert text.startswith(head) and text[len(head):] == "4" + tok.eos_token
+    assert text.startswith(head) and text[len(head) :] == "4" + tok.eos_token
     # the generation markers give an assistant mask that covers the answer and its EOS
-    out = tok.apply_chat_template(prompt + completion, tokenize=True, return_dict=True,
-                                  return_assistant_tokens_mask=True)
+    out = tok.apply_chat_template(
+        prompt + completion, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
     ids, mask = out["input_ids"], out["assistant_masks"]
     assert ids[-1] == tok.eos_token_id and mask[-1] == 1 and 0 < sum(mask) < len(mask)
 
@@ -212,14 +227,25 @@ def curated(ifbench, tmp_path_factory):
     return save_subset(subset, tmp_path_factory.mktemp("data") / "curated")
 
 
-def test_tiny_llama_trains_on_selected_subset_and_saves_a_reloadable_model_with_card(curated, tiny_llama_path,
-                                                                                      tmp_path):
+def test_tiny_llama_trains_on_selected_subset_and_saves_a_reloadable_model_with_card(
+    curated, tiny_llama_path, tmp_path
+):
     from huggingface_hub import ModelCard
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out = tmp_path / "run"
-    run = train_sft(str(curated), model=tiny_llama_path, output_dir=out, max_steps=10, learning_rate=1e-2,
-                    logging_steps=1, per_device_train_batch_size=2, max_length=96, save_strategy="no", seed=0)
+    run = train_sft(
+        str(curated),
+        model=tiny_llama_path,
+        output_dir=out,
+        max_steps=10,
+        learning_rate=1e-2,
+        logging_steps=1,
+        per_device_train_batch_size=2,
+        max_length=96,
+        save_strategy="no",
+        seed=0,
+    )
     # loss decreases
     losses = run.losses
     assert len(losses) == 10 and run.trainer.state.global_step == 10
@@ -238,8 +264,9 @@ def test_tiny_llama_trains_on_selected_subset_and_saves_a_reloadable_model_with_
     model = AutoModelForCausalLM.from_pretrained(out)
     reloaded = AutoTokenizer.from_pretrained(out)
     assert reloaded.chat_template == tok.chat_template
-    ids = reloaded.apply_chat_template([m(U, "Say hi.")], add_generation_prompt=True, return_tensors="pt",
-                                       return_dict=True)
+    ids = reloaded.apply_chat_template(
+        [m(U, "Say hi.")], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     generated = model.generate(**ids, max_new_tokens=4, min_new_tokens=4, do_sample=False)
     assert generated.shape[1] == ids["input_ids"].shape[1] + 4
 
@@ -250,12 +277,14 @@ def test_tiny_llama_trains_on_selected_subset_and_saves_a_reloadable_model_with_
     assert "hf_diverse" in card.data.tags and "train_sft(" in card.text
     record = json.loads((out / "training_data_provenance.json").read_text())
     assert record["dataset"] == str(curated) and record["selection"] == get_provenance(
-        __import__("datasets").load_from_disk(str(curated)))
+        __import__("datasets").load_from_disk(str(curated))
+    )
     assert (out / "train_results.json").exists() and (out / "trainer_state.json").exists()
 
 
-def test_base_model_without_chat_template_trains_with_fallback_and_pushes(ifbench, tiny_llama_path, tmp_path,
-                                                                         monkeypatch):
+def test_base_model_without_chat_template_trains_with_fallback_and_pushes(
+    ifbench, tiny_llama_path, tmp_path, monkeypatch
+):
     import huggingface_hub
     from transformers import AutoTokenizer
 
@@ -279,14 +308,26 @@ def test_base_model_without_chat_template_trains_with_fallback_and_pushes(ifbenc
             return huggingface_hub.RepoUrl(f"https://huggingface.co/{repo_id}")
 
         def upload_folder(self, repo_id, folder_path, commit_message, ignore_patterns):
-            calls.append(("upload_folder", repo_id, sorted(p.name for p in __import__("pathlib").Path(folder_path)
-                                                          .iterdir()), ignore_patterns))
+            calls.append(
+                (
+                    "upload_folder",
+                    repo_id,
+                    sorted(p.name for p in __import__("pathlib").Path(folder_path).iterdir()),
+                    ignore_patterns,
+                )
+            )
 
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
     out = tmp_path / "run"
-    run = train_sft(ifbench.select(range(4)), model=str(base), output_dir=out, max_steps=1,
-                    per_device_train_batch_size=2, max_length=64, config={"push_to_hub": True,
-                                                                          "hub_model_id": "alice/tiny-sft"})
+    run = train_sft(
+        ifbench.select(range(4)),
+        model=str(base),
+        output_dir=out,
+        max_steps=1,
+        per_device_train_batch_size=2,
+        max_length=64,
+        config={"push_to_hub": True, "hub_model_id": "alice/tiny-sft"},
+    )
     assert run.hub_url == "https://huggingface.co/alice/tiny-sft"
     assert calls[0] == ("create_repo", "alice/tiny-sft")
     assert calls[1][0] == "upload_folder" and "README.md" in calls[1][2] and "model.safetensors" in calls[1][2]
@@ -321,11 +362,29 @@ def test_cli_train_tiny_model_with_yaml_passthrough(curated, tiny_llama_path, tm
     from hf_diverse.cli import main
 
     config = tmp_path / "sft.yaml"
-    config.write_text("learning-rate: 1e-3\nwarmup_steps: 1\nlogging_steps: 1\nmax_length: 96\n"
-                      "per_device_train_batch_size: 2\nsave_strategy: 'no'\n")
+    config.write_text(
+        "learning-rate: 1e-3\nwarmup_steps: 1\nlogging_steps: 1\nmax_length: 96\n"
+        "per_device_train_batch_size: 2\nsave_strategy: 'no'\n"
+    )
     out = tmp_path / "cli-run"
-    rc = main(["train", "--dataset", str(curated), "--model", tiny_llama_path, "--output-dir", str(out),
-               "--config", str(config), "--max-steps", "2", "--logging-steps", "2", "--no-progress"])
+    rc = main(
+        [
+            "train",
+            "--dataset",
+            str(curated),
+            "--model",
+            tiny_llama_path,
+            "--output-dir",
+            str(out),
+            "--config",
+            str(config),
+            "--max-steps",
+            "2",
+            "--logging-steps",
+            "2",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "Trained 2 step(s)" in printed and str(out) in printed
@@ -346,8 +405,12 @@ def test_cli_train_errors(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # no ./curated here
     assert main(["train", "--output-dir", str(tmp_path / "out")]) == 1
     assert "hf-diverse select --output curated/" in capsys.readouterr().err
-    assert main(["train", "--dataset", str(tmp_path / "missing.jsonl"), "--output-dir", "o",
-                 "--instruction-columns", "q"]) == 1
+    assert (
+        main(
+            ["train", "--dataset", str(tmp_path / "missing.jsonl"), "--output-dir", "o", "--instruction-columns", "q"]
+        )
+        == 1
+    )
     assert "--response-columns" in capsys.readouterr().err
 
 
@@ -360,8 +423,25 @@ def test_cli_train_end_to_end_on_embedded_defaults(tmp_path, capsys, monkeypatch
 
     monkeypatch.chdir(tmp_path)
     assert main(["select", "--k", "8", "--method", "random", "--output", "curated", "--no-progress"]) == 0
-    assert main(["train", "--output-dir", "out", "--max-steps", "2", "--per-device-train-batch-size", "2",
-                 "--max-length", "256", "--logging-steps", "1", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--output-dir",
+                "out",
+                "--max-steps",
+                "2",
+                "--per-device-train-batch-size",
+                "2",
+                "--max-length",
+                "256",
+                "--logging-steps",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "Trained 2 step(s)" in capsys.readouterr().out
     card = (tmp_path / "out" / "README.md").read_text()
     assert "HuggingFaceTB/SmolLM2-135M-Instruct" in card and "curated" in card

@@ -32,8 +32,7 @@ def apply_config(parser: argparse.ArgumentParser, args: argparse.Namespace, argv
     unknown = sorted(set(values) - dests - {"config"})
     if unknown:
         raise InvalidParameterError(
-            f"Unknown key(s) {unknown} in {args.config}. Valid keys: {sorted(dests - {'help', 'config'})}"
-            f"{also_valid}."
+            f"Unknown key(s) {unknown} in {args.config}. Valid keys: {sorted(dests - {'help', 'config'})}{also_valid}."
         )
     for key, value in values.items():
         if isinstance(value, list) and key in ("text_columns",):

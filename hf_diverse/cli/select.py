@@ -54,12 +54,17 @@ def _converter(annotation, default):
 
 def add_parser(sub):
     p = sub.add_parser(
-        "select", help="Select a diverse subset of a dataset.", formatter_class=argparse.RawDescriptionHelpFormatter,
+        "select",
+        help="Select a diverse subset of a dataset.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Select k rows of a pool and write them (save_to_disk folder + provenance.json).\n\n" + EXAMPLES,
     )
-    p.add_argument("--dataset", default=None,
-                   help="Hub dataset id, local .json/.jsonl/.parquet/.csv file, or save_to_disk folder "
-                        "(default: the embedded IFBench sample).")
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="Hub dataset id, local .json/.jsonl/.parquet/.csv file, or save_to_disk folder "
+        "(default: the embedded IFBench sample).",
+    )
     p.add_argument("--split", default="train", help="Split to load (default: train).")
     p.add_argument("--dataset-config", default=None, help="Hub dataset config name.")
     p.add_argument("--revision", default=None, help="Hub dataset revision.")
@@ -72,18 +77,27 @@ def add_parser(sub):
     p.add_argument("--alpha", type=float, default=None, help="QDIT quality weight in [0, 1] (default: 0.7).")
     p.add_argument("--seed", type=int, default=0, help="Random seed (default: 0).")
     p.add_argument("--device", default=None, help="cuda, cuda:1, mps or cpu (default: auto).")
-    p.add_argument("--text-columns", default=None,
-                   help="Comma-separated columns to embed instead of the detected format.")
-    p.add_argument("--what", default="instruction", choices=("instruction", "response", "both"),
-                   help="Text view to embed (default: instruction).")
+    p.add_argument(
+        "--text-columns", default=None, help="Comma-separated columns to embed instead of the detected format."
+    )
+    p.add_argument(
+        "--what",
+        default="instruction",
+        choices=("instruction", "response", "both"),
+        help="Text view to embed (default: instruction).",
+    )
     p.add_argument("--embedding-model", default=None, help="sentence-transformers model (default: all-MiniLM-L6-v2).")
     p.add_argument("--embedding-column", default="embedding", help="Embedding column to use or write.")
     p.add_argument("--batch-size", type=int, default=64, help="Embedding batch size.")
     p.add_argument("--num-proc", type=int, default=None, help="Processes for the embedding map.")
     p.add_argument("--no-progress", action="store_true", help="Hide progress bars.")
     p.add_argument("--config", default=None, help="YAML file of options; flags override it.")
-    p.add_argument("--push-to", default=None, metavar="REPO",
-                   help="After saving, publish the subset to this Hub dataset repo (see `hf-diverse push`).")
+    p.add_argument(
+        "--push-to",
+        default=None,
+        metavar="REPO",
+        help="After saving, publish the subset to this Hub dataset repo (see `hf-diverse push`).",
+    )
     p.add_argument("--private", action="store_true", default=None, help="With --push-to: make the repo private.")
     group = p.add_argument_group("method-specific options")
     for name, (annotation, defaults) in _method_options().items():
@@ -92,8 +106,11 @@ def add_parser(sub):
         else:
             help_text = "defaults: " + ", ".join(f"{m}: {d!r}" for m, d in defaults.items()) + "."
         group.add_argument(
-            "--" + name.replace("_", "-"), dest=name, type=_converter(annotation, next(iter(defaults.values()))),
-            default=None, help=help_text,
+            "--" + name.replace("_", "-"),
+            dest=name,
+            type=_converter(annotation, next(iter(defaults.values()))),
+            default=None,
+            help=help_text,
         )
     p.set_defaults(command="select")
     return p
@@ -116,10 +133,20 @@ def selection_kwargs(args) -> dict:
             )
         method_kwargs[name] = value
     return dict(
-        k=args.k, method=args.method, quality_column=args.quality_column, alpha=args.alpha, seed=args.seed,
-        device=args.device, text_columns=args.text_columns, what=args.what, embedding_model=args.embedding_model,
-        embedding_column=args.embedding_column, embedding_batch_size=args.batch_size, num_proc=args.num_proc,
-        show_progress=not args.no_progress, **method_kwargs,
+        k=args.k,
+        method=args.method,
+        quality_column=args.quality_column,
+        alpha=args.alpha,
+        seed=args.seed,
+        device=args.device,
+        text_columns=args.text_columns,
+        what=args.what,
+        embedding_model=args.embedding_model,
+        embedding_column=args.embedding_column,
+        embedding_batch_size=args.batch_size,
+        num_proc=args.num_proc,
+        show_progress=not args.no_progress,
+        **method_kwargs,
     )
 
 
@@ -136,8 +163,9 @@ def run(args) -> int:
         check_push_target(args.push_to)  # no token or a bad repo id: fail before the selection runs
     # refuse an existing output before doing any work
     with atomic_directory(args.output, overwrite=args.overwrite) as tmp:
-        pool = load_pool(args.dataset, split=args.split, config=args.dataset_config, revision=args.revision,
-                         limit=args.limit)
+        pool = load_pool(
+            args.dataset, split=args.split, config=args.dataset_config, revision=args.revision, limit=args.limit
+        )
         subset = select_diverse(pool, **kwargs)
         write_subset(subset, tmp)
     record = get_provenance(subset)
@@ -153,8 +181,10 @@ def run(args) -> int:
 def _print_summary(subset, record, output):
     from ..textviews import TextView
 
-    print(f"Selected {record['k']} of {record['pool_size']} rows with method={record['method']!r} "
-          f"(seed {record['seed']}) in {record['timings']['total_s']:.1f}s.")
+    print(
+        f"Selected {record['k']} of {record['pool_size']} rows with method={record['method']!r} "
+        f"(seed {record['seed']}) in {record['timings']['total_s']:.1f}s."
+    )
     for key, value in record["objective"].items():
         print(f"  {key}: {value:.6g}" if isinstance(value, float) else f"  {key}: {value}")
     try:
@@ -162,6 +192,6 @@ def _print_summary(subset, record, output):
         head = subset.select(range(min(5, len(subset))))
         for rank, text in enumerate(view.texts(head[:], what="instruction")):
             print(f"  #{rank}: {' '.join(text.split())[:100]}")
-    except Exception:  # noqa: BLE001 - the preview is a convenience only
+    except Exception:
         pass
     print(f"Wrote {output} (load it with `datasets.load_from_disk({str(output)!r})`; provenance in provenance.json).")

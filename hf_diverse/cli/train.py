@@ -40,23 +40,31 @@ def _config_passthrough():
 
 def add_parser(sub):
     p = sub.add_parser(
-        "train", help="Fine-tune a causal LM on a curated subset (TRL SFTTrainer).",
+        "train",
+        help="Fine-tune a causal LM on a curated subset (TRL SFTTrainer).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Fine-tune a causal LM on a curated subset with TRL's SFTTrainer, loss on the completions only, "
-                    "and save the model, tokenizer and a model card naming the dataset and its selection.\n\n"
-                    + EXAMPLES,
+        "and save the model, tokenizer and a model card naming the dataset and its selection.\n\n" + EXAMPLES,
     )
-    p.add_argument("--dataset", default="curated",
-                   help="save_to_disk folder (e.g. from `hf-diverse select`), local file or Hub dataset id "
-                        "(default: curated, the default output of `hf-diverse select`).")
+    p.add_argument(
+        "--dataset",
+        default="curated",
+        help="save_to_disk folder (e.g. from `hf-diverse select`), local file or Hub dataset id "
+        "(default: curated, the default output of `hf-diverse select`).",
+    )
     p.add_argument("--split", default="train", help="Split to load (default: train).")
-    p.add_argument("--model", default=None,
-                   help="Hub id or local folder of a causal LM (default: the offline SmolLM2-135M-Instruct).")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="Hub id or local folder of a causal LM (default: the offline SmolLM2-135M-Instruct).",
+    )
     p.add_argument("--output-dir", default=None, help="Folder for checkpoints and the trained model (required).")
     p.add_argument("--overwrite", action="store_true", help="Write into a non-empty --output-dir.")
-    p.add_argument("--instruction-columns", default=None,
-                   help="Comma-separated columns forming the prompt, instead of detecting the format "
-                        "(needs --response-columns).")
+    p.add_argument(
+        "--instruction-columns",
+        default=None,
+        help="Comma-separated columns forming the prompt, instead of detecting the format (needs --response-columns).",
+    )
     p.add_argument("--response-columns", default=None, help="Comma-separated columns forming the completion.")
     p.add_argument("--push-to-hub", action="store_true", help="Upload the trained model (no checkpoints) to the Hub.")
     p.add_argument("--hub-model-id", default=None, help="Hub repo to push to (default: the --output-dir name).")
@@ -95,15 +103,25 @@ def run(args) -> int:
     if args.no_progress or not are_progress_bars_enabled():
         overrides["disable_tqdm"] = True
     run = train_sft(
-        args.dataset, model=args.model, output_dir=args.output_dir, config=dict(getattr(args, "config_extra", {})),
-        push_to_hub=args.push_to_hub, hub_model_id=args.hub_model_id, text_columns=_text_columns(args),
-        split=args.split, overwrite=args.overwrite, **overrides,
+        args.dataset,
+        model=args.model,
+        output_dir=args.output_dir,
+        config=dict(getattr(args, "config_extra", {})),
+        push_to_hub=args.push_to_hub,
+        hub_model_id=args.hub_model_id,
+        text_columns=_text_columns(args),
+        split=args.split,
+        overwrite=args.overwrite,
+        **overrides,
     )
     losses = run.losses
     steps = run.trainer.state.global_step
-    print(f"Trained {steps} step(s) on {len(run.trainer.train_dataset)} example(s) of {args.dataset} in "
-          f"{run.metrics.get('train_runtime', 0.0):.1f}s; train_loss {run.metrics.get('train_loss', float('nan')):.4f}"
-          + (f" (logged loss {losses[0]:.4f} -> {losses[-1]:.4f})" if losses else "") + ".")
+    print(
+        f"Trained {steps} step(s) on {len(run.trainer.train_dataset)} example(s) of {args.dataset} in "
+        f"{run.metrics.get('train_runtime', 0.0):.1f}s; train_loss {run.metrics.get('train_loss', float('nan')):.4f}"
+        + (f" (logged loss {losses[0]:.4f} -> {losses[-1]:.4f})" if losses else "")
+        + "."
+    )
     print(f"Wrote {run.output_dir} (model, tokenizer, README.md model card).")
     if run.hub_url:
         print(f"Pushed to {run.hub_url}")

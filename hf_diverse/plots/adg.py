@@ -74,8 +74,15 @@ def plot_divergence_quadrant(
     pool_label = f"pool ({n:,} rows" + (f", {max_points:,} drawn)" if n > max_points else ")")
     ax.scatter(d[shown], iso[shown], s=6, c="#b0b0b0", alpha=0.6, linewidths=0, label=pool_label)
     if sel is not None:
-        ax.scatter(sel[0], sel[1], s=22, c="#e4572e", edgecolors="black", linewidths=0.4,
-                   label=f"selected ({len(sel[0]):,} rows)")
+        ax.scatter(
+            sel[0],
+            sel[1],
+            s=22,
+            c="#e4572e",
+            edgecolors="black",
+            linewidths=0.4,
+            label=f"selected ({len(sel[0]):,} rows)",
+        )
     ax.axvline(d_med, color="#444444", linestyle="--", linewidth=0.8)
     ax.axhline(i_med, color="#444444", linestyle="--", linewidth=0.8)
     for x, y, ha, va, text in (
@@ -125,8 +132,12 @@ def _points(obj, d_col: str, i_col: str, what: str) -> tuple[np.ndarray, np.ndar
 
 def _selected_points(selected, d, iso, d_col, i_col):
     n = len(d)
-    if isinstance(selected, np.ndarray) and selected.dtype == bool or (
-        isinstance(selected, (list, tuple)) and selected and all(isinstance(v, (bool, np.bool_)) for v in selected)
+    if (
+        isinstance(selected, np.ndarray)
+        and selected.dtype == bool
+        or (
+            isinstance(selected, (list, tuple)) and selected and all(isinstance(v, (bool, np.bool_)) for v in selected)
+        )
     ):
         mask = np.asarray(selected, dtype=bool)
         if mask.shape != (n,):
@@ -134,10 +145,10 @@ def _selected_points(selected, d, iso, d_col, i_col):
                 f"A boolean selection mask needs {n} entries (one per pool row), got shape {mask.shape}."
             )
         return d[mask], iso[mask]
-    if isinstance(selected, range) or (
-        isinstance(selected, list) and (not selected or isinstance(selected[0], (int, np.integer)))
-    ) or (
-        isinstance(selected, np.ndarray) and selected.ndim == 1 and np.issubdtype(selected.dtype, np.integer)
+    if (
+        isinstance(selected, range)
+        or (isinstance(selected, list) and (not selected or isinstance(selected[0], (int, np.integer))))
+        or (isinstance(selected, np.ndarray) and selected.ndim == 1 and np.issubdtype(selected.dtype, np.integer))
     ):
         idx = np.asarray(selected, dtype=np.int64).reshape(-1)
         if idx.size and (idx.min() < 0 or idx.max() >= n):

@@ -40,7 +40,7 @@ def fit_pca_2d(embeddings, block_size: int = 65536) -> dict:
     # float32 block products (fast matmul), accumulated in float64: precise enough for a picture
     cov = torch.zeros(d, d, dtype=acc, device=x.device)
     for start in range(0, n, block_size):
-        block = x[start:start + block_size].to(torch.float32) - mean32
+        block = x[start : start + block_size].to(torch.float32) - mean32
         cov += (block.T @ block).to(acc)
     cov /= max(n - 1, 1)
     evals, evecs = torch.linalg.eigh(cov)  # ascending
@@ -66,7 +66,9 @@ def project(embeddings, pca: dict, block_size: int = 65536) -> np.ndarray:
         )
     mean = torch.as_tensor(pca["mean"], dtype=torch.float32, device=x.device)
     comps = torch.as_tensor(pca["components"], dtype=torch.float32, device=x.device)
-    out = [((x[s:s + block_size].to(torch.float32) - mean) @ comps.T).cpu() for s in range(0, x.shape[0], block_size)]
+    out = [
+        ((x[s : s + block_size].to(torch.float32) - mean) @ comps.T).cpu() for s in range(0, x.shape[0], block_size)
+    ]
     return torch.cat(out).numpy().astype(np.float64)
 
 
@@ -136,8 +138,15 @@ def plot_projection(
     pool_label = f"pool ({n:,} rows" + (f", {max_points:,} drawn)" if n > max_points else ")")
     ax.scatter(coords[shown, 0], coords[shown, 1], s=6, c="#b0b0b0", alpha=0.6, linewidths=0, label=pool_label)
     if sel_coords is not None:
-        ax.scatter(sel_coords[:, 0], sel_coords[:, 1], s=22, c="#e4572e", edgecolors="black", linewidths=0.4,
-                   label=f"selected ({len(sel_coords):,} rows)")
+        ax.scatter(
+            sel_coords[:, 0],
+            sel_coords[:, 1],
+            s=22,
+            c="#e4572e",
+            edgecolors="black",
+            linewidths=0.4,
+            label=f"selected ({len(sel_coords):,} rows)",
+        )
     ev = pca["explained"]
     ax.set_xlabel(f"PC1 ({100 * ev[0]:.1f}% of variance)")
     ax.set_ylabel(f"PC2 ({100 * ev[1]:.1f}% of variance)")

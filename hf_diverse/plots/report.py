@@ -21,12 +21,18 @@ def plot_rank_frequency(report, component: str, path) -> str:
     for label in report.labels:
         curve = report.rank_frequency.get(component, {}).get(label)
         if curve and curve["rank"]:
-            ax.loglog(curve["rank"], curve["frequency"], label=f"{label} ({report.sizes[label]} rows)",
-                      color=_COLORS.get(label), linewidth=1.6 if label == "subset" else 1.2)
+            ax.loglog(
+                curve["rank"],
+                curve["frequency"],
+                label=f"{label} ({report.sizes[label]} rows)",
+                color=_COLORS.get(label),
+                linewidth=1.6 if label == "subset" else 1.2,
+            )
     ax.set_xlabel("token rank (by frequency)")
     ax.set_ylabel("relative frequency")
-    ax.set_title(f"Token-frequency distribution of {component}s\n(tokenizer {report.settings.get('tokenizer')})",
-                 fontsize=10)
+    ax.set_title(
+        f"Token-frequency distribution of {component}s\n(tokenizer {report.settings.get('tokenizer')})", fontsize=10
+    )
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -55,10 +61,11 @@ def plot_metric_bars(report, component: str, path) -> str:
         ax.set_title(_row_name(key), fontsize=8)
         ax.tick_params(labelsize=7)
         ax.margins(y=0.2)
-    for ax in list(axes.flat)[len(keys):]:
+    for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
-    fig.suptitle(f"Diversity metrics of {component}s ((+) higher = more diverse, (-) lower = more diverse)",
-                 fontsize=10)
+    fig.suptitle(
+        f"Diversity metrics of {component}s ((+) higher = more diverse, (-) lower = more diverse)", fontsize=10
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -107,14 +107,23 @@ class DiversityReport:
     def to_dict(self) -> dict:
         """A JSON-ready dict (`from_dict` inverts it)."""
         return {
-            "metrics": self.metrics, "sizes": self.sizes, "settings": self.settings, "notes": list(self.notes),
-            "matching": self.matching, "rank_frequency": self.rank_frequency, "timings": self.timings,
+            "metrics": self.metrics,
+            "sizes": self.sizes,
+            "settings": self.settings,
+            "notes": list(self.notes),
+            "matching": self.matching,
+            "rank_frequency": self.rank_frequency,
+            "timings": self.timings,
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> "DiversityReport":
-        return cls(**{key: data.get(key, {} if key != "notes" else []) for key in
-                      ("metrics", "sizes", "settings", "notes", "matching", "rank_frequency", "timings")})
+        return cls(
+            **{
+                key: data.get(key, {} if key != "notes" else [])
+                for key in ("metrics", "sizes", "settings", "notes", "matching", "rank_frequency", "timings")
+            }
+        )
 
     def to_json(self, path: str | None = None, indent: int = 2) -> str:
         """The report as JSON; also written to `path` when given."""
@@ -143,8 +152,9 @@ class DiversityReport:
     def __str__(self) -> str:
         labels = self.labels
         head = ", ".join(f"{label} {self.sizes[label]} rows" for label in labels)
-        lines = [f"Diversity report ({head}; tokenizer {self.settings.get('tokenizer')}, "
-                 f"seed {self.settings.get('seed')})"]
+        lines = [
+            f"Diversity report ({head}; tokenizer {self.settings.get('tokenizer')}, seed {self.settings.get('seed')})"
+        ]
         width = max(len(_row_name(key)) for key in METRICS) + 2
         for component, by_label in self.metrics.items():
             lines.append("")
@@ -154,11 +164,14 @@ class DiversityReport:
                 cells = "".join(f"{_fmt(v):>12}" for v in values)
                 lines.append(f"{_row_name(key):<{width}}{cells}")
         lines.append("")
-        lines.append("(+) higher = more diverse, (-) lower = more diverse. Self-BLEU on "
-                     f"{self.settings.get('self_bleu_samples')} sampled texts per set; entropy in bits.")
+        lines.append(
+            "(+) higher = more diverse, (-) lower = more diverse. Self-BLEU on "
+            f"{self.settings.get('self_bleu_samples')} sampled texts per set; entropy in bits."
+        )
         if self.matching:
-            lines.append(f"Subset rows matched to pool rows: {self.matching.get('matched')} of "
-                         f"{self.sizes.get('subset')}.")
+            lines.append(
+                f"Subset rows matched to pool rows: {self.matching.get('matched')} of {self.sizes.get('subset')}."
+            )
         for note in self.notes:
             lines.append(f"Note: {note}")
         return "\n".join(lines)
@@ -277,12 +290,17 @@ def diversity_report(
     if subset is not None:
         sizes = {"subset": m, "pool": n}
         match_idx = _match_rows(pool_texts, sub_texts)
-        matching = {"matched": int((match_idx >= 0).sum()), "unmatched": int((match_idx < 0).sum()),
-                    "by": "exact (instruction, response) text"}
+        matching = {
+            "matched": int((match_idx >= 0).sum()),
+            "unmatched": int((match_idx < 0).sum()),
+            "by": "exact (instruction, response) text",
+        }
         record = get_provenance(subset) or {}
         if record.get("pool_size") is not None and record["pool_size"] != n:
-            notes.append(f"The subset's provenance says it was selected from a pool of {record['pool_size']} rows; "
-                         f"this pool has {n}.")
+            notes.append(
+                f"The subset's provenance says it was selected from a pool of {record['pool_size']} rows; "
+                f"this pool has {n}."
+            )
         if random_baseline:
             if m > n:
                 notes.append(f"No random baseline: the subset ({m} rows) is larger than the pool ({n}).")
@@ -292,11 +310,16 @@ def diversity_report(
     labels = [label for label in LABELS if label in sizes]
 
     settings = {
-        "tokenizer": tokenizer_name(tokenizer, tok), "vocab_size": vocab_size, "seed": seed,
+        "tokenizer": tokenizer_name(tokenizer, tok),
+        "vocab_size": vocab_size,
+        "seed": seed,
         "components": list(components),
-        "self_bleu_samples": self_bleu_samples, "self_bleu": "sacrebleu BLEU(effective_order=True), 13a, 0-100",
-        "entropy_base": 2, "kurtosis": "scipy.stats.kurtosis(fisher=True, bias=True) of counts of occurring types",
-        "gini": "over counts of occurring token types", "distinct_n": "token n-grams within each text",
+        "self_bleu_samples": self_bleu_samples,
+        "self_bleu": "sacrebleu BLEU(effective_order=True), 13a, 0-100",
+        "entropy_base": 2,
+        "kurtosis": "scipy.stats.kurtosis(fisher=True, bias=True) of counts of occurring types",
+        "gini": "over counts of occurring token types",
+        "distinct_n": "token n-grams within each text",
         "compression": "gzip level 9, texts joined by newline, UTF-8",
         "embedding_distance": "exact mean over all pairs of 1 - cosine",
         "clusters": {**M.KMEANS_SETTINGS, "n_clusters": min(n_clusters, n), "random_state": seed},
@@ -354,8 +377,22 @@ def diversity_report(
         t0 = time.perf_counter()
         column = embedding_column if component == "instruction" else response_embedding_column
         emb = _component_embeddings(
-            component, column, dataset, subset, pool_view, sub_view, match_idx, embedding_model, compute_embeddings,
-            text_columns, dev, batch_size, progress, settings, notes, scorers,
+            component,
+            column,
+            dataset,
+            subset,
+            pool_view,
+            sub_view,
+            match_idx,
+            embedding_model,
+            compute_embeddings,
+            text_columns,
+            dev,
+            batch_size,
+            progress,
+            settings,
+            notes,
+            scorers,
         )
         timings[f"{component}_embeddings_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -364,8 +401,13 @@ def diversity_report(
 
     timings["total_s"] = time.perf_counter() - t_start
     return DiversityReport(
-        metrics=result, sizes=sizes, settings=settings, notes=notes, matching=matching,
-        rank_frequency=rank_frequency, timings={k: round(v, 3) for k, v in timings.items()},
+        metrics=result,
+        sizes=sizes,
+        settings=settings,
+        notes=notes,
+        matching=matching,
+        rank_frequency=rank_frequency,
+        timings={k: round(v, 3) for k, v in timings.items()},
     )
 
 
@@ -442,15 +484,17 @@ def _read_column(dataset: Dataset, column: str, device) -> torch.Tensor:
     return M.normalize_rows(read_embeddings(dataset, column)).to(device)
 
 
-def _encode(dataset: Dataset, view_columns, component, model, text_columns, device, batch_size, progress, desc,
-            scorers: dict):
+def _encode(
+    dataset: Dataset, view_columns, component, model, text_columns, device, batch_size, progress, desc, scorers: dict
+):
     from ..scorers.embedding import EmbeddingScorer
 
     # one scorer (one loaded model) for every component: only its text view changes
     scorer = scorers.get("scorer")
     if scorer is None:
-        scorer = scorers["scorer"] = EmbeddingScorer(model=model, text_columns=text_columns, device=str(device),
-                                                     batch_size=batch_size)
+        scorer = scorers["scorer"] = EmbeddingScorer(
+            model=model, text_columns=text_columns, device=str(device), batch_size=batch_size
+        )
     scorer.what = component
     ds = dataset.select_columns(view_columns)
     chunk = max(batch_size, 256)
@@ -462,8 +506,24 @@ def _encode(dataset: Dataset, view_columns, component, model, text_columns, devi
     return torch.from_numpy(array).to(device), scorer.model_info
 
 
-def _component_embeddings(component, column, dataset, subset, pool_view, sub_view, match_idx, model, compute,
-                          text_columns, device, batch_size, progress, settings, notes, scorers) -> dict | None:
+def _component_embeddings(
+    component,
+    column,
+    dataset,
+    subset,
+    pool_view,
+    sub_view,
+    match_idx,
+    model,
+    compute,
+    text_columns,
+    device,
+    batch_size,
+    progress,
+    settings,
+    notes,
+    scorers,
+) -> dict | None:
     """`{"pool": (N, d), "subset": (m, d) or None}` normalised embeddings, or `None` when unavailable."""
     info = settings["embeddings"].setdefault(component, {})
     if column in dataset.column_names:
@@ -471,14 +531,24 @@ def _component_embeddings(component, column, dataset, subset, pool_view, sub_vie
         info["pool"] = f"column {column!r}"
     elif compute:
         pool_emb, model_info = _encode(
-            dataset, _needed_columns(pool_view, dataset.column_names), component, model, text_columns, device,
-            batch_size, progress, f"Embedding pool {component}s", scorers,
+            dataset,
+            _needed_columns(pool_view, dataset.column_names),
+            component,
+            model,
+            text_columns,
+            device,
+            batch_size,
+            progress,
+            f"Embedding pool {component}s",
+            scorers,
         )
         pool_emb = M.normalize_rows(pool_emb)
         info["pool"] = f"computed with {model_info['name']}"
     else:
-        notes.append(f"No {component} embeddings (column {column!r} missing, compute_embeddings=False): "
-                     f"embedding distance, coverage and cluster coverage of {component}s are skipped.")
+        notes.append(
+            f"No {component} embeddings (column {column!r} missing, compute_embeddings=False): "
+            f"embedding distance, coverage and cluster coverage of {component}s are skipped."
+        )
         info["pool"] = None
         return None
     out = {"pool": pool_emb, "subset": None}
@@ -492,17 +562,29 @@ def _component_embeddings(component, column, dataset, subset, pool_view, sub_vie
         found = match_idx >= 0
         if found.any():
             sub_emb[torch.from_numpy(np.flatnonzero(found)).to(device)] = pool_emb[
-                torch.from_numpy(match_idx[found]).to(device)]
+                torch.from_numpy(match_idx[found]).to(device)
+            ]
         missing = np.flatnonzero(~found)
         info["subset"] = f"pool rows matched by text ({int(found.sum())} of {len(subset)})"
         if missing.size:
             if not compute:
-                notes.append(f"{missing.size} subset rows are not pool rows and have no {column!r} column "
-                             f"(compute_embeddings=False): {component} embedding metrics are skipped.")
+                notes.append(
+                    f"{missing.size} subset rows are not pool rows and have no {column!r} column "
+                    f"(compute_embeddings=False): {component} embedding metrics are skipped."
+                )
                 return {"pool": pool_emb, "subset": None, "skip_subset": True}
-            extra, model_info = _encode(subset.select(missing), _needed_columns(sub_view, subset.column_names),
-                                        component, model, text_columns, device, batch_size, progress,
-                                        f"Embedding subset {component}s", scorers)
+            extra, model_info = _encode(
+                subset.select(missing),
+                _needed_columns(sub_view, subset.column_names),
+                component,
+                model,
+                text_columns,
+                device,
+                batch_size,
+                progress,
+                f"Embedding subset {component}s",
+                scorers,
+            )
             if extra.shape[1] != pool_emb.shape[1]:
                 raise EmbeddingError(
                     f"The pool's {component} embeddings ({column!r}) have dimension {pool_emb.shape[1]} but "
@@ -512,8 +594,10 @@ def _component_embeddings(component, column, dataset, subset, pool_view, sub_vie
             sub_emb[torch.from_numpy(missing).to(device)] = M.normalize_rows(extra)
             info["subset"] += f", {missing.size} embedded with {model_info['name']}"
             if column in dataset.column_names:
-                notes.append(f"{missing.size} subset rows were embedded with {model_info['name']} while the pool's "
-                             f"{component} embeddings come from column {column!r}: make sure it is the same model.")
+                notes.append(
+                    f"{missing.size} subset rows were embedded with {model_info['name']} while the pool's "
+                    f"{component} embeddings come from column {column!r}: make sure it is the same model."
+                )
     if sub_emb.shape[1] != pool_emb.shape[1]:
         raise EmbeddingError(
             f"Subset {component} embeddings ({column!r}) have dimension {sub_emb.shape[1]}, the pool's "

@@ -35,17 +35,30 @@ from ..errors import InvalidParameterError
 
 # higher = more diverse (True) or lower = more diverse (False)
 HIGHER_IS_MORE_DIVERSE = {
-    "distinct_1": True, "distinct_2": True, "distinct_3": True, "distinct_4": True,
-    "embedding_distance": True, "mean_length_tokens": None, "compression_ratio": False, "self_bleu": False,
-    "entropy_bits": True, "kurtosis": False, "gini": False, "coverage": True, "cluster_coverage": True,
+    "distinct_1": True,
+    "distinct_2": True,
+    "distinct_3": True,
+    "distinct_4": True,
+    "embedding_distance": True,
+    "mean_length_tokens": None,
+    "compression_ratio": False,
+    "self_bleu": False,
+    "entropy_bits": True,
+    "kurtosis": False,
+    "gini": False,
+    "coverage": True,
+    "cluster_coverage": True,
 }
 
 
 # --- token metrics --------------------------------------------------------------------------------------------
 def _flat_with_starts(token_lists: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
-    flat = (np.concatenate([np.asarray(t, dtype=np.int64) for t in token_lists])
-            if len(token_lists) else np.zeros(0, dtype=np.int64))
+    flat = (
+        np.concatenate([np.asarray(t, dtype=np.int64) for t in token_lists])
+        if len(token_lists)
+        else np.zeros(0, dtype=np.int64)
+    )
     return flat, lengths
 
 
@@ -247,9 +260,18 @@ def self_bleu(texts: Sequence[str], samples: int = 1000, seed: int = 0) -> tuple
         others = np.delete(lengths, i)
         diff = np.abs(others - hyp_len)
         ref_len = int(others[diff == diff.min()].min())
-        scores.append(BLEU.compute_bleu(correct, total, hyp_len, ref_len, smooth_method=bleu.smooth_method,
-                                        smooth_value=bleu.smooth_value, effective_order=True,
-                                        max_ngram_order=order).score)
+        scores.append(
+            BLEU.compute_bleu(
+                correct,
+                total,
+                hyp_len,
+                ref_len,
+                smooth_method=bleu.smooth_method,
+                smooth_value=bleu.smooth_value,
+                effective_order=True,
+                max_ngram_order=order,
+            ).score
+        )
     return float(np.mean(scores)), len(chosen)
 
 
@@ -317,8 +339,12 @@ def facility_location_coverage(
     return (total - own) / n
 
 
-KMEANS_SETTINGS = {"algorithm": "sklearn MiniBatchKMeans on L2-normalised pool embeddings, single-threaded",
-                   "n_init": 1, "batch_size": 4096, "init": "k-means++"}
+KMEANS_SETTINGS = {
+    "algorithm": "sklearn MiniBatchKMeans on L2-normalised pool embeddings, single-threaded",
+    "n_init": 1,
+    "batch_size": 4096,
+    "init": "k-means++",
+}
 
 
 def fit_pool_clusters(pool: torch.Tensor, n_clusters: int = 100, seed: int = 0):

@@ -302,9 +302,16 @@ class AnswerDivergenceScorer:
         """What provenance records about the LM: name, source, revision and the sampling settings."""
         _, info = resolve_causal_lm(self.model)
         return {
-            **info, "revision": self.revision, "num_samples": self.num_samples, "temperature": self.temperature,
-            "top_p": self.top_p, "max_new_tokens": self.max_new_tokens, "pool": self.pool, "layers": list(LAYERS),
-            "backend": self.backend, "seed": self.seed,
+            **info,
+            "revision": self.revision,
+            "num_samples": self.num_samples,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_new_tokens": self.max_new_tokens,
+            "pool": self.pool,
+            "layers": list(LAYERS),
+            "backend": self.backend,
+            "seed": self.seed,
         }
 
     def features(self, dataset: Dataset) -> Features:
@@ -374,7 +381,11 @@ class AnswerDivergenceScorer:
             keep = max(1, keep - (len(ids) - budget))  # re-tokenising the cut text can shift the count a little
         logger.warning(
             "An instruction of %d tokens was shortened to %d so that prompt + %d new tokens fit the model's context "
-            "(%d); the template is kept whole.", len(content), keep, self.max_new_tokens, limit,
+            "(%d); the template is kept whole.",
+            len(content),
+            keep,
+            self.max_new_tokens,
+            limit,
         )
         return ids
 
@@ -388,9 +399,9 @@ class AnswerDivergenceScorer:
                 ids = list(range(start, min(size, start + step)))
                 try:
                     texts = tokenizer.batch_decode([[i] for i in ids])
-                except Exception:  # noqa: BLE001 - ids past the tokenizer's table: decode one by one
+                except Exception:
                     texts = [_safe_decode(tokenizer, i) for i in ids]
-                weights[start:start + len(ids)] = [1.0 if t is None else token_weight(t) for t in texts]
+                weights[start : start + len(ids)] = [1.0 if t is None else token_weight(t) for t in texts]
             self._weights = torch.from_numpy(weights)
         return self._weights.to(device)
 
@@ -398,9 +409,7 @@ class AnswerDivergenceScorer:
     def _generators(self, seeds: list[int], device: torch.device) -> list[torch.Generator]:
         """One generator per sample, row-major (K per row), on the device when it is CUDA (else on the CPU)."""
         where = device if device.type == "cuda" else torch.device("cpu")
-        return [
-            torch.Generator(device=where).manual_seed(_mix(s, j)) for s in seeds for j in range(self.num_samples)
-        ]
+        return [torch.Generator(device=where).manual_seed(_mix(s, j)) for s in seeds for j in range(self.num_samples)]
 
     def _eos_ids(self, model, tokenizer) -> list[int]:
         ids = getattr(model.generation_config, "eos_token_id", None)
@@ -429,14 +438,15 @@ class AnswerDivergenceScorer:
         ids = torch.full((rows, width), tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros((rows, width), dtype=torch.long)
         for i, p in enumerate(prompts):  # left padding
-            ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
-            mask[i, width - len(p):] = 1
+            ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+            mask[i, width - len(p) :] = 1
         ids, mask = ids.to(device), mask.to(device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
             try:
-                out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                            logits_to_keep=1)
+                out = model(
+                    input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
+                )
             except TypeError:  # models without `logits_to_keep`
                 out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
             cache = out.past_key_values
@@ -453,9 +463,9 @@ class AnswerDivergenceScorer:
             sums = torch.zeros(n, text_config.hidden_size, dtype=torch.float32, device=device)
             totals = torch.zeros(n, dtype=torch.float32, device=device)
             for step in range(self.max_new_tokens):
-                noise = torch.stack([
-                    torch.rand(vocab, generator=generators[i], device=generators[i].device) for i in alive_list
-                ])
+                noise = torch.stack(
+                    [torch.rand(vocab, generator=generators[i], device=generators[i].device) for i in alive_list]
+                )
                 new = sample_top_p(logits, noise, self.temperature, self.top_p)
                 going = ~torch.isin(new, eos)
                 tokens[alive[going], step] = new[going]
@@ -467,8 +477,14 @@ class AnswerDivergenceScorer:
                     alive, new, mask, next_pos = alive[keep], new[keep], mask[keep], next_pos[keep]
                     alive_list = [alive_list[i] for i in keep.tolist()]
                 mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
-                out = model(input_ids=new[:, None], attention_mask=mask, position_ids=next_pos[:, None],
-                            past_key_values=cache, use_cache=True, output_hidden_states=True)
+                out = model(
+                    input_ids=new[:, None],
+                    attention_mask=mask,
+                    position_ids=next_pos[:, None],
+                    past_key_values=cache,
+                    use_cache=True,
+                    output_hidden_states=True,
+                )
                 states = out.hidden_states
                 if len(states) < len(LAYERS) + 1:
                     raise InvalidParameterError(
@@ -492,12 +508,20 @@ class AnswerDivergenceScorer:
         if self._vllm is None:
             path, _ = resolve_causal_lm(self.model)
             self._vllm = LLM(
-                model=path, revision=self.revision, dtype=self.dtype or "auto", seed=self.seed,
+                model=path,
+                revision=self.revision,
+                dtype=self.dtype or "auto",
+                seed=self.seed,
                 gpu_memory_utilization=self.gpu_memory_utilization,
             )
         params = [
-            SamplingParams(n=self.num_samples, temperature=self.temperature, top_p=self.top_p,
-                           max_tokens=self.max_new_tokens, seed=s % (2**31))
+            SamplingParams(
+                n=self.num_samples,
+                temperature=self.temperature,
+                top_p=self.top_p,
+                max_tokens=self.max_new_tokens,
+                seed=s % (2**31),
+            )
             for s in seeds
         ]
         outputs = self._vllm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
@@ -522,9 +546,9 @@ class AnswerDivergenceScorer:
             pool = torch.zeros((len(chunk), width), dtype=torch.float32)
             for row, i in enumerate(chunk):  # right padding: positions start at 0 for every row
                 seq = sequences[i]
-                ids[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
-                mask[row, :len(seq)] = 1
-                pool[row, starts[i]:len(seq)] = 1.0
+                ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+                mask[row, : len(seq)] = 1
+                pool[row, starts[i] : len(seq)] = 1.0
             ids, mask, pool = ids.to(device), mask.to(device), pool.to(device)
             with torch.inference_mode():
                 states = backbone(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
@@ -572,17 +596,17 @@ class AnswerDivergenceScorer:
         if self.backend == "vllm":
             flat = self._generate_vllm([prompts[i] for i in order], [seeds[i] for i in order], device)
             for pos, i in enumerate(order):
-                answers[i * k:(i + 1) * k] = flat[pos * k:(pos + 1) * k]
+                answers[i * k : (i + 1) * k] = flat[pos * k : (pos + 1) * k]
         else:
             vectors = torch.zeros(n * k, model.config.get_text_config().hidden_size, dtype=torch.float32)
             for start in range(0, n, rows_per_call):
-                group = order[start:start + rows_per_call]
+                group = order[start : start + rows_per_call]
                 flat, vecs = self._sample_and_embed(
                     model, tokenizer, [prompts[i] for i in group], [seeds[i] for i in group]
                 )
                 for pos, i in enumerate(group):
-                    answers[i * k:(i + 1) * k] = flat[pos * k:(pos + 1) * k]
-                    vectors[i * k:(i + 1) * k] = vecs[pos * k:(pos + 1) * k]
+                    answers[i * k : (i + 1) * k] = flat[pos * k : (pos + 1) * k]
+                    vectors[i * k : (i + 1) * k] = vecs[pos * k : (pos + 1) * k]
         texts = [tokenizer.decode(a, skip_special_tokens=True).strip() for a in answers]
         if self.pool == "instruction+answer":  # the reference: `instruction + " " + answer` alone, all tokens
             sequences = [
@@ -601,7 +625,7 @@ class AnswerDivergenceScorer:
             "adg_score": combined_score(d, iso, self.lam).tolist(),
         }
         if self.keep_answers:
-            result[ANSWERS_COLUMN] = [texts[i * k:(i + 1) * k] for i in range(n)]
+            result[ANSWERS_COLUMN] = [texts[i * k : (i + 1) * k] for i in range(n)]
         return result
 
 
@@ -621,7 +645,7 @@ def _cut_at_eos(ids: list[int], eos: list[int]) -> list[int]:
 def _safe_decode(tokenizer, token_id: int) -> str | None:
     try:
         return tokenizer.decode([token_id])
-    except Exception:  # noqa: BLE001 - the reference gives such tokens weight 1
+    except Exception:
         return None
 
 

@@ -108,7 +108,10 @@ class EmbeddingScorer:
         model = self.load(resolve_device(self.device, rank))
         with torch.inference_mode():
             emb = model.encode(
-                texts, batch_size=self.batch_size, convert_to_numpy=True, normalize_embeddings=True,
+                texts,
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
                 show_progress_bar=False,
             )
         return {self.output_column: emb.astype("float32", copy=False)}

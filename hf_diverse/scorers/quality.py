@@ -118,8 +118,10 @@ class LMQualityScorer:
         return state
 
     def __repr__(self):
-        return (f"LMQualityScorer(model={self.model!r}, loglik_column={self.loglik_column!r}, "
-                f"ifd_column={self.ifd_column!r})")
+        return (
+            f"LMQualityScorer(model={self.model!r}, loglik_column={self.loglik_column!r}, "
+            f"ifd_column={self.ifd_column!r})"
+        )
 
     @property
     def model_info(self) -> dict:
@@ -179,8 +181,12 @@ class LMQualityScorer:
             n_answer = max(len(pairs[i][1]) for i in chunk)
             kwargs = {"logits_to_keep": n_answer + 1} if keep_kw else {}
             with torch.inference_mode():
-                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                               position_ids=positions.to(device), **kwargs).logits
+                logits = model(
+                    input_ids=ids.to(device),
+                    attention_mask=mask.to(device),
+                    position_ids=positions.to(device),
+                    **kwargs,
+                ).logits
             logits = logits[:, -(n_answer + 1) :]
             for r, i in enumerate(chunk):
                 answer = pairs[i][1]
@@ -209,8 +215,9 @@ class LMQualityScorer:
             start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
             if start is None:  # no token to start from: the first answer token is predicted from nothing in both
                 uncond = [(a[:1], a[1:]) for _, a in cond]
-                cond_nll = self._answer_nll(model, self._pad_id(tokenizer), [(p + a[:1], a[1:]) for p, a in cond],
-                                            device)
+                cond_nll = self._answer_nll(
+                    model, self._pad_id(tokenizer), [(p + a[:1], a[1:]) for p, a in cond], device
+                )
             else:
                 uncond = [([start], a) for _, a in cond]
             uncond_nll = self._answer_nll(model, self._pad_id(tokenizer), uncond, device)
@@ -314,7 +321,7 @@ class RewardModelScorer:
                 model = AutoModelForSequenceClassification.from_pretrained(
                     self.model, revision=self.revision, dtype=torch_dtype_for(device)
                 )
-            except Exception as e:  # noqa: BLE001 - re-raised with the model name
+            except Exception as e:
                 raise ModelLoadError(f"Could not load the reward model {self.model!r}: {type(e).__name__}: {e}") from e
             if tokenizer.pad_token_id is None:
                 tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.unk_token
@@ -338,15 +345,22 @@ class RewardModelScorer:
         if fmt == "chat":
             texts = [tokenizer.apply_chat_template(c, tokenize=False) for c in convs]
             tokenizer.truncation_side = "left"  # keep the end of the conversation (the answer)
-            return tokenizer(texts, add_special_tokens=False, padding=True, truncation=True,
-                             max_length=self.max_length, return_tensors="pt")
+            return tokenizer(
+                texts,
+                add_special_tokens=False,
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            )
         firsts, seconds = [], []
         for conv in convs:
             context, answer = _split_conversation(conv)
             firsts.append("\n\n".join(m["content"] for m in context))
             seconds.append(answer)
-        return tokenizer(firsts, seconds, padding=True, truncation="longest_first", max_length=self.max_length,
-                         return_tensors="pt")
+        return tokenizer(
+            firsts, seconds, padding=True, truncation="longest_first", max_length=self.max_length, return_tensors="pt"
+        )
 
     def __call__(self, batch: dict[str, list], indices=None, rank: int | None = None) -> dict[str, list]:
         if isinstance(indices, int):

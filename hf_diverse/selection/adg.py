@@ -46,7 +46,11 @@ def bin_embeddings(embeddings: np.ndarray, n_bins: int, seed: int = 0) -> np.nda
     from sklearn.cluster import MiniBatchKMeans
 
     kmeans = MiniBatchKMeans(
-        n_clusters=n_bins, random_state=seed, n_init=3, batch_size=min(1024, n), max_iter=100,
+        n_clusters=n_bins,
+        random_state=seed,
+        n_init=3,
+        batch_size=min(1024, n),
+        max_iter=100,
     )
     with warnings.catch_warnings():  # duplicate points leave some clusters empty: harmless for binning
         warnings.simplefilter("ignore")
@@ -93,7 +97,7 @@ def binned_quota(scores: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
         first_row = np.minimum.reduceat(order, starts)
         ranked = np.lexsort((first_row, -next_score, -remainder))
         quota[ranked[:extra]] += 1
-    chosen = np.concatenate([order[s:s + q] for s, q in zip(starts, quota, strict=True)]) if len(bins) else order[:0]
+    chosen = np.concatenate([order[s : s + q] for s, q in zip(starts, quota, strict=True)]) if len(bins) else order[:0]
     chosen = chosen[np.lexsort((chosen, -scores[chosen]))]
     return chosen.astype(np.int64)
 
@@ -155,8 +159,16 @@ def select_adg(
         )
     else:
         scored, info = _compute_scores(
-            ctx, model=model, num_samples=num_samples, temperature=temperature, top_p=top_p,
-            max_new_tokens=max_new_tokens, lam=lam, pool=pool, backend=backend, batch_size=lm_batch_size,
+            ctx,
+            model=model,
+            num_samples=num_samples,
+            temperature=temperature,
+            top_p=top_p,
+            max_new_tokens=max_new_tokens,
+            lam=lam,
+            pool=pool,
+            backend=backend,
+            batch_size=lm_batch_size,
             keep_answers=keep_answers,
         )
         scores = np.asarray(scored["adg_score"], dtype=np.float64)
@@ -173,8 +185,12 @@ def select_adg(
     _, sizes = np.unique(labels, return_counts=True)
     picked_bins = len(np.unique(labels[indices]))
     details.update(
-        n_bins=n_bins_used, nonempty_bins=len(sizes), bins_represented=picked_bins,
-        bin_size_min=int(sizes.min()), bin_size_median=float(np.median(sizes)), bin_size_max=int(sizes.max()),
+        n_bins=n_bins_used,
+        nonempty_bins=len(sizes),
+        bins_represented=picked_bins,
+        bin_size_min=int(sizes.min()),
+        bin_size_median=float(np.median(sizes)),
+        bin_size_max=int(sizes.max()),
         clustering=f"MiniBatchKMeans(n_clusters={n_bins_used}, n_init=3, random_state={ctx.seed})",
         quota=QUOTA_RULE,
     )
@@ -191,8 +207,9 @@ def select_adg(
         if values is not None:
             values = np.asarray(values, dtype=np.float64)
             objective[f"{key}_mean"] = float(values[indices].mean())
-    return SelectionResult(indices=indices, gains=scores[indices], objective=objective, details=details,
-                           columns=columns)
+    return SelectionResult(
+        indices=indices, gains=scores[indices], objective=objective, details=details, columns=columns
+    )
 
 
 def _compute_scores(ctx: SelectionContext, batch_size: int, **scorer_kwargs):
@@ -205,11 +222,21 @@ def _compute_scores(ctx: SelectionContext, batch_size: int, **scorer_kwargs):
         "No `adg_score` column: computing ADG scores for %d rows with %s on %s: %d sampled answers of up to %d "
         "tokens each (%d generations). This is the expensive step; to re-use it, score once with "
         "`pool.map(AnswerDivergenceScorer(...), batched=True)` and select from the scored pool.",
-        ctx.n, info["name"], ctx.device, scorer.num_samples, scorer.max_new_tokens, ctx.n * scorer.num_samples,
+        ctx.n,
+        info["name"],
+        ctx.device,
+        scorer.num_samples,
+        scorer.max_new_tokens,
+        ctx.n * scorer.num_samples,
     )
     rows_per_call = max(1, batch_size // scorer.num_samples)
-    kwargs = dict(batched=True, batch_size=rows_per_call * 4, with_indices=True,
-                  features=scorer.features(ctx.dataset), desc="ADG answer divergence")
+    kwargs = dict(
+        batched=True,
+        batch_size=rows_per_call * 4,
+        with_indices=True,
+        features=scorer.features(ctx.dataset),
+        desc="ADG answer divergence",
+    )
     keep = [*COLUMNS, ANSWERS_COLUMN] if scorer.keep_answers else list(COLUMNS)
     drop = [c for c in ctx.dataset.column_names if c not in keep]
     if ctx.show_progress and are_progress_bars_enabled():

@@ -170,8 +170,15 @@ def select_diverse(
         else:
             t0 = time.perf_counter()
             dataset, embedding_info = _compute_embeddings(
-                dataset, embedding_column, embedding_model, text_columns, what, device, embedding_batch_size,
-                num_proc, show_progress,
+                dataset,
+                embedding_column,
+                embedding_model,
+                text_columns,
+                what,
+                device,
+                embedding_batch_size,
+                num_proc,
+                show_progress,
             )
             t_embed = time.perf_counter() - t0
     elif text_columns is not None:
@@ -180,8 +187,13 @@ def select_diverse(
         TextView.for_columns(dataset.column_names, text_columns=text_columns)  # unknown columns are an error
 
     ctx = SelectionContext(
-        dataset=dataset, k=k, seed=seed, device=dev, embedding_column=embedding_column,
-        quality_column=quality_column, show_progress=show_progress and are_progress_bars_enabled(),
+        dataset=dataset,
+        k=k,
+        seed=seed,
+        device=dev,
+        embedding_column=embedding_column,
+        quality_column=quality_column,
+        show_progress=show_progress and are_progress_bars_enabled(),
         text_columns=text_columns,
     )
     t0 = time.perf_counter()
@@ -216,14 +228,22 @@ def select_diverse(
         "k": k,
         "pool_size": n,
         "seed": seed,
-        "parameters": {**_jsonable(params), "quality_column": quality_column, "embedding_column": embedding_column,
-                       "what": what, "text_columns": text_columns},
+        "parameters": {
+            **_jsonable(params),
+            "quality_column": quality_column,
+            "embedding_column": embedding_column,
+            "what": what,
+            "text_columns": text_columns,
+        },
         "models": models,
         "source": _source_of(source_record, dataset),
         "objective": result.objective,
         "details": _jsonable(result.details),
-        "timings": {"embedding_s": round(t_embed, 3), "selection_s": round(t_select, 3),
-                    "total_s": round(time.perf_counter() - t_start, 3)},
+        "timings": {
+            "embedding_s": round(t_embed, 3),
+            "selection_s": round(t_select, 3),
+            "total_s": round(time.perf_counter() - t_start, 3),
+        },
         "library": _versions(),
         "device": str(dev),
         "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -245,10 +265,17 @@ def _compute_embeddings(dataset, column, model, text_columns, what, device, batc
     from ..textviews import TextView
 
     TextView.for_columns(dataset.column_names, text_columns=text_columns)  # fail before loading the model
-    scorer = EmbeddingScorer(model=model, what=what, text_columns=text_columns, output_column=column,
-                             device=device, batch_size=batch_size)
-    kwargs = dict(batched=True, batch_size=max(batch_size, 256), with_indices=True,
-                  features=scorer.features(dataset), num_proc=num_proc, desc="Embedding")
+    scorer = EmbeddingScorer(
+        model=model, what=what, text_columns=text_columns, output_column=column, device=device, batch_size=batch_size
+    )
+    kwargs = dict(
+        batched=True,
+        batch_size=max(batch_size, 256),
+        with_indices=True,
+        features=scorer.features(dataset),
+        num_proc=num_proc,
+        desc="Embedding",
+    )
     with datasets_progress(show_progress):
         return dataset.map(scorer, **kwargs), scorer.model_info
 

@@ -60,8 +60,9 @@ class SelectionContext:
         bfloat16 request never holds a float32 copy of the pool. A float32 copy already read is converted instead.
         """
         if self._embeddings is None or (self._embeddings.dtype not in (dtype, torch.float32)):
-            self._embeddings = read_embeddings_chunked(self.dataset, self.embedding_column, device=self.device,
-                                                       dtype=dtype, show_progress=self.show_progress)
+            self._embeddings = read_embeddings_chunked(
+                self.dataset, self.embedding_column, device=self.device, dtype=dtype, show_progress=self.show_progress
+            )
         return self._embeddings if self._embeddings.dtype == dtype else self._embeddings.to(dtype)
 
     def quality(self) -> np.ndarray | None:
@@ -182,8 +183,11 @@ def read_quality(dataset: Dataset, column: str) -> np.ndarray:
     if column not in dataset.column_names:
         from ..errors import ColumnNotFoundError
 
-        numeric = [c for c, t in zip(dataset.column_names, dataset.data.schema.types, strict=False)
-                   if pa.types.is_integer(t) or pa.types.is_floating(t)]
+        numeric = [
+            c
+            for c, t in zip(dataset.column_names, dataset.data.schema.types, strict=False)
+            if pa.types.is_integer(t) or pa.types.is_floating(t)
+        ]
         raise ColumnNotFoundError(
             f"Quality column {column!r} not in the dataset. Current columns in the dataset: {dataset.column_names}"
             f" (numeric: {numeric})."

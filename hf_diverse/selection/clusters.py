@@ -71,8 +71,11 @@ def kmeans_labels(x: torch.Tensor, n_clusters: int, seed: int = 0) -> tuple[np.n
             km = faiss.Kmeans(data.shape[1], n_clusters, niter=20, seed=seed, gpu=True, verbose=False)
             km.train(data)
             _, labels = km.index.search(data, 1)
-            return labels[:, 0].astype(np.int64), {"backend": "faiss.Kmeans(gpu)", "n_clusters": n_clusters,
-                                                   "niter": 20}
+            return labels[:, 0].astype(np.int64), {
+                "backend": "faiss.Kmeans(gpu)",
+                "n_clusters": n_clusters,
+                "niter": 20,
+            }
     from sklearn.cluster import MiniBatchKMeans
 
     km = MiniBatchKMeans(n_clusters=n_clusters, random_state=seed, n_init=3, batch_size=max(1024, 3 * n_clusters))
@@ -91,8 +94,14 @@ def umap_hdbscan_labels(
     n = data.shape[0]
     if n <= n_components + 1:
         raise InvalidParameterError(f"UMAP with n_components={n_components} needs more than {n_components + 1} rows.")
-    reducer = umap.UMAP(n_neighbors=min(n_neighbors, n - 1), n_components=n_components, min_dist=0.0,
-                        metric="cosine", random_state=seed, n_jobs=1)
+    reducer = umap.UMAP(
+        n_neighbors=min(n_neighbors, n - 1),
+        n_components=n_components,
+        min_dist=0.0,
+        metric="cosine",
+        random_state=seed,
+        n_jobs=1,
+    )
     with warnings.catch_warnings():  # "n_jobs overridden by setting random_state": seeded UMAP is single-threaded
         warnings.simplefilter("ignore", UserWarning)
         reduced = reducer.fit_transform(data)
@@ -110,10 +119,17 @@ def umap_hdbscan_labels(
         labels = HDBSCAN(min_cluster_size=min_cluster_size, metric="euclidean", **extra).fit_predict(reduced)
         backend = "umap-learn + sklearn.cluster.HDBSCAN"
     labels = np.asarray(labels, dtype=np.int64)
-    return labels, {"backend": backend, "n_neighbors": n_neighbors, "n_components": n_components,
-                    "umap_metric": "cosine", "min_dist": 0.0, "hdbscan_metric": "euclidean",
-                    "min_cluster_size": min_cluster_size, "n_clusters": int(labels.max() + 1) if n else 0,
-                    "noise_rows": int((labels < 0).sum())}
+    return labels, {
+        "backend": backend,
+        "n_neighbors": n_neighbors,
+        "n_components": n_components,
+        "umap_metric": "cosine",
+        "min_dist": 0.0,
+        "hdbscan_metric": "euclidean",
+        "min_cluster_size": min_cluster_size,
+        "n_clusters": int(labels.max() + 1) if n else 0,
+        "noise_rows": int((labels < 0).sum()),
+    }
 
 
 def water_level(sizes: np.ndarray, k: int) -> int:
@@ -234,8 +250,9 @@ def select_clusters(
         labels, info = umap_hdbscan_labels(x, ctx.seed, min_cluster_size=min_cluster_size)
     quality = ctx.quality()
     if quality is None:
-        logger.info("clusters: no `quality_column`, rows within a cluster are taken in a random order (seed %d).",
-                    ctx.seed)
+        logger.info(
+            "clusters: no `quality_column`, rows within a cluster are taken in a random order (seed %d).", ctx.seed
+        )
 
     groups, sizes = np.unique(labels[labels >= 0], return_counts=True)
     by_size = np.lexsort((groups, -sizes))  # largest first, ties to the lower label
@@ -257,8 +274,13 @@ def select_clusters(
     if len(rows) < k:  # only HDBSCAN noise is left to supply the rest
         noise = np.flatnonzero(labels < 0)
         extra = np.random.default_rng(ctx.seed).permutation(noise)[: k - len(rows)]
-        logger.warning("clusters: the %d clusters hold %d rows; %d noise rows (label -1) fill up to k=%d.",
-                       n_total, len(rows), len(extra), k)
+        logger.warning(
+            "clusters: the %d clusters hold %d rows; %d noise rows (label -1) fill up to k=%d.",
+            n_total,
+            len(rows),
+            len(extra),
+            k,
+        )
         rows = np.concatenate([rows, extra])
         cluster_of_row = np.concatenate([cluster_of_row, np.full(len(extra), -1)])
     gains = quality[rows] if quality is not None else np.zeros(k)
@@ -266,12 +288,20 @@ def select_clusters(
     return SelectionResult(
         indices=rows.astype(np.int64),
         gains=np.asarray(gains, dtype=np.float64),
-        objective={"clusters_used": int((quota > 0).sum()), "clusters_total": n_total,
-                   "clusters_min": c_min, "rows_per_cluster_min": int(counts.min()) if len(counts) else 0,
-                   "rows_per_cluster_max": int(counts.max()) if len(counts) else 0},
-        details={"clustering": info, "diversity": diversity, "clusters_chosen": c_used,
-                 "cluster_order": "size descending, ties to the lower label",
-                 "within_cluster": "quality descending" if quality is not None else f"random (seed {ctx.seed})"},
+        objective={
+            "clusters_used": int((quota > 0).sum()),
+            "clusters_total": n_total,
+            "clusters_min": c_min,
+            "rows_per_cluster_min": int(counts.min()) if len(counts) else 0,
+            "rows_per_cluster_max": int(counts.max()) if len(counts) else 0,
+        },
+        details={
+            "clustering": info,
+            "diversity": diversity,
+            "clusters_chosen": c_used,
+            "cluster_order": "size descending, ties to the lower label",
+            "within_cluster": "quality descending" if quality is not None else f"random (seed {ctx.seed})",
+        },
         columns={"selection_cluster": cluster_of_row.astype(np.int64).tolist()},
     )
 

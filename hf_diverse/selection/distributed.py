@@ -198,13 +198,32 @@ def greedi(
     elif strategy in ("sparse", "stochastic"):
         from .sparse import sparse_qdit
 
-        res, _ = sparse_qdit(x, kappa, quality=q_local, alpha=alpha, strategy=strategy, n_neighbors=n_neighbors,
-                             knn=knn, nprobe=nprobe, seed=seed, cache=knn_cache, show_progress=show)
+        res, _ = sparse_qdit(
+            x,
+            kappa,
+            quality=q_local,
+            alpha=alpha,
+            strategy=strategy,
+            n_neighbors=n_neighbors,
+            knn=knn,
+            nprobe=nprobe,
+            seed=seed,
+            cache=knn_cache,
+            show_progress=show,
+        )
         local_picks = res.indices
     else:
-        res = facility_location_greedy(x, kappa, quality=q_local, alpha=alpha, strategy=strategy,
-                                       block_size=block_size, eval_batch=eval_batch, memory_budget=memory_budget,
-                                       show_progress=show)
+        res = facility_location_greedy(
+            x,
+            kappa,
+            quality=q_local,
+            alpha=alpha,
+            strategy=strategy,
+            block_size=block_size,
+            eval_batch=eval_batch,
+            memory_budget=memory_budget,
+            show_progress=show,
+        )
         local_picks = res.indices
 
     # 2. gather the candidates (pool row, embedding, quality) of every rank
@@ -264,7 +283,12 @@ def greedi(
         picked = picked.to(comm)
         dist.broadcast(picked, src=dist.get_global_rank(group, 0) if group is not None else 0, group=group)
     return GreediResult(
-        indices=picked.cpu().numpy().astype(np.int64), gains=np.asarray(gains), diversity_gains=np.asarray(div_gains),
-        coverage=float(coverage.item()), candidates=nb, world_size=world, local_strategy=strategy,
+        indices=picked.cpu().numpy().astype(np.int64),
+        gains=np.asarray(gains),
+        diversity_gains=np.asarray(div_gains),
+        coverage=float(coverage.item()),
+        candidates=nb,
+        world_size=world,
+        local_strategy=strategy,
         details={"shard_size": n_local, "gain_evaluations_final": evaluations},
     )

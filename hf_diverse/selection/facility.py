@@ -181,14 +181,20 @@ def facility_location_greedy(
         # f reduces to q~/k: top-quality, ties by lower index, no similarity needed
         order = torch.argsort(-q, stable=True)[:k]
         idx = order.cpu().numpy()
-        return GreedyResult(idx, (q[order] / k).cpu().numpy(), np.full(k, np.nan),
-                            facility_location_objective(x, idx, block_size), "quality-only", 0)
+        return GreedyResult(
+            idx,
+            (q[order] / k).cpu().numpy(),
+            np.full(k, np.nan),
+            facility_location_objective(x, idx, block_size),
+            "quality-only",
+            0,
+        )
 
     s = build_similarity(x, block_size, show_progress) if strategy in ("dense", "lazy", "incremental") else None
     if s is not None:
-        rows_of = lambda rows: s[rows]  # noqa: E731
+        rows_of = lambda rows: s[rows]
     else:
-        rows_of = lambda rows: _similarity_rows(x, rows)  # noqa: E731
+        rows_of = lambda rows: _similarity_rows(x, rows)
     cur = torch.zeros(n, dtype=torch.float32, device=device)
 
     def exact_div(rows: torch.Tensor) -> torch.Tensor:
@@ -261,5 +267,6 @@ def facility_location_greedy(
             bar.update(1)
     bar.close()
     coverage = float(cur.sum(dtype=torch.float64))
-    return GreedyResult(np.asarray(picks, dtype=np.int64), np.asarray(gains), np.asarray(div_gains), coverage,
-                        strategy, evaluations)
+    return GreedyResult(
+        np.asarray(picks, dtype=np.int64), np.asarray(gains), np.asarray(div_gains), coverage, strategy, evaluations
+    )

@@ -75,15 +75,26 @@ def select_qdit(
     q = ctx.quality()
     alpha_effective = alpha
     if q is None and alpha > 0:
-        logger.warning("No `quality_column` given: QDIT runs with alpha=0 (diversity only) instead of alpha=%s.",
-                       alpha)
+        logger.warning(
+            "No `quality_column` given: QDIT runs with alpha=0 (diversity only) instead of alpha=%s.", alpha
+        )
         alpha_effective = 0.0
     q_scaled = minmax(q) if q is not None else None
     details = {"alpha_effective": alpha_effective, "scaling": SCALING}
     sparse_kwargs = dict(n_neighbors=n_neighbors, knn=knn, nprobe=nprobe)
     if strategy == "greedi":
-        return _select_greedi(ctx, q, q_scaled, alpha_effective, dtype, details, block_size=block_size,
-                              memory_budget=memory_budget, knn_cache=knn_cache, **sparse_kwargs)
+        return _select_greedi(
+            ctx,
+            q,
+            q_scaled,
+            alpha_effective,
+            dtype,
+            details,
+            block_size=block_size,
+            memory_budget=memory_budget,
+            knn_cache=knn_cache,
+            **sparse_kwargs,
+        )
     if strategy in _STORES_MATRIX:
         check_dense_fits(strategy, ctx.n, ctx.device, memory_budget)  # before reading or allocating anything
     if strategy == "auto":
@@ -92,24 +103,47 @@ def select_qdit(
         from .sparse import sparse_qdit
 
         x = ctx.embeddings(dtype)
-        res, graph = sparse_qdit(x, ctx.k, quality=q_scaled, alpha=alpha_effective, strategy=strategy,
-                                 epsilon=epsilon, seed=ctx.seed, cache=knn_cache, show_progress=ctx.show_progress,
-                                 **sparse_kwargs)
+        res, graph = sparse_qdit(
+            x,
+            ctx.k,
+            quality=q_scaled,
+            alpha=alpha_effective,
+            strategy=strategy,
+            epsilon=epsilon,
+            seed=ctx.seed,
+            cache=knn_cache,
+            show_progress=ctx.show_progress,
+            **sparse_kwargs,
+        )
         t0 = time.perf_counter()
         coverage = facility_location_objective(x, res.indices)  # the dense objective, measured exactly in blocks
         details["objective_s"] = round(time.perf_counter() - t0, 3)
         details.update(
-            strategy=strategy, exact=False, gain_evaluations=res.evaluations, n_neighbors=graph.n_neighbors,
-            knn=graph.knn, graph_nnz=graph.nnz, knn_cache=graph.info.get("cache"), embedding_dtype=embedding_dtype,
+            strategy=strategy,
+            exact=False,
+            gain_evaluations=res.evaluations,
+            n_neighbors=graph.n_neighbors,
+            knn=graph.knn,
+            graph_nnz=graph.nnz,
+            knn_cache=graph.info.get("cache"),
+            embedding_dtype=embedding_dtype,
             objective_sparse=res.graph_coverage,
             approximation="stochastic greedy (Mirzasoleiman et al. 2015) on the kNN-sparsified objective"
-            if strategy == "stochastic" else "exact greedy on the kNN-sparsified objective",
-            **{k: v for k, v in graph.info.items() if k in ("build_s", "load_s", "nprobe", "nlist")}, **res.details,
+            if strategy == "stochastic"
+            else "exact greedy on the kNN-sparsified objective",
+            **{k: v for k, v in graph.info.items() if k in ("build_s", "load_s", "nprobe", "nlist")},
+            **res.details,
         )
     else:
         res = facility_location_greedy(
-            ctx.embeddings(), ctx.k, quality=q_scaled, alpha=alpha_effective, strategy=strategy,
-            block_size=block_size, memory_budget=memory_budget, show_progress=ctx.show_progress,
+            ctx.embeddings(),
+            ctx.k,
+            quality=q_scaled,
+            alpha=alpha_effective,
+            strategy=strategy,
+            block_size=block_size,
+            memory_budget=memory_budget,
+            show_progress=ctx.show_progress,
         )
         coverage = res.coverage
         details.update(strategy=res.strategy, gain_evaluations=res.evaluations, exact=True)
@@ -149,12 +183,34 @@ def _select_greedi(ctx, q, q_scaled, alpha, dtype, details, **kwargs) -> Selecti
         logger.warning("strategy='greedi' without an initialised torch.distributed process group: one rank only.")
     rows = shard_rows(ctx.n, rank, world, ctx.seed)
     device = rank_device(ctx.device)
-    x = read_embeddings_chunked(ctx.dataset, ctx.embedding_column, device=device, dtype=dtype, rows=rows,
-                                show_progress=ctx.show_progress and rank == 0)
-    res = greedi(x, ctx.k, quality=None if q_scaled is None else q_scaled[rows], alpha=alpha, seed=ctx.seed,
-                 rows=rows, n_total=ctx.n, show_progress=ctx.show_progress, **kwargs)
-    details.update(strategy="greedi", exact=False, world_size=res.world_size, candidates=res.candidates,
-                   local_strategy=res.local_strategy, embedding_dtype=str(dtype).replace("torch.", ""),
-                   approximation="GreeDi (Mirzasoleiman et al. 2013): local greedy per rank, final greedy over the "
-                                 "union with the global objective", **res.details)
+    x = read_embeddings_chunked(
+        ctx.dataset,
+        ctx.embedding_column,
+        device=device,
+        dtype=dtype,
+        rows=rows,
+        show_progress=ctx.show_progress and rank == 0,
+    )
+    res = greedi(
+        x,
+        ctx.k,
+        quality=None if q_scaled is None else q_scaled[rows],
+        alpha=alpha,
+        seed=ctx.seed,
+        rows=rows,
+        n_total=ctx.n,
+        show_progress=ctx.show_progress,
+        **kwargs,
+    )
+    details.update(
+        strategy="greedi",
+        exact=False,
+        world_size=res.world_size,
+        candidates=res.candidates,
+        local_strategy=res.local_strategy,
+        embedding_dtype=str(dtype).replace("torch.", ""),
+        approximation="GreeDi (Mirzasoleiman et al. 2013): local greedy per rank, final greedy over the "
+        "union with the global objective",
+        **res.details,
+    )
     return _result(ctx, res.indices, res.gains, res.coverage, q, q_scaled, alpha, details)

@@ -8,8 +8,9 @@ from ..provenance import get_provenance, update_provenance
 from .api import method_parameters, select_diverse
 
 
-def diversity_series(dataset: Dataset, k: int | float, n_points: int = 7, method: str = "tokens",
-                     **kwargs) -> list[Dataset]:
+def diversity_series(
+    dataset: Dataset, k: int | float, n_points: int = 7, method: str = "tokens", **kwargs
+) -> list[Dataset]:
     """Select `n_points` subsets of `k` rows at `diversity` = 0, 1/(n_points-1), ..., 1 (the paper used 7 points).
 
     Each subset is a `select_diverse(dataset, k, method=method, diversity=d, **kwargs)` result; its provenance

@@ -67,8 +67,14 @@ class KnnGraph:
         return self.indices.numel()
 
     def to(self, device) -> "KnnGraph":
-        return KnnGraph(self.indptr.to(device), self.indices.to(device), self.values.to(device), self.n_neighbors,
-                        self.knn, dict(self.info))
+        return KnnGraph(
+            self.indptr.to(device),
+            self.indices.to(device),
+            self.values.to(device),
+            self.n_neighbors,
+            self.knn,
+            dict(self.info),
+        )
 
 
 @dataclass
@@ -97,8 +103,9 @@ def _knn_block_rows(n: int, device: torch.device, block_size: int | None) -> int
     return int(min(rows, block_size or 4096))
 
 
-def knn_exact(x: torch.Tensor, n_neighbors: int, block_size: int | None = None,
-              show_progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def knn_exact(
+    x: torch.Tensor, n_neighbors: int, block_size: int | None = None, show_progress: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact top-m neighbours by inner product, block by block on `x.device`: `(values (N, m) float32,
     indices (N, m) int64)`, each row sorted by decreasing similarity (itself first up to ties)."""
     n = x.shape[0]
@@ -116,8 +123,14 @@ def knn_exact(x: torch.Tensor, n_neighbors: int, block_size: int | None = None,
     return values, indices
 
 
-def knn_faiss(x: torch.Tensor, n_neighbors: int, nlist: int | None = None, nprobe: int = 16, seed: int = 0,
-              show_progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, str]:
+def knn_faiss(
+    x: torch.Tensor,
+    n_neighbors: int,
+    nlist: int | None = None,
+    nprobe: int = 16,
+    seed: int = 0,
+    show_progress: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, str]:
     """Top-m neighbours with FAISS (inner product). IVF-flat with `nlist` lists (default 2 sqrt(N)) searched with
     `nprobe` probes when N > 50k, else exact flat search. GPU FAISS is used when `x` is on CUDA and it is installed.
     Returns `(values, indices, kind)` with `kind` in {"faiss-flat", "faiss-ivf"}; results are on `x.device`."""
@@ -180,8 +193,14 @@ def spherical_kmeans(x: torch.Tensor, n_clusters: int, n_iter: int = 8, seed: in
     return centroids
 
 
-def knn_ivf(x: torch.Tensor, n_neighbors: int, nlist: int | None = None, nprobe: int = 16, seed: int = 0,
-            show_progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def knn_ivf(
+    x: torch.Tensor,
+    n_neighbors: int,
+    nlist: int | None = None,
+    nprobe: int = 16,
+    seed: int = 0,
+    show_progress: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Approximate top-m neighbours in torch, on `x.device`: an inverted file with list-level probing.
 
     Rows are split into `nlist` lists by spherical k-means (trained on 20 rows per list); the rows of list c are
@@ -310,8 +329,14 @@ def _save_graph(graph: KnnGraph, path) -> None:
             np.save(tmp / "indptr.npy", graph.indptr.cpu().numpy())
             np.save(tmp / "indices.npy", graph.indices.cpu().numpy())
             np.save(tmp / "values.npy", graph.values.cpu().numpy())
-            meta = {"format": _GRAPH_FORMAT, "n": graph.n, "nnz": graph.nnz, "n_neighbors": graph.n_neighbors,
-                    "knn": graph.knn, "info": graph.info}
+            meta = {
+                "format": _GRAPH_FORMAT,
+                "n": graph.n,
+                "nnz": graph.nnz,
+                "n_neighbors": graph.n_neighbors,
+                "knn": graph.knn,
+                "info": graph.info,
+            }
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     except OSError as e:  # a read-only cache must not fail the selection
         logger.warning("Could not write the kNN cache %s (%s).", path, e)
@@ -486,8 +511,13 @@ def sparse_facility_location_greedy(
         picks, gains, div_gains, coverage, touched, details = loop(graph, k, w_div, alpha * q / k, epsilon, seed, bar)
     bar.close()
     return SparseGreedyResult(
-        indices=np.asarray(picks, dtype=np.int64), gains=np.asarray(gains), diversity_gains=np.asarray(div_gains),
-        graph_coverage=coverage, strategy=strategy, evaluations=touched, details=details,
+        indices=np.asarray(picks, dtype=np.int64),
+        gains=np.asarray(gains),
+        diversity_gains=np.asarray(div_gains),
+        graph_coverage=coverage,
+        strategy=strategy,
+        evaluations=touched,
+        details=details,
     )
 
 
@@ -639,10 +669,27 @@ def sparse_qdit(
     >>> res, graph = sparse_qdit(x, k=200, n_neighbors=16)
     ```
     """
-    graph = build_knn_graph(x, n_neighbors, knn=knn, nprobe=nprobe, block_size=block_size, seed=seed, cache=cache,
-                            cache_dir=cache_dir, show_progress=show_progress)
+    graph = build_knn_graph(
+        x,
+        n_neighbors,
+        knn=knn,
+        nprobe=nprobe,
+        block_size=block_size,
+        seed=seed,
+        cache=cache,
+        cache_dir=cache_dir,
+        show_progress=show_progress,
+    )
     t0 = time.perf_counter()
-    res = sparse_facility_location_greedy(graph, k, quality=quality, alpha=alpha, strategy=strategy,
-                                          epsilon=epsilon, seed=seed, show_progress=show_progress)
+    res = sparse_facility_location_greedy(
+        graph,
+        k,
+        quality=quality,
+        alpha=alpha,
+        strategy=strategy,
+        epsilon=epsilon,
+        seed=seed,
+        show_progress=show_progress,
+    )
     res.details["greedy_s"] = round(time.perf_counter() - t0, 3)
     return res, graph

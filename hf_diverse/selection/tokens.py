@@ -66,7 +66,9 @@ REFERENCE_TOKENS = 58_500_000
 
 
 def band_thresholds(
-    total_tokens: int, low_threshold: float | None = None, high_threshold: float | None = None,
+    total_tokens: int,
+    low_threshold: float | None = None,
+    high_threshold: float | None = None,
     reference_tokens: int = REFERENCE_TOKENS,
 ) -> tuple[float, float]:
     """The `(low, high)` band thresholds for a pool of `total_tokens` tokens (the documented scaling rule).
@@ -105,8 +107,11 @@ class TokenIncidence:
 
     def __init__(self, token_lists, low_threshold=None, high_threshold=None, reference_tokens=REFERENCE_TOKENS):
         lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
-        flat = np.concatenate([np.asarray(t, dtype=np.int64) for t in token_lists]) if len(token_lists) else \
-            np.zeros(0, dtype=np.int64)
+        flat = (
+            np.concatenate([np.asarray(t, dtype=np.int64) for t in token_lists])
+            if len(token_lists)
+            else np.zeros(0, dtype=np.int64)
+        )
         self.n_rows = len(token_lists)
         self.lengths = lengths
         self.total_tokens = int(lengths.sum())
@@ -181,8 +186,14 @@ def token_aware_sample(x: sp.csr_matrix, k: int, tie_rank: np.ndarray, show_prog
     return np.asarray(picked, dtype=np.int64), np.asarray(new_types, dtype=np.int64), counts
 
 
-def prune_chain(inc: TokenIncidence, s0: np.ndarray, counts0: np.ndarray, tie_rank: np.ndarray, seed: int = 0,
-                show_progress: bool = False):
+def prune_chain(
+    inc: TokenIncidence,
+    s0: np.ndarray,
+    counts0: np.ndarray,
+    tie_rank: np.ndarray,
+    seed: int = 0,
+    show_progress: bool = False,
+):
     """Step 2: inverse greedy pruning from S_0, keeping k rows (see the module docstring).
 
     Returns `(sizes, steps)`: |K| after each step (`sizes[0]` is S_0's) and, per step, `(rows out, rows in,
@@ -395,17 +406,23 @@ def select_tokens(
     details = {
         "component": component,
         "diversity": diversity,
-        "bands": {"low_threshold": inc.low, "high_threshold": inc.high, "pool_tokens": inc.total_tokens,
-                  "reference_tokens": reference_tokens, "mid_types": inc.n_mid, "high_types": inc.n_high,
-                  "low_types": inc.n_low, "rule": "s = T / reference_tokens; low = max(2, round(10 s)); "
-                                                  "high = max(50 low, round(500 s))"},
+        "bands": {
+            "low_threshold": inc.low,
+            "high_threshold": inc.high,
+            "pool_tokens": inc.total_tokens,
+            "reference_tokens": reference_tokens,
+            "mid_types": inc.n_mid,
+            "high_types": inc.n_high,
+            "low_types": inc.n_low,
+            "rule": "s = T / reference_tokens; low = max(2, round(10 s)); high = max(50 low, round(500 s))",
+        },
         "coverage_max": int(sizes[0]) / inc.n_mid,
         "coverage_min": None if chain_len is None else int(sizes.min()) / inc.n_mid,
         "target_types": target,
         "chain_step": step,
         "chain_length": chain_len,
         "procedure": "token-aware lazy greedy (coverage, then even representation) to k rows, then inverse greedy "
-                     "pruning of the kept types with refill to k rows; see hf_diverse.selection.tokens",
+        "pruning of the kept types with refill to k rows; see hf_diverse.selection.tokens",
         "timings_s": {"tokenize": round(t_tok, 3), "sample": round(t_sample, 3), "total": round(t_total, 3)},
         "models": {"tokenizer": {"name": tokenizer_name(tok), "source": "user" if tokenizer else "default"}},
     }

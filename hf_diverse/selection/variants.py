@@ -31,8 +31,11 @@ logger = get_logger(__name__)
 def quality_order(quality: np.ndarray | None, n: int, seed: int, method: str) -> np.ndarray:
     """Row order: quality descending (ties to the lower row), or a seeded random permutation without quality."""
     if quality is None:
-        logger.warning("%s: no `quality_column` given; rows are visited in a random order (seed %d) instead of "
-                       "quality order.", method, seed)
+        logger.warning(
+            "%s: no `quality_column` given; rows are visited in a random order (seed %d) instead of quality order.",
+            method,
+            seed,
+        )
         return np.random.default_rng(seed).permutation(n).astype(np.int64)
     return np.lexsort((np.arange(n), -quality)).astype(np.int64)
 
@@ -111,8 +114,9 @@ def select_qdit_threshold(ctx: SelectionContext, tau: float = 0.5, block_size: i
         raise InvalidParameterError(f"block_size must be a positive integer, got {block_size!r}.")
     q = ctx.quality()
     order = quality_order(q, ctx.n, ctx.seed, "qdit-threshold")
-    kept, max_sims, visited = threshold_greedy(ctx.embeddings(), order, ctx.k, float(tau), int(block_size),
-                                               ctx.show_progress)
+    kept, max_sims, visited = threshold_greedy(
+        ctx.embeddings(), order, ctx.k, float(tau), int(block_size), ctx.show_progress
+    )
     if len(kept) < ctx.k:
         found_max = float(max_sims.max()) if len(max_sims) else -1.0
         raise InvalidParameterError(
@@ -128,8 +132,11 @@ def select_qdit_threshold(ctx: SelectionContext, tau: float = 0.5, block_size: i
         indices=kept,
         gains=q[kept] if q is not None else np.zeros(len(kept)),
         objective=objective,
-        details={"order": "quality descending" if q is not None else f"random (seed {ctx.seed})",
-                 "similarity": "cosine of the L2-normalised embeddings", "block_size": int(block_size)},
+        details={
+            "order": "quality descending" if q is not None else f"random (seed {ctx.seed})",
+            "similarity": "cosine of the L2-normalised embeddings",
+            "block_size": int(block_size),
+        },
         columns={"selection_max_similarity": max_sims.tolist()},
     )
 
@@ -164,8 +171,11 @@ def select_qdit_cluster(ctx: SelectionContext, n_clusters: int = 100) -> Selecti
     labels, info = kmeans_labels(ctx.embeddings(), c, ctx.seed)
     q = ctx.quality()
     if q is None:
-        logger.warning("qdit-cluster: no `quality_column` given; rows within a cluster are taken in a random order "
-                       "(seed %d) instead of best quality first.", ctx.seed)
+        logger.warning(
+            "qdit-cluster: no `quality_column` given; rows within a cluster are taken in a random order "
+            "(seed %d) instead of best quality first.",
+            ctx.seed,
+        )
     groups, sizes = np.unique(labels, return_counts=True)
     orders = within_cluster_orders(labels, groups, q, ctx.seed)
     tie = None
@@ -174,15 +184,21 @@ def select_qdit_cluster(ctx: SelectionContext, n_clusters: int = 100) -> Selecti
         tie = np.array([q[o[level]] if level < len(o) else -np.inf for o in orders])
     quota = equal_quota(sizes, k, tie)
     rows, pos = take_round_robin(orders, quota, q)
-    objective = {"clusters": len(groups), "rows_per_cluster_min": int(quota.min()),
-                 "rows_per_cluster_max": int(quota.max())}
+    objective = {
+        "clusters": len(groups),
+        "rows_per_cluster_min": int(quota.min()),
+        "rows_per_cluster_max": int(quota.max()),
+    }
     if q is not None:
         objective["quality_mean"] = float(q[rows].mean())
     return SelectionResult(
         indices=rows,
         gains=q[rows] if q is not None else np.zeros(k),
         objective=objective,
-        details={"clustering": info, "n_clusters_requested": int(n_clusters),
-                 "within_cluster": "quality descending" if q is not None else f"random (seed {ctx.seed})"},
+        details={
+            "clustering": info,
+            "n_clusters_requested": int(n_clusters),
+            "within_cluster": "quality descending" if q is not None else f"random (seed {ctx.seed})",
+        },
         columns={"selection_cluster": groups[pos].astype(np.int64).tolist()},
     )
