@@ -134,7 +134,7 @@ def stage_select(args, strategy: str, rerun: bool = False) -> dict:
 def _subsample(args):
     import torch
 
-    from hf_diverse.selection.base import read_embeddings_chunked
+    from hf_diverse.embeddings import read_embeddings_chunked
 
     s = min(args.subsample, args.n)
     rows = np.sort(np.random.default_rng(7).choice(args.n, s, replace=False))
@@ -176,7 +176,7 @@ def _graph_csr(args):
     """The cached kNN graph of the `sparse` stage as scipy CSR (cache hit: the same graph that run used)."""
     import scipy.sparse as sp
 
-    from hf_diverse.selection.base import read_embeddings_chunked
+    from hf_diverse.embeddings import read_embeddings_chunked
     from hf_diverse.selection.sparse import build_knn_graph
 
     x = read_embeddings_chunked(_load_pool(args), "embedding")
@@ -218,7 +218,7 @@ def stage_knn(args) -> dict:
     """kNN build time and recall@m (against exact top-m of 1000 random rows) of the torch IVF and FAISS IVF-flat."""
     import torch
 
-    from hf_diverse.selection.base import read_embeddings_chunked
+    from hf_diverse.embeddings import read_embeddings_chunked
     from hf_diverse.selection.sparse import knn_faiss, knn_ivf
 
     if args.threads:

@@ -48,7 +48,7 @@ def main():
     args = parser.parse_args()
 
     from hf_diverse import get_provenance, select_diverse
-    from hf_diverse.report.metrics import token_entropy
+    from hf_diverse.metrics import token_entropy
     from hf_diverse.selection.tokens import TokenIncidence, pool_token_lists
     from hf_diverse.utils.progress import disable_progress_bars
 

@@ -12,7 +12,7 @@ With a Hub dataset (needs access to the Hub):
 import argparse
 
 from hf_diverse import EmbeddingScorer, get_provenance, load_pool, select_diverse
-from hf_diverse.selection.base import read_embeddings
+from hf_diverse.embeddings import read_embeddings
 from hf_diverse.selection.facility import facility_location_objective
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from datasets import Dataset
 
 from .errors import InvalidParameterError
-from .provenance import get_provenance
+from .provenance import get_provenance, root_source
 
 TEMPLATE_PATH = Path(__file__).parent / "templates" / "dataset_card.md"
 TASK_CATEGORIES = ["text-generation"]
@@ -96,14 +96,6 @@ def size_category(n: int) -> str:
         if n < bound:
             return label
     return "n>1T" if n > 10**12 else "1B<n<10B" if n < 10**10 else "10B<n<100B" if n < 10**11 else "100B<n<1T"
-
-
-def root_source(record: dict) -> dict:
-    """The original source of a (possibly re-selected) subset: follows `source.parent` down the chain."""
-    source = record.get("source") or {}
-    while source.get("kind") == "hf_diverse subset" and isinstance(source.get("parent"), dict):
-        source = source["parent"].get("source") or {}
-    return source
 
 
 def card_metadata(

@@ -7,10 +7,13 @@ card by `push_curated`. Any description the source had is kept under `"source_de
 """
 
 import json
+from importlib.metadata import PackageNotFoundError, version
 
 from datasets import Dataset
 
 PROVENANCE_KEY = "hf_diverse"
+# the libraries whose versions a selection records
+SELECTION_LIBRARIES = ("hf_diverse", "datasets", "torch", "transformers", "sentence-transformers", "huggingface_hub")
 
 
 def _parse(description: str | None) -> dict:
@@ -59,3 +62,37 @@ def _json_default(obj):
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     return str(obj)
+
+
+def library_versions(packages=SELECTION_LIBRARIES, missing: str | None = None) -> dict:
+    """Installed versions of `packages`; a package that is not installed is left out, or given the value `missing`.
+
+    Example:
+    ```py
+    >>> sorted(library_versions(("hf_diverse", "no-such-package"), missing="not installed").items())[-1]
+    ('no-such-package', 'not installed')
+    ```
+    """
+    out = {}
+    for pkg in packages:
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            if missing is not None:
+                out[pkg] = missing
+    return out
+
+
+def root_source(record: dict | None) -> dict:
+    """The original source of a (possibly re-selected) subset: follows `source.parent` down the chain of selections.
+
+    Example:
+    ```py
+    >>> root_source({"source": {"kind": "hf_diverse subset", "parent": {"source": {"id": "a/b", "kind": "hub"}}}})
+    {'id': 'a/b', 'kind': 'hub'}
+    ```
+    """
+    source = (record or {}).get("source") or {}
+    while source.get("kind") == "hf_diverse subset" and isinstance(source.get("parent"), dict):
+        source = source["parent"].get("source") or {}
+    return source

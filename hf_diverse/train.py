@@ -30,7 +30,7 @@ from .errors import (
     TextFormatError,
     require,
 )
-from .provenance import get_provenance
+from .provenance import get_provenance, library_versions, root_source
 from .textviews import TextView
 from .utils.logging import get_logger
 
@@ -438,31 +438,11 @@ def _dataset_location(dataset: Dataset) -> str | None:
     return None
 
 
-def _source_id(provenance: dict | None) -> str | None:
-    """The pool a subset was selected from, following re-selections back to the first pool."""
-    source = (provenance or {}).get("source") or {}
-    while "id" not in source and isinstance(source.get("parent"), dict):
-        source = source["parent"].get("source") or {}
-    return source.get("id")
-
-
 def _fmt(value) -> str:
     value = getattr(value, "value", value)  # enums such as lr_scheduler_type
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
-
-
-def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("hf_diverse", "trl", "transformers", "torch", "datasets"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out
 
 
 def render_model_card(
@@ -536,14 +516,14 @@ def render_model_card(
         provenance=provenance,
         selected=bool(provenance and provenance.get("method")),
         provenance_json=json.dumps(provenance, indent=2, sort_keys=True, default=str) if provenance else "",
-        source_id=_source_id(provenance),
+        source_id=root_source(provenance).get("id"),
         text_format=text_format,
         loss_line=loss_line,
         chat_template_line=template_line,
         hyperparameters=hyper,
         metrics=[(k, _fmt(v)) for k, v in sorted((metrics or {}).items())],
         reproduce=reproduce,
-        versions=sorted(_versions().items()),
+        versions=sorted(library_versions(("hf_diverse", "trl", "transformers", "torch", "datasets")).items()),
     )
 
 
@@ -682,7 +662,7 @@ def train_sft(
         )
     provenance = get_provenance(subset)
     if dataset_name is None:
-        source = _source_id(provenance)
+        source = root_source(provenance).get("id")
         dataset_name = _dataset_location(subset) or (
             f"an in-memory subset of {source}" if source else "an in-memory dataset"
         )

@@ -427,8 +427,8 @@ def _report_table(report) -> pd.DataFrame:
     """One row per (text view, metric), one column per set (subset, pool, random)."""
     if report is None:
         return pd.DataFrame({"note": ["no diversity report"]})
+    from hf_diverse.metrics import HIGHER_IS_MORE_DIVERSE
     from hf_diverse.report.diversity import METRICS
-    from hf_diverse.report.metrics import HIGHER_IS_MORE_DIVERSE
 
     direction = {True: "higher", False: "lower", None: ""}
     rows = []

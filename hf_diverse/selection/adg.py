@@ -17,7 +17,9 @@ The subset comes in pick order: score descending, ties to the lower row.
 
 import numpy as np
 
+from ..clustering import kmeans_labels
 from ..errors import InvalidParameterError
+from ..quota import binned_quota
 from ..scorers.adg import ANSWERS_COLUMN, COLUMNS, combined_score
 from ..utils.logging import get_logger
 from ..utils.progress import are_progress_bars_enabled
@@ -36,70 +38,9 @@ def default_n_bins(n: int) -> int:
     return max(1, min(1000, n // 50))
 
 
-def bin_embeddings(embeddings: np.ndarray, n_bins: int, seed: int = 0) -> np.ndarray:
-    """Bin labels (int64, one per row) from MiniBatchKMeans with `n_init=3`, `random_state=seed`."""
-    n = len(embeddings)
-    if n_bins <= 1 or n <= 1:
-        return np.zeros(n, dtype=np.int64)
-    import warnings
-
-    from sklearn.cluster import MiniBatchKMeans
-
-    kmeans = MiniBatchKMeans(
-        n_clusters=n_bins,
-        random_state=seed,
-        n_init=3,
-        batch_size=min(1024, n),
-        max_iter=100,
-    )
-    with warnings.catch_warnings():  # duplicate points leave some clusters empty: harmless for binning
-        warnings.simplefilter("ignore")
-        labels = kmeans.fit_predict(np.asarray(embeddings, dtype=np.float32))
-    return labels.astype(np.int64)
-
-
-def binned_quota(scores: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    """Exactly `k` row indices: a proportional, largest-remainder quota per bin, best scores first in each bin.
-
-    Args:
-        scores (`np.ndarray`): one score per row; higher is better.
-        labels (`np.ndarray`): one bin label per row (any integers).
-        k (`int`): rows to select, in [0, N].
-
-    Returns:
-        `np.ndarray` of int64: the selected rows in pick order (score descending, ties to the lower row).
-
-    Example:
-    ```py
-    >>> binned_quota(np.array([0.9, 0.1, 0.5, 0.7]), np.array([0, 0, 1, 1]), k=2)
-    array([0, 3])
-    ```
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    labels = np.asarray(labels)
-    n = len(scores)
-    if len(labels) != n:
-        raise InvalidParameterError(f"Got {n} scores but {len(labels)} bin labels.")
-    if not 0 <= k <= n:
-        raise InvalidParameterError(f"k must be in [0, {n}], got {k}.")
-    if k == 0:
-        return np.zeros(0, dtype=np.int64)
-    # rows by bin, then score descending, then row index: each bin's rows come out best first
-    order = np.lexsort((np.arange(n), -scores, labels))
-    bins, starts, sizes = np.unique(labels[order], return_index=True, return_counts=True)
-    quota = (sizes * k) // n
-    remainder = (sizes * k) % n
-    extra = k - int(quota.sum())
-    if extra:
-        # the best row a bin would add next (bins already full have remainder 0 and never get an extra row)
-        nxt = np.minimum(starts + quota, starts + sizes - 1)
-        next_score = scores[order[nxt]]
-        first_row = np.minimum.reduceat(order, starts)
-        ranked = np.lexsort((first_row, -next_score, -remainder))
-        quota[ranked[:extra]] += 1
-    chosen = np.concatenate([order[s : s + q] for s, q in zip(starts, quota, strict=True)]) if len(bins) else order[:0]
-    chosen = chosen[np.lexsort((chosen, -scores[chosen]))]
-    return chosen.astype(np.int64)
+def bin_embeddings(embeddings, n_bins: int, seed: int = 0) -> np.ndarray:
+    """Bin labels (int64, one per row): k-means with `n_init=3`, `random_state=seed`, batches of 1024 rows."""
+    return kmeans_labels(embeddings, min(n_bins, max(len(embeddings), 1)), seed, n_init=3, batch_size=1024)[0]
 
 
 def select_adg(

@@ -1,6 +1,5 @@
 """`select_diverse`: the one-liner from a pool to a curated subset."""
 
-import contextlib
 import datetime
 import importlib
 import inspect
@@ -9,8 +8,9 @@ import time
 import numpy as np
 from datasets import Dataset, DatasetDict
 
+from ..embeddings import compute_embeddings, datasets_progress
 from ..errors import EmptyDatasetError, InvalidParameterError
-from ..provenance import get_provenance, set_provenance
+from ..provenance import get_provenance, library_versions, set_provenance
 from ..utils.device import resolve_device
 from ..utils.logging import get_logger
 from ..utils.progress import are_progress_bars_enabled
@@ -66,18 +66,6 @@ def resolve_k(k, n: int) -> int:
     if not 1 <= k <= n:
         raise InvalidParameterError(f"k must be in [1, {n}] (the pool size) or a fraction in (0, 1], got {k}.")
     return k
-
-
-def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("hf_diverse", "datasets", "torch", "transformers", "sentence-transformers", "huggingface_hub"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out
 
 
 def select_diverse(
@@ -169,7 +157,7 @@ def select_diverse(
             embedding_info = (source_record.get("models") or {}).get("embedding") or {"name": "precomputed"}
         else:
             t0 = time.perf_counter()
-            dataset, embedding_info = _compute_embeddings(
+            dataset, embedding_info = compute_embeddings(
                 dataset,
                 embedding_column,
                 embedding_model,
@@ -244,7 +232,7 @@ def select_diverse(
             "selection_s": round(t_select, 3),
             "total_s": round(time.perf_counter() - t_start, 3),
         },
-        "library": _versions(),
+        "library": library_versions(),
         "device": str(dev),
         "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -258,41 +246,6 @@ def _source_of(record: dict, dataset: Dataset) -> dict:
     source = dict(record.get("source") or {"kind": "in-memory"})
     source.setdefault("fingerprint", dataset._fingerprint)
     return source
-
-
-def _compute_embeddings(dataset, column, model, text_columns, what, device, batch_size, num_proc, show_progress):
-    from ..scorers.embedding import EmbeddingScorer
-    from ..textviews import TextView
-
-    TextView.for_columns(dataset.column_names, text_columns=text_columns)  # fail before loading the model
-    scorer = EmbeddingScorer(
-        model=model, what=what, text_columns=text_columns, output_column=column, device=device, batch_size=batch_size
-    )
-    kwargs = dict(
-        batched=True,
-        batch_size=max(batch_size, 256),
-        with_indices=True,
-        features=scorer.features(dataset),
-        num_proc=num_proc,
-        desc="Embedding",
-    )
-    with datasets_progress(show_progress):
-        return dataset.map(scorer, **kwargs), scorer.model_info
-
-
-@contextlib.contextmanager
-def datasets_progress(enabled: bool):
-    """Show or hide `datasets`' own progress bars (map, flatten) for the duration of the block."""
-    from datasets.utils import logging as ds_logging
-
-    was_enabled = ds_logging.is_progress_bar_enabled()
-    if not (enabled and are_progress_bars_enabled()):
-        ds_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            ds_logging.enable_progress_bar()
 
 
 def _jsonable(obj):

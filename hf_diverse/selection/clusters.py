@@ -29,12 +29,11 @@ The subset is ordered round-robin (each cluster's first row, then each cluster's
 each row is written as `selection_cluster`.
 """
 
-import warnings
-
 import numpy as np
-import torch
 
+from ..clustering import kmeans_labels, umap_hdbscan_labels
 from ..errors import InvalidParameterError
+from ..quota import equal_quota, take_round_robin, water_level, within_cluster_orders
 from ..utils.logging import get_logger
 from .base import SelectionContext, SelectionResult
 
@@ -48,163 +47,6 @@ ROWS_PER_CLUSTER = 58
 def default_n_clusters(n: int) -> int:
     """The paper's cluster density: one cluster per ~58 rows, at least 2 and at most `n`."""
     return int(min(n, max(2, round(n / ROWS_PER_CLUSTER))))
-
-
-def kmeans_labels(x: torch.Tensor, n_clusters: int, seed: int = 0) -> tuple[np.ndarray, dict]:
-    """k-means labels of the rows of `x` (int64, in [0, n_clusters)) and a record of how they were computed.
-
-    FAISS (GPU) when `faiss` is installed and `x` is on a CUDA device, else scikit-learn `MiniBatchKMeans`
-    (`random_state=seed`, `n_init=3`). Both are deterministic for a seed on a given machine.
-    """
-    n = x.shape[0]
-    if not 1 <= n_clusters <= n:
-        raise InvalidParameterError(f"n_clusters must be in [1, {n}] (the pool size), got {n_clusters}.")
-    data = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
-    if n_clusters == 1:
-        return np.zeros(n, dtype=np.int64), {"backend": "trivial", "n_clusters": 1}
-    if x.device.type == "cuda":
-        try:
-            import faiss
-        except ImportError:
-            faiss = None
-        if faiss is not None:
-            km = faiss.Kmeans(data.shape[1], n_clusters, niter=20, seed=seed, gpu=True, verbose=False)
-            km.train(data)
-            _, labels = km.index.search(data, 1)
-            return labels[:, 0].astype(np.int64), {
-                "backend": "faiss.Kmeans(gpu)",
-                "n_clusters": n_clusters,
-                "niter": 20,
-            }
-    from sklearn.cluster import MiniBatchKMeans
-
-    km = MiniBatchKMeans(n_clusters=n_clusters, random_state=seed, n_init=3, batch_size=max(1024, 3 * n_clusters))
-    labels = km.fit_predict(data).astype(np.int64)
-    return labels, {"backend": "sklearn.MiniBatchKMeans", "n_clusters": n_clusters, "n_init": 3}
-
-
-def umap_hdbscan_labels(
-    x: torch.Tensor, seed: int = 0, n_neighbors: int = 15, n_components: int = 5, min_cluster_size: int = 20
-) -> tuple[np.ndarray, dict]:
-    """The paper's UMAP + HDBSCAN clustering; noise rows get label -1. Needs `pip install 'hf_diverse[umap]'`."""
-    from ..errors import require
-
-    umap = require("umap", "umap")
-    data = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
-    n = data.shape[0]
-    if n <= n_components + 1:
-        raise InvalidParameterError(f"UMAP with n_components={n_components} needs more than {n_components + 1} rows.")
-    reducer = umap.UMAP(
-        n_neighbors=min(n_neighbors, n - 1),
-        n_components=n_components,
-        min_dist=0.0,
-        metric="cosine",
-        random_state=seed,
-        n_jobs=1,
-    )
-    with warnings.catch_warnings():  # "n_jobs overridden by setting random_state": seeded UMAP is single-threaded
-        warnings.simplefilter("ignore", UserWarning)
-        reduced = reducer.fit_transform(data)
-    try:
-        import hdbscan
-
-        labels = hdbscan.HDBSCAN(min_cluster_size=min_cluster_size, metric="euclidean").fit_predict(reduced)
-        backend = "umap-learn + hdbscan"
-    except ImportError:
-        import inspect
-
-        from sklearn.cluster import HDBSCAN
-
-        extra = {"copy": True} if "copy" in inspect.signature(HDBSCAN).parameters else {}
-        labels = HDBSCAN(min_cluster_size=min_cluster_size, metric="euclidean", **extra).fit_predict(reduced)
-        backend = "umap-learn + sklearn.cluster.HDBSCAN"
-    labels = np.asarray(labels, dtype=np.int64)
-    return labels, {
-        "backend": backend,
-        "n_neighbors": n_neighbors,
-        "n_components": n_components,
-        "umap_metric": "cosine",
-        "min_dist": 0.0,
-        "hdbscan_metric": "euclidean",
-        "min_cluster_size": min_cluster_size,
-        "n_clusters": int(labels.max() + 1) if n else 0,
-        "noise_rows": int((labels < 0).sum()),
-    }
-
-
-def water_level(sizes: np.ndarray, k: int) -> int:
-    """The largest level L with `sum(min(sizes, L)) <= k` (binary search)."""
-    sizes = np.asarray(sizes, dtype=np.int64)
-    lo, hi = 0, int(sizes.max()) if len(sizes) else 0
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if int(np.minimum(sizes, mid).sum()) <= k:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
-def equal_quota(sizes: np.ndarray, k: int, tie_scores: np.ndarray | None = None) -> np.ndarray:
-    """Split `k` rows over groups of `sizes` as evenly as the sizes allow (water-filling).
-
-    Every group gets `min(size, L)` for the largest level L with `sum(min(size, L)) <= k`; the `r` rows left over go
-    one each to groups with more than L rows, highest `tie_scores` first (ties and `None`: lower group index).
-    So the counts of groups not exhausted differ by at most one.
-
-    Example:
-    ```py
-    >>> equal_quota(np.array([1, 10, 10]), 8).tolist()
-    [1, 4, 3]
-    ```
-    """
-    sizes = np.asarray(sizes, dtype=np.int64)
-    if k > int(sizes.sum()):
-        raise InvalidParameterError(f"Cannot take {k} rows from groups holding {int(sizes.sum())}.")
-    if k <= 0 or len(sizes) == 0:
-        return np.zeros(len(sizes), dtype=np.int64)
-    lo = water_level(sizes, k)
-    quota = np.minimum(sizes, lo)
-    rest = k - int(quota.sum())
-    if rest:
-        open_groups = np.flatnonzero(sizes > lo)
-        if tie_scores is not None:
-            order = open_groups[np.lexsort((open_groups, -np.asarray(tie_scores, dtype=np.float64)[open_groups]))]
-        else:
-            order = open_groups
-        quota[order[:rest]] += 1
-    return quota
-
-
-def within_cluster_orders(labels: np.ndarray, groups: np.ndarray, quality: np.ndarray | None, seed: int) -> list:
-    """For each label in `groups`, its rows best quality first (ties: lower row), or in a seeded random order."""
-    n = len(labels)
-    if quality is not None:
-        key = np.lexsort((np.arange(n), -quality))  # quality desc, then row asc
-    else:
-        key = np.random.default_rng(seed).permutation(n)
-    pos = np.empty(n, dtype=np.int64)
-    pos[key] = np.arange(n)
-    by_label = np.lexsort((pos, labels))  # rows grouped by label, each group in `key` order
-    sorted_labels = labels[by_label]
-    starts = np.searchsorted(sorted_labels, groups, side="left")
-    ends = np.searchsorted(sorted_labels, groups, side="right")
-    return [by_label[a:b] for a, b in zip(starts, ends, strict=True)]
-
-
-def take_round_robin(orders: list, quota: np.ndarray, quality: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Take `quota[g]` leading rows of each `orders[g]`; return them round-robin (rank within the group first, then
-    better quality / lower group position) with each row's group position."""
-    rows, ranks, group, qkey = [], [], [], []
-    for g, (order, q) in enumerate(zip(orders, quota, strict=True)):
-        take = order[: int(q)]
-        rows.append(take)
-        ranks.append(np.arange(len(take)))
-        group.append(np.full(len(take), g))
-        qkey.append(-quality[take] if quality is not None else np.zeros(len(take)))
-    rows, ranks, group, qkey = (np.concatenate(a) if a else np.zeros(0) for a in (rows, ranks, group, qkey))
-    order = np.lexsort((group, qkey, ranks))
-    return rows[order].astype(np.int64), group[order].astype(np.int64)
 
 
 def select_clusters(

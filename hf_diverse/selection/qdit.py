@@ -175,7 +175,7 @@ def check_dense_fits(strategy: str, n: int, device, memory_budget: int | None = 
 
 
 def _select_greedi(ctx, q, q_scaled, alpha, dtype, details, **kwargs) -> SelectionResult:
-    from .base import read_embeddings_chunked
+    from ..embeddings import read_embeddings_chunked
     from .distributed import dist_info, greedi, rank_device, shard_rows
 
     rank, world = dist_info()

@@ -1,7 +1,7 @@
 """`method="tokens"`: micro (token-level) diversity on responses, with a `diversity` dial (METHODS.md §2, seed 001).
 
 **Bands.** The `component` texts (responses by default) are tokenized with the tokenizer of the model to be
-fine-tuned (`tokenizer=`, default the embedded SmolLM2 tokenizer; `hf_diverse.report.tokens.tokenize_texts`), and
+fine-tuned (`tokenizer=`, default the embedded SmolLM2 tokenizer; `hf_diverse.tokens.tokenize_texts`), and
 every token type is counted over the pool. Types occurring more than `high_threshold` times are the *high band*
 (function words, digits), fewer than `low_threshold` times the *low band* (names, typos), the rest the *mid band*.
 The paper used 10 and 500 on a pool of 117K responses. Rule for other pools (hf_diverse's choice): thresholds scale
@@ -292,7 +292,7 @@ _CACHE: dict = {}
 def pool_token_lists(dataset, component: str, tokenizer, text_columns=None, show_progress: bool = False):
     """Token ids of the `component` view of every row, cached for the last (dataset fingerprint, component,
     tokenizer, text columns) so that a `diversity_series` tokenizes the pool once."""
-    from ..report.tokens import get_tokenizer, tokenize_texts, tokenizer_name
+    from ..tokens import get_tokenizer, tokenize_texts, tokenizer_name
 
     tok = get_tokenizer(tokenizer)
     key = (dataset._fingerprint, component, tokenizer_name(tok), repr(text_columns))
@@ -392,8 +392,8 @@ def select_tokens(
         gains = np.asarray([gain_of[i] for i in rows], dtype=np.float64)
         chain_len = len(sizes) - 1
     t_total = time.perf_counter() - t0
-    from ..report.metrics import token_entropy
-    from ..report.tokens import tokenizer_name
+    from ..metrics import token_entropy
+    from ..tokens import tokenizer_name
 
     covered = int(sizes[step])
     objective = {

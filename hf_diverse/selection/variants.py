@@ -8,7 +8,7 @@
 - **Cluster.** k-means (`n_clusters=100` as in the paper; fewer on small pools: at most k and at most N / 10, so
   clusters hold about 10 rows or more) on the embeddings, then an equal quota per cluster, best quality first
   within each cluster; clusters too small for their share give everything they have and the rest is shared among
-  the others (water-filling, `hf_diverse.selection.clusters.equal_quota`). Per-cluster counts of clusters that are
+  the others (water-filling, `hf_diverse.quota.equal_quota`). Per-cluster counts of clusters that are
   not exhausted differ by at most one; the extra rows go to the clusters whose next row has the best quality.
 
 Without a `quality_column` both walk the pool in a random order drawn from `seed` instead of quality order
@@ -19,11 +19,12 @@ variant a stratified random sample.
 import numpy as np
 import torch
 
+from ..clustering import kmeans_labels
 from ..errors import InvalidParameterError
+from ..quota import equal_quota, take_round_robin, water_level, within_cluster_orders
 from ..utils.logging import get_logger
 from ..utils.progress import tqdm
 from .base import SelectionContext, SelectionResult
-from .clusters import equal_quota, kmeans_labels, take_round_robin, water_level, within_cluster_orders
 
 logger = get_logger(__name__)
 

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..errors import InvalidParameterError
+from .errors import InvalidParameterError
 
 # higher = more diverse (True) or lower = more diverse (False)
 HIGHER_IS_MORE_DIVERSE = {
@@ -320,7 +320,7 @@ def facility_location_coverage(
     0.3333333333333333
     ```
     """
-    from ..selection import facility_location_objective
+    from .selection import facility_location_objective
 
     if (indices is None) == (subset is None):
         raise InvalidParameterError("Pass exactly one of `indices` (pool rows) or `subset` (embeddings).")
@@ -330,47 +330,13 @@ def facility_location_coverage(
         return facility_location_objective(x, np.asarray(indices, dtype=np.int64)) / n
     s = normalize_rows(subset).to(x.device)
     if s.shape[1] != x.shape[1]:
-        from ..errors import EmbeddingError
+        from .errors import EmbeddingError
 
         raise EmbeddingError(f"Subset embeddings have dimension {s.shape[1]}, the pool's {x.shape[1]}.")
     stacked = torch.cat([x, s])
     total = facility_location_objective(stacked, np.arange(n, n + s.shape[0]))
     own = facility_location_objective(s, np.arange(s.shape[0]))
     return (total - own) / n
-
-
-KMEANS_SETTINGS = {
-    "algorithm": "sklearn MiniBatchKMeans on L2-normalised pool embeddings, single-threaded",
-    "n_init": 1,
-    "batch_size": 4096,
-    "init": "k-means++",
-}
-
-
-def fit_pool_clusters(pool: torch.Tensor, n_clusters: int = 100, seed: int = 0):
-    """k-means of the (L2-normalised) pool embeddings: scikit-learn `MiniBatchKMeans(n_clusters=min(n_clusters, N),
-    random_state=seed, n_init=1, batch_size=4096)`. Returns the fitted model; labels come from `model.predict`.
-
-    The fit runs with one BLAS/OpenMP thread: MiniBatchKMeans's per-batch threading overhead dominates, and on a
-    shared 2-core machine one thread was 5-10x faster (50k x 384: 1.6 s against 17 s).
-    """
-    from sklearn.cluster import MiniBatchKMeans
-    from threadpoolctl import threadpool_limits
-
-    if n_clusters < 1:
-        raise InvalidParameterError(f"n_clusters must be >= 1, got {n_clusters}.")
-    x = normalize_rows(pool).cpu().numpy()
-    k = min(n_clusters, x.shape[0])
-    with threadpool_limits(limits=1):
-        return MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=1, batch_size=4096).fit(x)
-
-
-def cluster_labels(model, embeddings: torch.Tensor) -> np.ndarray:
-    """The cluster of each row under a model from `fit_pool_clusters`."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1):
-        return model.predict(normalize_rows(embeddings).cpu().numpy())
 
 
 def cluster_coverage(pool_labels: np.ndarray, subset_labels: np.ndarray) -> float:
