@@ -13,7 +13,7 @@ import argparse
 
 from hf_diverse import EmbeddingScorer, get_provenance, load_pool, select_diverse
 from hf_diverse.embeddings import read_embeddings
-from hf_diverse.selection.facility import facility_location_objective
+from hf_diverse.facility import facility_location_objective
 
 
 def main():

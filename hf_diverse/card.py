@@ -19,6 +19,7 @@ from datasets import Dataset
 
 from .errors import InvalidParameterError
 from .provenance import get_provenance, root_source
+from .selection.registry import METHODS
 
 TEMPLATE_PATH = Path(__file__).parent / "templates" / "dataset_card.md"
 TASK_CATEGORIES = ["text-generation"]
@@ -31,54 +32,6 @@ _SIZE_CATEGORIES = [
     (100_000_000, "10M<n<100M"),
     (1_000_000_000, "100M<n<1B"),
 ]
-
-METHOD_SUMMARIES = {
-    "qdit": "Quality-diversity greedy (QDIT): facility-location diversity of the embeddings over max(cos, 0) plus "
-    "a quality term, maximised greedily.",
-    "qdit-threshold": "QDIT threshold variant: rows in quality order, each kept only if its cosine similarity to "
-    "every kept row is at most `tau`.",
-    "qdit-cluster": "QDIT cluster variant: k-means clusters of the embeddings, an equal share from each cluster, best "
-    "quality first.",
-    "clusters": "Macro diversity (macro-to-micro paper): semantic clusters of the embeddings; the `diversity` dial "
-    "sets how many clusters the rows are drawn from.",
-    "tokens": "Micro diversity (macro-to-micro paper): coverage of the mid-frequency token types of the responses, "
-    "tokenized with the tokenizer of the model to be fine-tuned.",
-    "adg": "Answer divergence (ADG): several sampled answers per instruction, scored by how far (D) and in how many "
-    "directions (I) they spread; the top rows of each instruction cluster are kept.",
-    "random": "Uniform random sample without replacement (numpy `default_rng(seed)`), the baseline.",
-    "quality": "The k rows with the highest quality score (ties go to the lower row), the quality-only baseline.",
-}
-
-# hf_diverse's own decisions where the papers leave a choice open (METHODS.md); the per-run values are in `details`
-METHOD_CHOICES = {
-    "qdit": [
-        "Marginal score `f(j|A) = (1 - alpha) * d(j|A) / N + alpha * q~(j) / k`, with `q~` the quality rescaled to "
-        "[0, 1] over the pool (min-max). The `1/N` and `1/k` put both terms on the scale of a mean, so `alpha` trades "
-        "them off smoothly. The paper does not spell out its scaling: this is hf_diverse's reading of it.",
-        "Facility location counts similarities from 0 up (`max(cos, 0)`): negative similarities never add coverage.",
-        "Lazy and blocked greedy return exactly the set plain greedy returns (the objective is monotone submodular).",
-    ],
-    "qdit-threshold": [
-        "If the pool runs out before k rows pass the threshold, hf_diverse raises an error naming how "
-        "many rows were found, instead of returning fewer rows."
-    ],
-    "qdit-cluster": [
-        "When a cluster runs dry its share goes to the other clusters, so the subset has exactly k rows."
-    ],
-    "clusters": ["k-means is the default clustering (seeded); the paper's UMAP + HDBSCAN is optional."],
-    "tokens": [
-        "The frequency bands (high / mid / low) are parameters: the paper's thresholds were set for a 117K "
-        "pool. The paper's full pseudo-code was not available, so the two-stage procedure (inverse greedy "
-        "pruning, then token-aware sampling to exactly k) is hf_diverse's design; see `details`."
-    ],
-    "adg": [
-        "Bins get their quota by largest-remainder apportionment with deterministic tie-breaking, so the subset has "
-        "exactly k rows (the reference forces one row per bin, drops small bins and never tops up).",
-        "Scores, bins and rows are keyed by row, never by position.",
-        "When hf_diverse computes the scores, each answer vector pools the answer tokens of one teacher-forced pass "
-        "over prompt + answer by default (the reference pools instruction + answer).",
-    ],
-}
 
 
 def redact_home(record: dict) -> dict:
@@ -216,7 +169,7 @@ def _template_context(record, dataset, *, repo_id, report, images, split, droppe
         "source_rows": _source_rows(record, source),
         "lineage": _lineage(record),
         "method": method,
-        "method_summary": METHOD_SUMMARIES.get(method, "A selection method registered in hf_diverse."),
+        "method_summary": METHODS[method].summary if method in METHODS else "A selection method of hf_diverse.",
         "k": _fmt_int(k),
         "pool_size": _fmt_int(pool_size),
         "fraction": f"{k / pool_size:.4g}" if k and pool_size else "unknown",
@@ -341,7 +294,7 @@ def _models(models: dict) -> list:
 
 
 def _choices(method: str, record: dict, details: dict) -> list:
-    choices = list(METHOD_CHOICES.get(method, []))
+    choices = list(METHODS[method].choices) if method in METHODS else []
     params = record.get("parameters") or {}
     if method == "qdit":
         alpha, effective = params.get("alpha"), details.get("alpha_effective")

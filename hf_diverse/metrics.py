@@ -308,7 +308,7 @@ def facility_location_coverage(
 ) -> float:
     """d(A)/N: how well a set A covers the pool, d(A) = sum_{v in pool} max_{a in A} max(0, cos(a, v)).
 
-    Give A either as `indices` of pool rows (A inside the pool: `hf_diverse.selection.facility_location_objective`)
+    Give A either as `indices` of pool rows (A inside the pool: `hf_diverse.facility.facility_location_objective`)
     or as `subset` embeddings (rows that need not be pool rows). For the latter, the objective over the stacked
     rows [pool; subset] with A = the subset rows counts every pool row once plus every subset row; the subset rows'
     own part, sum_{s} max_{a} max(0, cos(a, s)), is d over the subset alone and is subtracted.
@@ -320,7 +320,7 @@ def facility_location_coverage(
     0.3333333333333333
     ```
     """
-    from .selection import facility_location_objective
+    from .facility import facility_location_objective
 
     if (indices is None) == (subset is None):
         raise InvalidParameterError("Pass exactly one of `indices` (pool rows) or `subset` (embeddings).")

@@ -9,6 +9,7 @@ card by `push_curated`. Any description the source had is kept under `"source_de
 import json
 from importlib.metadata import PackageNotFoundError, version
 
+import numpy as np
 from datasets import Dataset
 
 PROVENANCE_KEY = "hf_diverse"
@@ -55,8 +56,6 @@ def update_provenance(dataset: Dataset, **fields) -> Dataset:
 
 
 def _json_default(obj):
-    import numpy as np
-
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):
@@ -96,3 +95,59 @@ def root_source(record: dict | None) -> dict:
     while source.get("kind") == "hf_diverse subset" and isinstance(source.get("parent"), dict):
         source = source["parent"].get("source") or {}
     return source
+
+
+def jsonable(obj):
+    """`obj` with numpy scalars made Python numbers, tuples made lists and anything else unknown made its `repr`."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    return repr(obj)
+
+
+def reproduce_commands(record: dict) -> dict:
+    """The Python call and the CLI command that reproduce a selection from its provenance record.
+
+    Every recorded parameter that is set is written out (booleans as `--x` / `--no-x`), except the default
+    `embedding_column` and `what="instruction"`.
+
+    Example:
+    ```py
+    >>> rec = {"method": "random", "k": 5, "seed": 0, "parameters": {}, "source": {"kind": "embedded"}}
+    >>> reproduce_commands(rec)["cli"]
+    'hf-diverse select --k 5 --method random --seed 0'
+    ```
+    """
+    source = record.get("source") or {}
+    src = source.get("id")
+    method, k, seed = record["method"], record["k"], record["seed"]
+    py_args = [f"k={k}", f"method={method!r}"]
+    cli = ["hf-diverse", "select"]
+    if src and source.get("kind") != "embedded":
+        cli += ["--dataset", src]
+        if source.get("split") and source.get("kind") == "hub":
+            cli += ["--split", source["split"]]
+    cli += ["--k", str(k), "--method", method, "--seed", str(seed)]
+    for key, value in record["parameters"].items():
+        if value is None or (key, value) in (("embedding_column", "embedding"), ("what", "instruction")):
+            continue
+        py_args.append(f"{key}={value!r}")
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            cli.append(flag if value else "--no-" + key.replace("_", "-"))
+        elif isinstance(value, (list, tuple)):
+            cli += [flag, ",".join(map(str, value))]
+        elif not isinstance(value, dict):
+            cli += [flag, str(value)]
+    py_args.append(f"seed={seed}")
+    load = f"load_pool({src!r})" if src and source.get("kind") != "embedded" else "load_pool()"
+    return {
+        "python": "from hf_diverse import load_pool, select_diverse\n"
+        f"subset = select_diverse({load}, {', '.join(py_args)})",
+        "cli": " ".join(cli),
+    }

@@ -30,7 +30,7 @@ import pandas as pd
 
 import hf_diverse
 from hf_diverse import (
-    VALID_METHODS,
+    METHODS,
     EmbeddingScorer,
     HfDiverseError,
     InvalidParameterError,
@@ -40,7 +40,7 @@ from hf_diverse import (
     select_diverse,
 )
 from hf_diverse.provenance import get_provenance, update_provenance
-from hf_diverse.selection.api import method_parameters, resolve_k
+from hf_diverse.selection import resolve_k
 from hf_diverse.utils.logging import get_logger
 
 logger = get_logger("hf_diverse.space")
@@ -58,19 +58,14 @@ SELF_BLEU_SAMPLES = int(os.environ.get("HF_DIVERSE_SPACE_SELF_BLEU_SAMPLES", "50
 EMBEDDING_COLUMN = "embedding"
 
 SOURCES = ("Embedded sample", "Hub dataset", "Upload a file")
-# shown in this order when the installed hf_diverse has them
-_METHOD_ORDER = ("qdit", "adg", "tokens", "clusters", "random", "quality", "qdit-threshold", "qdit-cluster")
-METHODS = tuple(m for m in _METHOD_ORDER if m in VALID_METHODS)
-METHOD_LABELS = {
-    "qdit": "QDIT: quality-diversity greedy (facility location + quality, alpha)",
-    "adg": "ADG: answer divergence (samples answers with SmolLM2; slow on CPU)",
-    "tokens": "tokens: micro diversity over mid-band response tokens (diversity dial)",
-    "clusters": "clusters: macro diversity over k-means clusters (diversity dial)",
-    "random": "random (baseline)",
-    "quality": "quality: top-k of a quality column (baseline)",
-    "qdit-threshold": "QDIT threshold variant (quality order, similarity <= 0.5)",
-    "qdit-cluster": "QDIT cluster variant (equal quota per k-means cluster, best quality first)",
-}
+# the method menu and its controls come from the registry: every method, and a slider for each option whose config
+# field asks for one (`option(..., space={...})`)
+METHOD_LABELS = {name: m.label for name, m in METHODS.items()}
+SPACE_OPTIONS = {}
+for _method in METHODS.values():
+    for _opt in _method.config.options():
+        if _opt.space is not None:
+            SPACE_OPTIONS.setdefault(_opt.name, _opt)
 NO_QUALITY = "(none)"
 
 LIMITS_MD = f"""
@@ -266,12 +261,11 @@ def run_selection(
     method,
     k,
     seed,
-    alpha,
-    diversity,
     quality_column,
     instruction_columns,
     response_columns,
     embed_responses: bool = False,
+    options: dict | None = None,
     progress=gr.Progress(track_tqdm=True),  # noqa: B008 - gradio's way of asking for progress
 ):
     """The Select button: `select_diverse` on the loaded pool, then the report, the plots and the downloads.
@@ -280,12 +274,13 @@ def run_selection(
         state (`dict`): from `load_source`.
         method (`str`): one of `METHODS`.
         k (`int` or `float`): rows, or a fraction of the pool in (0, 1).
-        seed (`int`), alpha (`float`), diversity (`float`): passed on when the method has such a parameter (alpha
-            only with a quality column).
+        seed (`int`): the seed.
         quality_column (`str`): a numeric column, or `NO_QUALITY`.
         instruction_columns (`str`), response_columns (`str`): comma-separated text-column override (empty: the
             detected format).
         embed_responses (`bool`, defaults to `False`): let the report embed the responses too (slower).
+        options (`dict`, *optional*): values of the `SPACE_OPTIONS` sliders; each is passed on when the method has
+            that option (alpha only with a quality column).
 
     Returns:
         `(result state, rows table, map PNG, report table, quadrant update, download paths, status)`; on error
@@ -293,7 +288,7 @@ def run_selection(
 
     Example:
     ```py
-    >>> outputs = run_selection(state, "qdit", 20, 0, 0.7, 1.0, NO_QUALITY, "", "")
+    >>> outputs = run_selection(state, "qdit", 20, 0, NO_QUALITY, "", "", options={"alpha": 0.7})
     ```
     """
     n_out, status = 7, 6
@@ -312,12 +307,7 @@ def run_selection(
                 f"ADG samples answers with a language model: this Space allows it on at most {ADG_MAX_ROWS} rows, "
                 f"the pool has {n}. Reload with a row limit of {ADG_MAX_ROWS} or less."
             )
-        params = method_parameters(method)
-        kwargs = {}
-        if "alpha" in params and quality is not None:
-            kwargs["alpha"] = float(alpha)
-        if "diversity" in params:
-            kwargs["diversity"] = float(diversity)
+        kwargs = _method_kwargs(method, options or {}, quality)
         pool = _pool_with_embeddings(state, text_columns, progress)
         if method == "adg":
             pool = _pool_with_adg_scores(state, pool, text_columns, seed, progress)
@@ -502,10 +492,27 @@ def _table(subset, text_columns) -> pd.DataFrame:
     return pd.DataFrame(table)
 
 
+def _method_kwargs(method: str, options: dict, quality) -> dict:
+    """The slider values that apply to `method` (alpha only with a quality column: without one QDIT uses 0)."""
+    names = {opt.name for opt in METHODS[method].config.options()}
+    return {
+        name: float(value)
+        for name, value in options.items()
+        if name in names and value is not None and not (name == "alpha" and quality is None)
+    }
+
+
 # --- the page -----------------------------------------------------------------------------------------------------
 def _method_controls(method: str):
-    params = method_parameters(method) if method in METHODS else {}
-    return gr.update(visible="alpha" in params), gr.update(visible="diversity" in params)
+    """Show the sliders of the options `method` has, hide the others (one update per `SPACE_OPTIONS` entry)."""
+    names = {opt.name for opt in METHODS[method].config.options()} if method in METHODS else set()
+    return [gr.update(visible=name in names) for name in SPACE_OPTIONS]
+
+
+def _option_slider(opt, visible: bool) -> gr.Slider:
+    """A slider for a config option with `space=` settings; its label is the option's help text."""
+    label = f"{opt.name}: {opt.help}"
+    return gr.Slider(value=opt.default, label=label, visible=visible, elem_id=opt.name, **opt.space)
 
 
 def _source_controls(kind: str):
@@ -552,20 +559,12 @@ def build_demo() -> gr.Blocks:
                     resp_cols = gr.Textbox(label="Response column(s), comma-separated", elem_id="resp-cols")
                 gr.Markdown("### 2. Method")
                 method = gr.Dropdown(
-                    [(METHOD_LABELS[m], m) for m in METHODS], value=METHODS[0], label="Method", elem_id="method"
+                    [(METHOD_LABELS[m], m) for m in METHODS], value=next(iter(METHODS)), label="Method", elem_id="method"
                 )
-                alpha = gr.Slider(
-                    0, 1, value=0.7, step=0.05, label="alpha (quality weight; needs a quality column)", elem_id="alpha"
-                )
-                diversity = gr.Slider(
-                    0,
-                    1,
-                    value=1.0,
-                    step=0.05,
-                    label="diversity dial (0 = minimal, 1 = maximal)",
-                    visible=False,
-                    elem_id="diversity",
-                )
+                default_options = {opt.name for opt in METHODS[next(iter(METHODS))].config.options()}
+                sliders = {
+                    name: _option_slider(opt, visible=name in default_options) for name, opt in SPACE_OPTIONS.items()
+                }
                 quality_column = gr.Dropdown(
                     [NO_QUALITY], value=NO_QUALITY, label="Quality column (numeric)", elem_id="quality"
                 )
@@ -614,13 +613,20 @@ def build_demo() -> gr.Blocks:
                     push_md = gr.Markdown("", elem_id="push-status")
 
         source.change(_source_controls, source, [hub_id, split, upload])
-        method.change(_method_controls, method, [alpha, diversity])
+        method.change(_method_controls, method, list(sliders.values()))
         load_btn.click(
             load_source, [source, hub_id, split, limit, upload], [pool_state, pool_md, quality_column, status]
         )
+        fixed = [pool_state, method, k, seed, quality_column, instr_cols, resp_cols, embed_responses]
+
+        def on_select(values: dict, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 - gradio's progress
+            # gradio passes a set of inputs as one dict {component: value}
+            options = {name: values[slider] for name, slider in sliders.items()}
+            return run_selection(*(values[c] for c in fixed), options=options, progress=progress)
+
         select_btn.click(
-            run_selection,
-            [pool_state, method, k, seed, alpha, diversity, quality_column, instr_cols, resp_cols, embed_responses],
+            on_select,
+            {*fixed, *sliders.values()},
             [result_state, table, pool_map, report, quadrant, downloads, status],
         )
         push_btn.click(push_to_hub, [result_state, repo_id, token, private], push_md)

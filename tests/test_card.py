@@ -10,11 +10,11 @@ import yaml
 from datasets import Dataset, DatasetDict, List, Value
 
 from hf_diverse import HfDiverseError, InvalidParameterError, get_provenance, push_curated, render_card, select_diverse
-from hf_diverse.card import METHOD_SUMMARIES, TEMPLATE_PATH, report_markdown, size_category
+from hf_diverse.card import TEMPLATE_PATH, report_markdown, size_category
 from hf_diverse.errors import EmbeddingError, HubError
 from hf_diverse.hub import heavy_columns
 from hf_diverse.plots.projection import fit_pca_2d, plot_projection, project
-from hf_diverse.selection.api import VALID_METHODS, method_parameters
+from hf_diverse.selection import METHODS, VALID_METHODS, method_parameters
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def check_common(card, subset, method):
     assert meta["dataset_info"]["splits"][0]["num_examples"] == len(subset)
     assert card.data.tags == ["hf-diverse", method]
     text = card.text
-    assert f"**Method:** `{method}`" in text and METHOD_SUMMARIES[method] in text
+    assert f"**Method:** `{method}`" in text and METHODS[method].summary in text
     assert f"| rows selected (k) | {len(subset)} |" in text and "| pool size | 60 |" in text
     assert f"| seed | {record['seed']} |" in text
     for name in record["parameters"]:
@@ -142,8 +142,7 @@ def test_every_registered_method_has_a_card(method):
         "reproduce": {"python": "subset = ...", "cli": "hf-diverse select ..."},
     }
     card = render_card(record, repo_id="me/x")
-    assert method in METHOD_SUMMARIES, f"add a one-line summary of {method!r} to hf_diverse.card.METHOD_SUMMARIES"
-    assert METHOD_SUMMARIES[method] in card.text
+    assert METHODS[method].summary in card.text
     for name in params:
         assert f"| `{name}` |" in card.text
     assert "| lm | tiny |  — | abc |".replace("  ", " ") in card.text

@@ -13,10 +13,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from datasets import Dataset, load_from_disk
+from helpers import qdit_greedy, qdit_terms
 
 from hf_diverse import get_provenance, select_diverse
-from hf_diverse.selection.distributed import greedi, shard_rows
-from hf_diverse.selection.facility import STRATEGIES, facility_location_greedy, facility_location_objective
+from hf_diverse.facility import STRATEGIES, facility_location_greedy, facility_location_objective, greedi, shard_rows
 
 N, K, WORLD = 2000, 30, 2
 REPO = Path(__file__).resolve().parents[1]
@@ -50,7 +50,7 @@ def _worker(rank: int, world: int, port: int, out_dir: str):
             "a": greedi(x, K, seed=0, show_progress=False),
             "b": greedi(x, K, seed=0, show_progress=False),
             "seed1": greedi(x, K, seed=1, show_progress=False),
-            "quality": greedi(x, K, quality=q, alpha=0.5, seed=0, show_progress=False),
+            "quality": greedi(x, K, **qdit_terms(q, 0.5, N, K), seed=0, show_progress=False),
             "sparse_local": greedi(x, K, seed=0, local_strategy="sparse", n_neighbors=32, show_progress=False),
         }
         out = {
@@ -105,7 +105,7 @@ def test_greedi_two_gloo_ranks(two_ranks):
 
     # with quality: the QDIT score (1 - a) d(A)/N + a mean q~ stays within 2% of single-process greedy
     q_scaled = (q - q.min()) / (q.max() - q.min())
-    single_q = facility_location_greedy(x, K, quality=q_scaled, alpha=0.5, strategy="lazy", show_progress=False)
+    single_q = qdit_greedy(x, K, quality=q_scaled, alpha=0.5, strategy="lazy", show_progress=False)
 
     def score(indices, coverage):
         return 0.5 * coverage / N + 0.5 * q_scaled[indices].mean()

@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 import torch
+from helpers import qdit_greedy
 
-from hf_diverse import InvalidParameterError
-from hf_diverse.selection.facility import facility_location_greedy, facility_location_objective
+from hf_diverse import InvalidParameterError, QditConfig
+from hf_diverse.facility import facility_location_greedy, facility_location_objective
 
 
 def normalized(a):
@@ -51,13 +52,13 @@ def test_dense_lazy_blocked_match_naive(alpha):
     q = np.random.default_rng(3).random(len(x))
     ref_picks, ref_cov = naive_qdit(x, 40, q, alpha)
     results = {
-        s: facility_location_greedy(
+        s: qdit_greedy(
             torch.from_numpy(x), 40, quality=q, alpha=alpha, strategy=s, block_size=128, show_progress=False
         )
         for s in ("dense", "lazy", "incremental", "blocked")
     }
     # exact updates from the first pick on (normally they start once lazy re-scoring gets costly)
-    results["incremental-from-start"] = facility_location_greedy(
+    results["incremental-from-start"] = qdit_greedy(
         torch.from_numpy(x),
         40,
         quality=q,
@@ -90,13 +91,11 @@ def test_objective_matches_apricot():
 def test_alpha_one_is_top_quality_and_alpha_zero_ignores_quality():
     x, _ = clustered(n=300)
     q = np.random.default_rng(7).random(300)
-    top = facility_location_greedy(torch.from_numpy(x), 20, quality=q, alpha=1.0, show_progress=False)
+    top = qdit_greedy(torch.from_numpy(x), 20, quality=q, alpha=1.0, show_progress=False)
     np.testing.assert_array_equal(top.indices, np.argsort(-q, kind="stable")[:20])
-    a0 = facility_location_greedy(torch.from_numpy(x), 20, quality=q, alpha=0.0, show_progress=False)
-    a0_other_q = facility_location_greedy(
-        torch.from_numpy(x), 20, quality=q[::-1].copy(), alpha=0.0, show_progress=False
-    )
-    plain = facility_location_greedy(torch.from_numpy(x), 20, show_progress=False)
+    a0 = qdit_greedy(torch.from_numpy(x), 20, quality=q, alpha=0.0, show_progress=False)
+    a0_other_q = qdit_greedy(torch.from_numpy(x), 20, quality=q[::-1].copy(), alpha=0.0, show_progress=False)
+    plain = qdit_greedy(torch.from_numpy(x), 20, show_progress=False)
     np.testing.assert_array_equal(a0.indices, plain.indices)
     np.testing.assert_array_equal(a0_other_q.indices, plain.indices)
 
@@ -105,10 +104,18 @@ def test_bad_parameters():
     x = torch.from_numpy(clustered(n=50)[0])
     with pytest.raises(InvalidParameterError, match=r"\[1, 50\]"):
         facility_location_greedy(x, 51)
-    with pytest.raises(InvalidParameterError, match="alpha"):
-        facility_location_greedy(x, 5, quality=np.zeros(50), alpha=1.5)
+    with pytest.raises(InvalidParameterError, match="diversity_weight"):
+        facility_location_greedy(x, 5, diversity_weight=-1.0)
+    with pytest.raises(InvalidParameterError, match="one value per row"):
+        facility_location_greedy(x, 5, bonus=np.zeros(49))
+    with pytest.raises(InvalidParameterError, match="NaN"):
+        facility_location_greedy(x, 5, bonus=np.full(50, np.nan))
     with pytest.raises(InvalidParameterError, match="Valid strategies: .*'incremental'"):
         facility_location_greedy(x, 5, strategy="fast")
+    with pytest.raises(InvalidParameterError, match=r"alpha must be in \[0, 1\]"):
+        QditConfig(alpha=1.5)
+    with pytest.raises(InvalidParameterError, match="Valid values of strategy: .*'greedi'"):
+        QditConfig(strategy="fast")
 
 
 def test_dense_refuses_before_allocating_when_too_big():

@@ -75,7 +75,7 @@ def test_fraction_k_random_and_quality_baselines(pool):
 
 def test_alpha_sweep_moves_smoothly(pool):
     from hf_diverse.embeddings import read_embeddings
-    from hf_diverse.selection.facility import facility_location_objective
+    from hf_diverse.facility import facility_location_objective
 
     x = read_embeddings(pool, "embedding")
     q = np.array(pool["quality"])

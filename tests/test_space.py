@@ -36,7 +36,17 @@ def loaded(app):
 
 @pytest.fixture(scope="module")
 def qdit20(app, loaded):
-    outputs = app.run_selection(loaded[0], "qdit", 20, 0, 0.7, 1.0, app.NO_QUALITY, "", "", progress=_no_progress)
+    outputs = app.run_selection(
+        loaded[0],
+        "qdit",
+        20,
+        0,
+        app.NO_QUALITY,
+        "",
+        "",
+        options={"alpha": 0.7, "diversity": 1.0},
+        progress=_no_progress,
+    )
     return outputs
 
 
@@ -80,7 +90,7 @@ def test_blocks_built_at_import_not_launched(app):
 
     assert isinstance(app.demo, gr.Blocks)
     assert not getattr(app.demo, "is_running", False)
-    assert app.METHODS[0] == "qdit" and {"qdit", "random", "quality"} <= set(app.METHODS)
+    assert next(iter(app.METHODS)) == "qdit" and {"qdit", "random", "quality"} <= set(app.METHODS)
     assert str(app.MAX_ROWS) in app.LIMITS_MD and "all-MiniLM-L6-v2" in app.LIMITS_MD
 
 
@@ -187,7 +197,9 @@ def test_old_output_folders_are_removed(app, monkeypatch, tmp_path):
 
 
 def test_quality_method_with_uploaded_scores_and_fraction(app, uploaded, light):
-    outputs = app.run_selection(uploaded, "quality", 0.25, 3, 0.7, 1.0, "score", "", "", progress=_no_progress)
+    outputs = app.run_selection(
+        uploaded, "quality", 0.25, 3, "score", "", "", options={"alpha": 0.7, "diversity": 1.0}, progress=_no_progress
+    )
     result, table, status = outputs[0], outputs[1], outputs[-1]
     assert status.startswith("Selected **10** of 40 rows with `quality`")
     assert sorted(result["subset"]["score"], reverse=True) == result["subset"]["score"]
@@ -197,17 +209,37 @@ def test_quality_method_with_uploaded_scores_and_fraction(app, uploaded, light):
 def test_method_parameters_reach_select_diverse(app, uploaded, light):
     from hf_diverse import get_provenance
 
-    result = app.run_selection(uploaded, "qdit", 8, 1, 0.3, 1.0, "score", "", "", progress=_no_progress)[0]
+    result = app.run_selection(
+        uploaded, "qdit", 8, 1, "score", "", "", options={"alpha": 0.3, "diversity": 1.0}, progress=_no_progress
+    )[0]
     record = get_provenance(result["subset"])
     assert record["parameters"]["alpha"] == 0.3 and record["parameters"]["quality_column"] == "score"
     assert record["seed"] == 1 and record["k"] == 8
-    result = app.run_selection(uploaded, "clusters", 8, 0, 0.3, 0.5, app.NO_QUALITY, "", "", progress=_no_progress)[0]
+    result = app.run_selection(
+        uploaded,
+        "clusters",
+        8,
+        0,
+        app.NO_QUALITY,
+        "",
+        "",
+        options={"alpha": 0.3, "diversity": 0.5},
+        progress=_no_progress,
+    )[0]
     assert get_provenance(result["subset"])["parameters"]["diversity"] == 0.5
 
 
 def test_text_column_override(app, uploaded, light):
     outputs = app.run_selection(
-        uploaded, "random", 5, 0, 0.7, 1.0, app.NO_QUALITY, "output", "", progress=_no_progress
+        uploaded,
+        "random",
+        5,
+        0,
+        app.NO_QUALITY,
+        "output",
+        "",
+        options={"alpha": 0.7, "diversity": 1.0},
+        progress=_no_progress,
     )
     table = outputs[1]
     assert len(table) == 5 and "response" not in table.columns
@@ -227,7 +259,15 @@ def test_text_column_override(app, uploaded, light):
 def test_selection_errors_are_messages(app, loaded, method, k, columns, expected):
     with pytest.warns(UserWarning):
         outputs = app.run_selection(
-            loaded[0], method, k, 0, 0.7, 1.0, app.NO_QUALITY, columns, "", progress=_no_progress
+            loaded[0],
+            method,
+            k,
+            0,
+            app.NO_QUALITY,
+            columns,
+            "",
+            options={"alpha": 0.7, "diversity": 1.0},
+            progress=_no_progress,
         )
     assert all(_is_noop(o) for o in outputs[:-1])
     assert outputs[-1].startswith("**Error:**") and expected in outputs[-1]
@@ -236,14 +276,34 @@ def test_selection_errors_are_messages(app, loaded, method, k, columns, expected
 
 def test_select_before_load(app):
     with pytest.warns(UserWarning):
-        outputs = app.run_selection(None, "qdit", 10, 0, 0.7, 1.0, app.NO_QUALITY, "", "", progress=_no_progress)
+        outputs = app.run_selection(
+            None,
+            "qdit",
+            10,
+            0,
+            app.NO_QUALITY,
+            "",
+            "",
+            options={"alpha": 0.7, "diversity": 1.0},
+            progress=_no_progress,
+        )
     assert "Load a source first" in outputs[-1]
 
 
 def test_adg_row_cap(app, loaded):
     assert "adg" in app.METHODS
     with pytest.warns(UserWarning):
-        outputs = app.run_selection(loaded[0], "adg", 10, 0, 0.7, 1.0, app.NO_QUALITY, "", "", progress=_no_progress)
+        outputs = app.run_selection(
+            loaded[0],
+            "adg",
+            10,
+            0,
+            app.NO_QUALITY,
+            "",
+            "",
+            options={"alpha": 0.7, "diversity": 1.0},
+            progress=_no_progress,
+        )
     assert f"at most {app.ADG_MAX_ROWS} rows" in outputs[-1]
 
 
@@ -255,7 +315,7 @@ def test_adg_with_a_tiny_model_shows_the_quadrant(app, uploaded, tiny_llama_path
     monkeypatch.setattr(app, "ADG_NUM_SAMPLES", 3)
     monkeypatch.setattr(app, "ADG_MAX_NEW_TOKENS", 4)
     result, table, _, _, quadrant, _, status = app.run_selection(
-        uploaded, "adg", 6, 0, 0.7, 1.0, app.NO_QUALITY, "", "", progress=_no_progress
+        uploaded, "adg", 6, 0, app.NO_QUALITY, "", "", options={"alpha": 0.7, "diversity": 1.0}, progress=_no_progress
     )
     assert status.startswith("Selected **6** of 40 rows with `adg`"), status
     assert quadrant["visible"] is True and Path(quadrant["value"]).stat().st_size > 1000
@@ -320,3 +380,15 @@ def test_push_offline_is_a_readable_error(app, qdit20):
     with pytest.warns(UserWarning):
         message = app.push_to_hub(result, "me/subset", "hf_offline_token_abc", True)
     assert message.startswith("**Error:**") and "me/subset" in message and "hf_offline_token_abc" not in message
+
+
+def test_controls_come_from_the_method_configs(app):
+    from hf_diverse import METHODS
+
+    assert list(app.METHOD_LABELS) == list(METHODS)  # every registered method, none hidden
+    expected = {opt.name for m in METHODS.values() for opt in m.config.options() if opt.space is not None}
+    assert set(app.SPACE_OPTIONS) == expected and {"alpha", "diversity", "tau"} <= expected
+    for name, method in METHODS.items():
+        shown = [u["visible"] for u in app._method_controls(name)]
+        own = {opt.name for opt in method.config.options()}
+        assert shown == [option in own for option in app.SPACE_OPTIONS], name

@@ -4,21 +4,15 @@ import numpy as np
 import pytest
 import torch
 from datasets import Dataset
+from helpers import qdit_graph_greedy, qdit_greedy
 
 from hf_diverse import EmbeddingError, InvalidParameterError, get_provenance, select_diverse
 from hf_diverse.embeddings import read_embeddings, read_embeddings_chunked
 from hf_diverse.errors import InsufficientMemoryError
-from hf_diverse.selection import facility
+from hf_diverse.facility import build_knn_graph, facility_location_greedy, facility_location_objective, stored
+from hf_diverse.facility.graph import _HeapArgmax
+from hf_diverse.facility.knn import knn_exact, knn_ivf, symmetrize
 from hf_diverse.selection.base import SelectionContext
-from hf_diverse.selection.facility import facility_location_greedy, facility_location_objective
-from hf_diverse.selection.sparse import (
-    _HeapArgmax,
-    build_knn_graph,
-    knn_exact,
-    knn_ivf,
-    sparse_facility_location_greedy,
-    symmetrize,
-)
 
 
 def clustered(n, d=32, n_clusters=40, noise=0.5, seed=0):
@@ -45,13 +39,13 @@ def test_full_graph_equals_dense(alpha):
     # m = N keeps every positive similarity: the sparse objective *is* the dense one, so the ranking must match
     x = clustered(300, d=24, n_clusters=12, noise=0.25)
     q = np.random.default_rng(3).random(300)
-    dense = facility_location_greedy(x, 40, quality=q, alpha=alpha, strategy="lazy", show_progress=False)
+    dense = qdit_greedy(x, 40, quality=q, alpha=alpha, strategy="lazy", show_progress=False)
     graph = build_knn_graph(x, 300, knn="exact", cache=False, show_progress=False)
     assert graph.nnz == int((x @ x.T > 0).sum())
-    res = sparse_facility_location_greedy(graph, 40, quality=q, alpha=alpha, show_progress=False)
+    res = qdit_graph_greedy(graph, 40, quality=q, alpha=alpha, show_progress=False)
     np.testing.assert_array_equal(res.indices, dense.indices)
     np.testing.assert_allclose(res.gains, dense.gains, rtol=1e-9)
-    assert res.graph_coverage == pytest.approx(dense.coverage, rel=1e-6)
+    assert res.coverage == pytest.approx(dense.coverage, rel=1e-6)
 
 
 def test_full_graph_equals_dense_through_select_diverse():
@@ -78,7 +72,7 @@ def test_small_m_reaches_dense_objective_on_clustered_data():
         graph = build_knn_graph(x, m, knn=knn, cache=False, show_progress=False)
         assert graph.nnz <= 2 * 3000 * m  # O(N m), never N^2
         for strategy in ("sparse", "stochastic"):
-            res = sparse_facility_location_greedy(graph, k, strategy=strategy, show_progress=False)
+            res = qdit_graph_greedy(graph, k, strategy=strategy, show_progress=False)
             assert len(np.unique(res.indices)) == k
             ratios[m, knn, strategy] = facility_location_objective(x, res.indices) / dense.coverage
     assert ratios[32, "exact", "sparse"] >= 0.99
@@ -104,7 +98,7 @@ def test_knn_exact_and_ivf_neighbours():
 
 def test_faiss_neighbours():
     pytest.importorskip("faiss")
-    from hf_diverse.selection.sparse import knn_faiss
+    from hf_diverse.facility.knn import knn_faiss
 
     x = clustered(800, d=16, n_clusters=10)
     values, indices, kind = knn_faiss(x, 6)
@@ -179,7 +173,7 @@ def test_dense_too_large_fails_before_allocating(monkeypatch):
     def no_embeddings(*args, **kwargs):
         raise AssertionError("embeddings were read")
 
-    monkeypatch.setattr(facility, "build_similarity", no_similarity)
+    monkeypatch.setattr(stored, "build_similarity", no_similarity)
     with monkeypatch.context() as patch:
         patch.setattr(SelectionContext, "embeddings", no_embeddings)
         for strategy in ("dense", "lazy", "incremental"):
@@ -195,9 +189,9 @@ def test_dense_too_large_fails_before_allocating(monkeypatch):
 
 def test_bad_parameters():
     ds = Dataset.from_dict({"embedding": clustered(50, d=4).numpy().tolist()})
-    with pytest.raises(InvalidParameterError, match="Valid strategies.*sparse.*greedi"):
+    with pytest.raises(InvalidParameterError, match="Valid values of strategy.*sparse.*greedi"):
         select_diverse(ds, 5, strategy="spars", show_progress=False)
-    with pytest.raises(InvalidParameterError, match="knn method 'annoy'.*ivf"):
+    with pytest.raises(InvalidParameterError, match="Unknown knn 'annoy'.*ivf"):
         select_diverse(ds, 5, strategy="sparse", knn="annoy", show_progress=False)
     with pytest.raises(InvalidParameterError, match="n_neighbors"):
         select_diverse(ds, 5, strategy="sparse", n_neighbors=0, show_progress=False)

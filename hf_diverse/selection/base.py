@@ -1,10 +1,13 @@
-"""What every selection method receives and returns.
+"""What every selection method receives, returns and declares.
 
-A method is a plain function `select_<name>(ctx: SelectionContext, **params) -> SelectionResult`. The context
-gives lazy access to what the method may need (embeddings on the device, quality scores, the dataset, seed);
-the result is a ranking (row indices in pick order) plus per-pick gains and the objective reached.
+A method is one module with a config dataclass (`hf_diverse.selection.config.MethodConfig`), a function
+`select_<name>(ctx: SelectionContext, config) -> SelectionResult` and a `Method` record naming both, with the text
+the CLI, the Space and the card show. The context gives lazy access to what the method may need (embeddings on the
+device, quality scores, the dataset, the text view, the seed); the result is a ranking (row indices in pick order)
+plus per-pick gains and the objective reached.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,6 +37,31 @@ class SelectionResult:
     columns: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Method:
+    """A selection method as the registry (`hf_diverse.selection.registry.METHODS`) knows it.
+
+    Args:
+        name (`str`): the `method=` value.
+        select (`Callable`): `select(ctx, config) -> SelectionResult`.
+        config (`type`): its `MethodConfig` subclass (defaults, help, valid values of every option).
+        label (`str`): one line for menus and `--help`.
+        summary (`str`): what it does, for the dataset card.
+        choices (`tuple[str, ...]`): hf_diverse's own decisions where the papers leave a choice open (card).
+        needs_embeddings (`bool`): it reads the embedding column (computed by `select_diverse` when missing).
+        default_what (`str`): the text view it reads when `what=` is not given.
+    """
+
+    name: str
+    select: Callable
+    config: type
+    label: str
+    summary: str
+    choices: tuple = ()
+    needs_embeddings: bool = False
+    default_what: str = "instruction"
+
+
 @dataclass
 class SelectionContext:
     """Lazy access to the inputs of a selection (built by `select_diverse`)."""
@@ -47,6 +75,8 @@ class SelectionContext:
     show_progress: bool = True
     # `text_columns` of `select_diverse`, for methods that read text (e.g. `tokens`); `None` = detected format
     text_columns: object = None
+    # the text view the method reads: "instruction", "response" or "both"
+    what: str = "instruction"
     _embeddings: torch.Tensor | None = None
     _quality: np.ndarray | None = None
 

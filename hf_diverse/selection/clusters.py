@@ -29,13 +29,16 @@ The subset is ordered round-robin (each cluster's first row, then each cluster's
 each row is written as `selection_cluster`.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..clustering import kmeans_labels, umap_hdbscan_labels
 from ..errors import InvalidParameterError
 from ..quota import equal_quota, take_round_robin, water_level, within_cluster_orders
 from ..utils.logging import get_logger
-from .base import SelectionContext, SelectionResult
+from .base import Method, SelectionContext, SelectionResult
+from .config import MethodConfig, diversity_option, option
 
 logger = get_logger(__name__)
 
@@ -49,23 +52,31 @@ def default_n_clusters(n: int) -> int:
     return int(min(n, max(2, round(n / ROWS_PER_CLUSTER))))
 
 
-def select_clusters(
-    ctx: SelectionContext,
-    diversity: float = 1.0,
-    clustering: str = "kmeans",
-    n_clusters: int | None = None,
-    min_cluster_size: int = 20,
-) -> SelectionResult:
+@dataclass
+class ClustersConfig(MethodConfig):
+    """Options of `method="clusters"`."""
+
+    diversity: float = diversity_option(
+        "0 draws from the fewest (largest) clusters that can supply k rows, 1 from every cluster; the number of "
+        "clusters grows linearly in between."
+    )
+    clustering: str = option(
+        "kmeans", "'kmeans' (seeded) or 'umap-hdbscan' (the paper's; the `umap` extra).", choices=CLUSTERINGS
+    )
+    n_clusters: int | None = option(
+        None,
+        "k-means clusters; default max(2, round(N / 58)), the paper's density. Ignored by 'umap-hdbscan'.",
+        bounds=(1, None),
+    )
+    min_cluster_size: int = option(20, "HDBSCAN's min_cluster_size (the paper's value).", bounds=(1, None))
+
+
+def select_clusters(ctx: SelectionContext, config: ClustersConfig) -> SelectionResult:
     """Macro diversity: draw the k rows uniformly from a `diversity`-controlled number of semantic clusters.
 
     Args:
         ctx (`SelectionContext`): from `select_diverse` (reads the embedding column; `quality_column` optional).
-        diversity (`float`, defaults to 1.0): in [0, 1]; 0 = the fewest (largest) clusters that can supply k rows,
-            1 = every cluster. The number of clusters used grows linearly in between.
-        clustering (`str`, defaults to `"kmeans"`): `"kmeans"` or `"umap-hdbscan"` (the paper's; `umap` extra).
-        n_clusters (`int`, *optional*): k-means clusters; default `max(2, round(N / 58))` (the paper's density).
-            Ignored by `"umap-hdbscan"`, where HDBSCAN finds the number.
-        min_cluster_size (`int`, defaults to 20): HDBSCAN's `min_cluster_size` (the paper's value).
+        config (`ClustersConfig`): the dial and the clustering.
 
     Returns:
         `SelectionResult` with a `selection_cluster` column (the cluster label of each row).
@@ -76,11 +87,7 @@ def select_clusters(
     >>> subset.unique("selection_cluster")
     ```
     """
-    diversity = check_diversity(diversity)
-    if clustering not in CLUSTERINGS:
-        raise InvalidParameterError(f"Unknown clustering {clustering!r}. Valid values: {list(CLUSTERINGS)}.")
-    if n_clusters is not None and (isinstance(n_clusters, bool) or int(n_clusters) != n_clusters or n_clusters < 1):
-        raise InvalidParameterError(f"n_clusters must be a positive integer, got {n_clusters!r}.")
+    diversity, clustering, n_clusters = config.diversity, config.clustering, config.n_clusters
     x = ctx.embeddings()
     n, k = ctx.n, ctx.k
     if clustering == "kmeans":
@@ -89,7 +96,7 @@ def select_clusters(
             raise InvalidParameterError(f"n_clusters={c_req} exceeds the pool size {n}.")
         labels, info = kmeans_labels(x, c_req, ctx.seed)
     else:
-        labels, info = umap_hdbscan_labels(x, ctx.seed, min_cluster_size=min_cluster_size)
+        labels, info = umap_hdbscan_labels(x, ctx.seed, min_cluster_size=config.min_cluster_size)
     quality = ctx.quality()
     if quality is None:
         logger.info(
@@ -148,12 +155,13 @@ def select_clusters(
     )
 
 
-def check_diversity(diversity) -> float:
-    """`diversity` as a float in [0, 1], else `InvalidParameterError`."""
-    if isinstance(diversity, bool) or not isinstance(diversity, (int, float, np.integer, np.floating)):
-        raise InvalidParameterError(f"diversity must be a number in [0, 1], got {diversity!r}.")
-    if not 0.0 <= float(diversity) <= 1.0:
-        raise InvalidParameterError(
-            f"diversity must be in [0, 1] (0 = minimal, 1 = maximal diversity), got {diversity}."
-        )
-    return float(diversity)
+METHOD = Method(
+    name="clusters",
+    select=select_clusters,
+    config=ClustersConfig,
+    label="clusters: macro diversity over k-means clusters (diversity dial)",
+    summary="Macro diversity (macro-to-micro paper): semantic clusters of the embeddings; the `diversity` dial sets "
+    "how many clusters the rows are drawn from.",
+    choices=("k-means is the default clustering (seeded); the paper's UMAP + HDBSCAN is optional.",),
+    needs_embeddings=True,
+)

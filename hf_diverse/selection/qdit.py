@@ -1,19 +1,106 @@
-"""`method="qdit"`: quality-diversity greedy facility location (QDIT, METHODS.md §1)."""
+"""`method="qdit"`: quality-diversity greedy facility location (QDIT, METHODS.md §1).
+
+QDIT decides the score; the engine (`hf_diverse.facility`) maximises it. Each pick maximises
+
+    f(j | A) = (1 - alpha) * d(j | A) / N  +  alpha * q~(j) / k
+
+with d the facility-location coverage of max(cos, 0), q~ the quality min-max rescaled to [0, 1] over the pool, N the
+pool size and k the budget. Both terms are on the scale of a mean (hf_diverse's reading of the paper, which does not
+spell out its scaling): without the 1/k the quality term swamps late diversity gains (~1e-4) and alpha = 0.7 silently
+becomes top-quality selection. The engine gets w = (1 - alpha) / N and the bonus b = alpha * q~ / k.
+"""
+
+import time
+from dataclasses import dataclass
 
 import numpy as np
+import torch
 
-from ..errors import InsufficientMemoryError, InvalidParameterError
+from ..embeddings import read_embeddings_chunked
+from ..errors import InvalidParameterError
+from ..facility import (
+    KNN_METHODS,
+    SPARSE_STRATEGIES,
+    STRATEGIES,
+    check_dense_fits,
+    choose_strategy,
+    dist_info,
+    facility_location_greedy,
+    facility_location_objective,
+    greedi,
+    knn_greedy,
+    rank_device,
+    shard_rows,
+)
 from ..utils.logging import get_logger
-from .base import SelectionContext, SelectionResult, minmax
-from .facility import facility_location_greedy
+from .base import Method, SelectionContext, SelectionResult, minmax
+from .config import MethodConfig, option
 
 logger = get_logger(__name__)
 
-# strategies beyond the exact ones of `facility.STRATEGIES`: kNN graph (sparse.py) and GreeDi (distributed.py)
-EXTRA_STRATEGIES = ("sparse", "stochastic", "greedi")
-_DTYPES = ("float32", "float16", "bfloat16")
-_STORES_MATRIX = ("dense", "lazy", "incremental")  # exact strategies that hold the N x N matrix
 SCALING = "f(j|A) = (1 - alpha) * d(j|A) / N + alpha * q~(j) / k, q~ = min-max rescaled quality over the pool"
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+@dataclass
+class QditConfig(MethodConfig):
+    """Options of `method="qdit"`."""
+
+    alpha: float = option(
+        0.7,
+        "Weight of quality against diversity, in [0, 1]: 0 is diversity only (classical facility location), 1 is top "
+        "quality. The paper's best values were 0.5-0.9 (0.7 for Alpaca). Needs a quality column; without one QDIT "
+        "runs with alpha = 0.",
+        bounds=(0, 1),
+        space={"minimum": 0, "maximum": 1, "step": 0.05},
+    )
+    strategy: str = option(
+        "auto",
+        "How the greedy runs. Exact: 'dense', 'lazy', 'incremental' (store the N x N similarity matrix), 'blocked' "
+        "(recompute similarity rows). For large pools: 'sparse' (exact greedy on a kNN graph, memory O(N m)), "
+        "'stochastic' (stochastic greedy on it, approximate), 'greedi' (GreeDi over torch.distributed ranks). "
+        "'auto': 'incremental' when the float32 matrix fits half the free memory of the device, else 'sparse'.",
+        choices=(*STRATEGIES, *SPARSE_STRATEGIES, "greedi"),
+    )
+    block_size: int = option(2048, "Rows per similarity block.", bounds=(1, None))
+    memory_budget: int | None = option(
+        None, "Bytes allowed for the N x N matrix (default: the free memory of the device).", bounds=(1, None)
+    )
+    n_neighbors: int = option(
+        32, "m, the neighbours each row keeps in the kNN graph ('sparse', 'stochastic').", bounds=(1, None)
+    )
+    knn: str = option(
+        "auto",
+        "kNN search for the graph: 'exact', 'ivf' (torch inverted file), 'faiss', or 'auto' (exact up to 50k rows on "
+        "CPU, else 'ivf').",
+        choices=KNN_METHODS,
+    )
+    nprobe: int = option(16, "Inverted-file lists probed by knn='ivf' / 'faiss'.", bounds=(1, None))
+    epsilon: float = option(
+        0.01, "Stochastic greedy's epsilon, in (0, 1): samples ceil(N/k ln(1/epsilon)) rows per pick.", bounds=(0, 1)
+    )
+    embedding_dtype: str = option(
+        "float32",
+        "Dtype of the embeddings for the kNN graph and GreeDi ('float16' / 'bfloat16' halve GPU memory); exact "
+        "strategies compute in float32.",
+        choices=DTYPES,
+    )
+    knn_cache: bool = option(
+        True, "Cache the kNN graph on disk (keyed by the embeddings' content), so a re-run skips it."
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0.0 < self.epsilon < 1.0:
+            raise InvalidParameterError(f"epsilon must be in (0, 1), got {self.epsilon!r}.")
+
+
+def score_terms(q_scaled: np.ndarray | None, alpha: float, n: int, k: int) -> tuple[float, torch.Tensor | None]:
+    """QDIT's score for the engine: `(diversity weight (1 - alpha) / N, bonus alpha * q~ / k)` (bonus `None` without
+    quality)."""
+    if q_scaled is None:
+        return (1.0 - alpha) / n, None
+    return (1.0 - alpha) / n, alpha * torch.as_tensor(np.asarray(q_scaled), dtype=torch.float64) / k
 
 
 def quality_diversity_objective(coverage: float, n: int, q_scaled: np.ndarray | None, indices, alpha: float) -> dict:
@@ -26,163 +113,104 @@ def quality_diversity_objective(coverage: float, n: int, q_scaled: np.ndarray | 
     return out
 
 
-def select_qdit(
-    ctx: SelectionContext,
-    alpha: float = 0.7,
-    strategy: str = "auto",
-    block_size: int = 2048,
-    memory_budget: int | None = None,
-    n_neighbors: int = 32,
-    knn: str = "auto",
-    nprobe: int = 16,
-    epsilon: float = 0.01,
-    embedding_dtype: str = "float32",
-    knn_cache: bool = True,
-) -> SelectionResult:
-    """QDIT greedy. `alpha` (paper default 0.7) weighs quality against facility-location diversity; without a
-    quality column alpha is forced to 0 (pure diversity) with a logged notice.
+def select_qdit(ctx: SelectionContext, config: QditConfig) -> SelectionResult:
+    """QDIT greedy: facility-location diversity of the embeddings plus `alpha` times quality (see `QditConfig`).
 
-    Args:
-        strategy (`str`, defaults to `"auto"`): an exact strategy of `facility.STRATEGIES` (`"dense"`, `"lazy"`,
-            `"incremental"`, `"blocked"`) or one of `EXTRA_STRATEGIES` for large pools: `"sparse"` (exact greedy on
-            the symmetrised kNN graph, memory O(N m)) and `"stochastic"` (stochastic greedy on it, approximate), see
-            `hf_diverse.selection.sparse`; `"greedi"` (GreeDi over `torch.distributed` ranks, see
-            `hf_diverse.selection.distributed`). `"auto"`: the exact stored-matrix strategy of
-            `facility.choose_strategy` when the N x N float32 matrix fits in `memory_budget` (default half the free
-            memory of the device), else `"sparse"`.
-        block_size (`int`, defaults to 2048): rows per similarity block.
-        memory_budget (`int`, *optional*): bytes allowed for the N x N matrix.
-        n_neighbors (`int`, defaults to 32): m, neighbours kept per row by the sparse strategies.
-        knn (`str`, defaults to `"auto"`): kNN search, `"exact"`, `"ivf"`, `"faiss"` or `"auto"`.
-        nprobe (`int`, defaults to 16): lists probed by `knn="ivf"` / `"faiss"`.
-        epsilon (`float`, defaults to 0.01): stochastic greedy's epsilon.
-        embedding_dtype (`str`, defaults to `"float32"`): `"float16"` / `"bfloat16"` halve the memory of the
-            embeddings on GPU for the kNN graph and GreeDi; exact strategies compute in float32.
-        knn_cache (`bool`, defaults to `True`): cache the kNN graph under `hf_diverse.models.cache_dir() / "knn"`.
+    Example:
+    ```py
+    >>> subset = select_diverse(pool, k=1000, method="qdit", quality_column="reward", alpha=0.7)
+    ```
     """
-    import time
-
-    import torch
-
-    from .facility import STRATEGIES, choose_strategy, facility_location_objective
-
-    valid = (*STRATEGIES, *EXTRA_STRATEGIES)
-    if strategy not in valid:
-        raise InvalidParameterError(f"Unknown strategy {strategy!r}. Valid strategies: {list(valid)}.")
-    if embedding_dtype not in _DTYPES:
-        raise InvalidParameterError(f"Unknown embedding_dtype {embedding_dtype!r}. Valid: {list(_DTYPES)}.")
-    dtype = getattr(torch, embedding_dtype)
     q = ctx.quality()
-    alpha_effective = alpha
+    alpha = config.alpha
     if q is None and alpha > 0:
         logger.warning(
             "No `quality_column` given: QDIT runs with alpha=0 (diversity only) instead of alpha=%s.", alpha
         )
-        alpha_effective = 0.0
+        alpha = 0.0
     q_scaled = minmax(q) if q is not None else None
-    details = {"alpha_effective": alpha_effective, "scaling": SCALING}
-    sparse_kwargs = dict(n_neighbors=n_neighbors, knn=knn, nprobe=nprobe)
+    details = {"alpha_effective": alpha, "scaling": SCALING}
+    strategy = config.strategy
     if strategy == "greedi":
-        return _select_greedi(
-            ctx,
-            q,
-            q_scaled,
-            alpha_effective,
-            dtype,
-            details,
-            block_size=block_size,
-            memory_budget=memory_budget,
-            knn_cache=knn_cache,
-            **sparse_kwargs,
-        )
-    if strategy in _STORES_MATRIX:
-        check_dense_fits(strategy, ctx.n, ctx.device, memory_budget)  # before reading or allocating anything
-    if strategy == "auto":
-        strategy = choose_strategy(ctx.n, ctx.device, memory_budget, fallback="sparse")
-    if strategy in ("sparse", "stochastic"):
-        from .sparse import sparse_qdit
-
-        x = ctx.embeddings(dtype)
-        res, graph = sparse_qdit(
-            x,
-            ctx.k,
-            quality=q_scaled,
-            alpha=alpha_effective,
-            strategy=strategy,
-            epsilon=epsilon,
-            seed=ctx.seed,
-            cache=knn_cache,
-            show_progress=ctx.show_progress,
-            **sparse_kwargs,
-        )
-        t0 = time.perf_counter()
-        coverage = facility_location_objective(x, res.indices)  # the dense objective, measured exactly in blocks
-        details["objective_s"] = round(time.perf_counter() - t0, 3)
-        details.update(
-            strategy=strategy,
-            exact=False,
-            gain_evaluations=res.evaluations,
-            n_neighbors=graph.n_neighbors,
-            knn=graph.knn,
-            graph_nnz=graph.nnz,
-            knn_cache=graph.info.get("cache"),
-            embedding_dtype=embedding_dtype,
-            objective_sparse=res.graph_coverage,
-            approximation="stochastic greedy (Mirzasoleiman et al. 2015) on the kNN-sparsified objective"
-            if strategy == "stochastic"
-            else "exact greedy on the kNN-sparsified objective",
-            **{k: v for k, v in graph.info.items() if k in ("build_s", "load_s", "nprobe", "nlist")},
-            **res.details,
-        )
+        res = _run_greedi(ctx, config, q_scaled, alpha, details)
     else:
-        res = facility_location_greedy(
-            ctx.embeddings(),
-            ctx.k,
-            quality=q_scaled,
-            alpha=alpha_effective,
-            strategy=strategy,
-            block_size=block_size,
-            memory_budget=memory_budget,
-            show_progress=ctx.show_progress,
-        )
-        coverage = res.coverage
-        details.update(strategy=res.strategy, gain_evaluations=res.evaluations, exact=True)
-    return _result(ctx, res.indices, res.gains, coverage, q, q_scaled, alpha_effective, details)
-
-
-def _result(ctx, indices, gains, coverage, q, q_scaled, alpha, details) -> SelectionResult:
-    objective = quality_diversity_objective(coverage, ctx.n, q_scaled, indices, alpha)
+        check_dense_fits(strategy, ctx.n, ctx.device, config.memory_budget)  # before reading or allocating anything
+        if strategy == "auto":
+            strategy = choose_strategy(ctx.n, ctx.device, config.memory_budget, fallback="sparse")
+        run = _run_knn if strategy in SPARSE_STRATEGIES else _run_exact
+        res = run(ctx, config, strategy, q_scaled, alpha, details)
+    objective = quality_diversity_objective(res.coverage, ctx.n, q_scaled, res.indices, alpha)
     if q is not None:
-        objective["quality_mean"] = float(np.mean(q[indices]))
-    return SelectionResult(indices=indices, gains=gains, objective=objective, details=details)
+        objective["quality_mean"] = float(np.mean(q[res.indices]))
+    return SelectionResult(indices=res.indices, gains=res.gains, objective=objective, details=details)
 
 
-def check_dense_fits(strategy: str, n: int, device, memory_budget: int | None = None) -> None:
-    """Raise `InsufficientMemoryError` naming strategy='sparse' when the N x N float32 matrix of `strategy` (one
-    that stores it: "dense", "lazy", "incremental") does not fit `memory_budget` (default: the device's free
-    memory)."""
-    from ..utils.device import available_memory_bytes
-    from .facility import dense_matrix_bytes
+def _run_exact(ctx, config, strategy, q_scaled, alpha, details):
+    w, bonus = score_terms(q_scaled, alpha, ctx.n, ctx.k)
+    res = facility_location_greedy(
+        ctx.embeddings(),
+        ctx.k,
+        bonus=bonus,
+        diversity_weight=w,
+        strategy=strategy,
+        block_size=config.block_size,
+        memory_budget=config.memory_budget,
+        show_progress=ctx.show_progress,
+    )
+    ran = "quality-only" if res.strategy == "top-bonus" else res.strategy
+    details.update(strategy=ran, gain_evaluations=res.evaluations, exact=True)
+    return res
 
-    budget = memory_budget if memory_budget is not None else available_memory_bytes(device)
-    need = dense_matrix_bytes(n)
-    if need > budget:
-        raise InsufficientMemoryError(
-            f"strategy={strategy!r} needs a {n}x{n} float32 similarity matrix ({need / 2**30:.1f} GiB) but only "
-            f"{budget / 2**30:.1f} GiB are available on {device}. Use strategy='sparse' (kNN graph, memory O(N m)) "
-            "or strategy='blocked' (exact, recomputes similarity rows; slow at this size)."
-        )
+
+def _run_knn(ctx, config, strategy, q_scaled, alpha, details):
+    x = ctx.embeddings(getattr(torch, config.embedding_dtype))
+    w, bonus = score_terms(q_scaled, alpha, ctx.n, ctx.k)
+    res, graph = knn_greedy(
+        x,
+        ctx.k,
+        bonus=bonus,
+        diversity_weight=w,
+        strategy=strategy,
+        n_neighbors=config.n_neighbors,
+        knn=config.knn,
+        nprobe=config.nprobe,
+        epsilon=config.epsilon,
+        seed=ctx.seed,
+        cache=config.knn_cache,
+        show_progress=ctx.show_progress,
+    )
+    t0 = time.perf_counter()
+    graph_coverage, res.coverage = res.coverage, facility_location_objective(x, res.indices)  # the dense objective
+    details["objective_s"] = round(time.perf_counter() - t0, 3)
+    approximation = (
+        "stochastic greedy (Mirzasoleiman et al. 2015) on the kNN-sparsified objective"
+        if strategy == "stochastic"
+        else "exact greedy on the kNN-sparsified objective"
+    )
+    details.update(
+        strategy=strategy,
+        exact=False,
+        gain_evaluations=res.evaluations,
+        n_neighbors=graph.n_neighbors,
+        knn=graph.knn,
+        graph_nnz=graph.nnz,
+        knn_cache=graph.info.get("cache"),
+        embedding_dtype=config.embedding_dtype,
+        objective_sparse=graph_coverage,
+        approximation=approximation,
+        **{k: v for k, v in graph.info.items() if k in ("build_s", "load_s", "nprobe", "nlist")},
+        **res.details,
+    )
+    return res
 
 
-def _select_greedi(ctx, q, q_scaled, alpha, dtype, details, **kwargs) -> SelectionResult:
-    from ..embeddings import read_embeddings_chunked
-    from .distributed import dist_info, greedi, rank_device, shard_rows
-
+def _run_greedi(ctx, config, q_scaled, alpha, details):
     rank, world = dist_info()
     if world == 1:
         logger.warning("strategy='greedi' without an initialised torch.distributed process group: one rank only.")
     rows = shard_rows(ctx.n, rank, world, ctx.seed)
     device = rank_device(ctx.device)
+    dtype = getattr(torch, config.embedding_dtype)
     x = read_embeddings_chunked(
         ctx.dataset,
         ctx.embedding_column,
@@ -191,16 +219,22 @@ def _select_greedi(ctx, q, q_scaled, alpha, dtype, details, **kwargs) -> Selecti
         rows=rows,
         show_progress=ctx.show_progress and rank == 0,
     )
+    w, bonus = score_terms(q_scaled, alpha, ctx.n, ctx.k)
     res = greedi(
         x,
         ctx.k,
-        quality=None if q_scaled is None else q_scaled[rows],
-        alpha=alpha,
+        bonus=None if bonus is None else bonus.numpy()[rows],
+        diversity_weight=w,
         seed=ctx.seed,
         rows=rows,
         n_total=ctx.n,
+        block_size=config.block_size,
+        memory_budget=config.memory_budget,
+        knn_cache=config.knn_cache,
+        n_neighbors=config.n_neighbors,
+        knn=config.knn,
+        nprobe=config.nprobe,
         show_progress=ctx.show_progress,
-        **kwargs,
     )
     details.update(
         strategy="greedi",
@@ -208,9 +242,27 @@ def _select_greedi(ctx, q, q_scaled, alpha, dtype, details, **kwargs) -> Selecti
         world_size=res.world_size,
         candidates=res.candidates,
         local_strategy=res.local_strategy,
-        embedding_dtype=str(dtype).replace("torch.", ""),
-        approximation="GreeDi (Mirzasoleiman et al. 2013): local greedy per rank, final greedy over the "
-        "union with the global objective",
+        embedding_dtype=config.embedding_dtype,
+        approximation="GreeDi (Mirzasoleiman et al. 2013): local greedy per rank, final greedy over the union with "
+        "the global objective",
         **res.details,
     )
-    return _result(ctx, res.indices, res.gains, res.coverage, q, q_scaled, alpha, details)
+    return res
+
+
+METHOD = Method(
+    name="qdit",
+    select=select_qdit,
+    config=QditConfig,
+    label="QDIT: quality-diversity greedy (facility location + quality, alpha)",
+    summary="Quality-diversity greedy (QDIT): facility-location diversity of the embeddings over max(cos, 0) plus a "
+    "quality term, maximised greedily.",
+    choices=(
+        "Marginal score `f(j|A) = (1 - alpha) * d(j|A) / N + alpha * q~(j) / k`, with `q~` the quality rescaled to "
+        "[0, 1] over the pool (min-max). The `1/N` and `1/k` put both terms on the scale of a mean, so `alpha` trades "
+        "them off smoothly. The paper does not spell out its scaling: this is hf_diverse's reading of it.",
+        "Facility location counts similarities from 0 up (`max(cos, 0)`): negative similarities never add coverage.",
+        "Lazy and blocked greedy return exactly the set plain greedy returns (the objective is monotone submodular).",
+    ),
+    needs_embeddings=True,
+)

@@ -5,7 +5,8 @@ from datasets import Dataset
 
 from ..errors import InvalidParameterError
 from ..provenance import get_provenance, update_provenance
-from .api import method_parameters, select_diverse
+from .api import select_diverse
+from .registry import METHODS, method_parameters
 
 
 def diversity_series(
@@ -37,7 +38,7 @@ def diversity_series(
     ```
     """
     if "diversity" not in method_parameters(method):
-        with_dial = [m for m in ("tokens", "clusters") if m != method]
+        with_dial = [m for m in METHODS if "diversity" in method_parameters(m)]
         raise InvalidParameterError(f"Method {method!r} has no `diversity` dial; use one of {with_dial}.")
     if "diversity" in kwargs:
         raise InvalidParameterError("`diversity` is set by the series itself; pass `n_points` instead.")

@@ -1,6 +1,6 @@
 """`method="tokens"`: micro (token-level) diversity on responses, with a `diversity` dial (METHODS.md §2, seed 001).
 
-**Bands.** The `component` texts (responses by default) are tokenized with the tokenizer of the model to be
+**Bands.** The texts of the `what` view (responses by default) are tokenized with the tokenizer of the model to be
 fine-tuned (`tokenizer=`, default the embedded SmolLM2 tokenizer; `hf_diverse.tokens.tokenize_texts`), and
 every token type is counted over the pool. Types occurring more than `high_threshold` times are the *high band*
 (function words, digits), fewer than `low_threshold` times the *low band* (names, typos), the rest the *mid band*.
@@ -46,20 +46,20 @@ selection that a row brought when it came in (into S_0, or as a refill).
 import heapq
 import math
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InvalidParameterError
-from ..textviews import WHAT, TextView
+from ..textviews import TextView
 from ..utils.logging import get_logger
 from ..utils.progress import tqdm
-from .base import SelectionContext, SelectionResult
-from .clusters import check_diversity
+from .base import Method, SelectionContext, SelectionResult
+from .config import MethodConfig, diversity_option, option
 
 logger = get_logger(__name__)
 
-COMPONENTS = WHAT  # "instruction", "response", "both"
 PAPER_LOW, PAPER_HIGH = 10, 500
 # 117K responses x ~500 tokens: the paper's thresholds were set at this scale (see the module docstring)
 REFERENCE_TOKENS = 58_500_000
@@ -289,13 +289,13 @@ def chain_step(sizes: np.ndarray, diversity: float) -> tuple[int, float]:
 _CACHE: dict = {}
 
 
-def pool_token_lists(dataset, component: str, tokenizer, text_columns=None, show_progress: bool = False):
-    """Token ids of the `component` view of every row, cached for the last (dataset fingerprint, component,
+def pool_token_lists(dataset, what: str, tokenizer, text_columns=None, show_progress: bool = False):
+    """Token ids of the `what` view of every row, cached for the last (dataset fingerprint, what,
     tokenizer, text columns) so that a `diversity_series` tokenizes the pool once."""
     from ..tokens import get_tokenizer, tokenize_texts, tokenizer_name
 
     tok = get_tokenizer(tokenizer)
-    key = (dataset._fingerprint, component, tokenizer_name(tok), repr(text_columns))
+    key = (dataset._fingerprint, what, tokenizer_name(tok), repr(text_columns))
     if _CACHE.get("key") == key:
         return _CACHE["value"], tok
     view = TextView.for_columns(dataset.column_names, text_columns=text_columns)
@@ -304,7 +304,7 @@ def pool_token_lists(dataset, component: str, tokenizer, text_columns=None, show
     for start in range(0, len(columns), 10_000):
         batch = columns[start : start + 10_000]
         stop = min(start + 10_000, len(columns))
-        texts.extend(view.texts(batch, what=component, indices=range(start, stop)))
+        texts.extend(view.texts(batch, what=what, indices=range(start, stop)))
     lists = tokenize_texts(texts, tok, show_progress=show_progress)
     lists = [a.astype(np.int32) for a in lists]
     _CACHE.clear()
@@ -321,30 +321,42 @@ def _view_columns(view: TextView) -> set:
     return set(_REQUIRED[view.format]) | extra
 
 
-def select_tokens(
-    ctx: SelectionContext,
-    diversity: float = 1.0,
-    component: str = "response",
-    tokenizer: str | None = None,
-    low_threshold: float | None = None,
-    high_threshold: float | None = None,
-    reference_tokens: int = REFERENCE_TOKENS,
-) -> SelectionResult:
+@dataclass
+class TokensConfig(MethodConfig):
+    """Options of `method="tokens"` (the text view is `select_diverse`'s `what=`, responses by default)."""
+
+    diversity: float = diversity_option(
+        "0 is the least mid-band token coverage the pruning chain reaches with k rows, 1 the token-aware "
+        "maximal-coverage sample."
+    )
+    tokenizer: str | None = option(
+        None,
+        "Tokenizer of the model to be fine-tuned (Hub id or path); default the embedded SmolLM2-135M-Instruct one.",
+    )
+    low_threshold: float | None = option(
+        None,
+        "Token types occurring fewer times form the low band; default: the scaling rule (10 at the paper's pool size, "
+        "at least 2).",
+        bounds=(0, None),
+    )
+    high_threshold: float | None = option(
+        None,
+        "Token types occurring more times form the high band; default: the scaling rule (500 at the paper's pool "
+        "size, at least 50 x low).",
+        bounds=(0, None),
+    )
+    reference_tokens: int = option(
+        REFERENCE_TOKENS, "Pool size in tokens at which the paper's 10 / 500 thresholds apply.", bounds=(1, None)
+    )
+
+
+def select_tokens(ctx: SelectionContext, config: TokensConfig) -> SelectionResult:
     """Micro diversity: k rows whose mid-band token coverage is set by `diversity` (see the module docstring).
 
     Args:
-        ctx (`SelectionContext`): from `select_diverse` (reads text; `text_columns=` of `select_diverse` applies).
-        diversity (`float`, defaults to 1.0): in [0, 1]; 0 = the least mid-band coverage the pruning chain reaches
-            with k rows, 1 = the token-aware maximal-coverage sample.
-        component (`str`, defaults to `"response"`): text view to tokenize: `"response"` (the paper's best),
-            `"instruction"` or `"both"`.
-        tokenizer (`str`, *optional*): tokenizer of the model to be fine-tuned (Hub id or path); default the
-            embedded SmolLM2-135M-Instruct tokenizer.
-        low_threshold (`float`, *optional*): types occurring fewer times are the low band; default: the scaling
-            rule (10 at the paper's pool size, at least 2).
-        high_threshold (`float`, *optional*): types occurring more times are the high band; default: the scaling
-            rule (500 at the paper's pool size, at least 50 x low).
-        reference_tokens (`int`, defaults to 58,500,000): pool size in tokens at which the paper's 10 / 500 apply.
+        ctx (`SelectionContext`): from `select_diverse`; `ctx.what` is the text view tokenized (`"response"`, the
+            paper's best, by default) and `text_columns=` of `select_diverse` applies.
+        config (`TokensConfig`): the dial, the tokenizer and the band thresholds.
 
     Returns:
         `SelectionResult`; `objective` has `mid_band_coverage`, `mid_band_types_covered`, `token_entropy_bits`.
@@ -355,16 +367,14 @@ def select_tokens(
     >>> get_provenance(subset)["objective"]["mid_band_coverage"]
     ```
     """
-    diversity = check_diversity(diversity)
-    if component not in COMPONENTS:
-        raise InvalidParameterError(f"Unknown component {component!r}. Valid values: {list(COMPONENTS)}.")
+    diversity, what, tokenizer = config.diversity, ctx.what, config.tokenizer
     t0 = time.perf_counter()
-    lists, tok = pool_token_lists(ctx.dataset, component, tokenizer, ctx.text_columns, ctx.show_progress)
+    lists, tok = pool_token_lists(ctx.dataset, what, tokenizer, ctx.text_columns, ctx.show_progress)
     t_tok = time.perf_counter() - t0
-    inc = TokenIncidence(lists, low_threshold, high_threshold, reference_tokens)
+    inc = TokenIncidence(lists, config.low_threshold, config.high_threshold, config.reference_tokens)
     if inc.n_mid == 0:
         raise InvalidParameterError(
-            f"The pool's {component} texts have no mid-band token types: none of the {inc.n_types_pool} token types "
+            f"The pool's {what} texts have no mid-band token types: none of the {inc.n_types_pool} token types "
             f"of its {inc.total_tokens} tokens occurs between low_threshold={inc.low} and "
             f"high_threshold={inc.high} times ({inc.n_high} high-band, {inc.n_low} low-band types). Use a larger "
             "pool, or set `low_threshold` / `high_threshold` explicitly."
@@ -404,13 +414,13 @@ def select_tokens(
         "mean_tokens": float(inc.lengths[rows].mean()),
     }
     details = {
-        "component": component,
+        "what": what,
         "diversity": diversity,
         "bands": {
             "low_threshold": inc.low,
             "high_threshold": inc.high,
             "pool_tokens": inc.total_tokens,
-            "reference_tokens": reference_tokens,
+            "reference_tokens": config.reference_tokens,
             "mid_types": inc.n_mid,
             "high_types": inc.n_high,
             "low_types": inc.n_low,
@@ -429,3 +439,20 @@ def select_tokens(
     if not math.isfinite(objective["token_entropy_bits"]):
         objective["token_entropy_bits"] = 0.0
     return SelectionResult(indices=rows.astype(np.int64), gains=gains, objective=objective, details=details)
+
+
+METHOD = Method(
+    name="tokens",
+    select=select_tokens,
+    config=TokensConfig,
+    label="tokens: micro diversity over mid-band response tokens (diversity dial)",
+    summary="Micro diversity (macro-to-micro paper): coverage of the mid-frequency token types of the responses, "
+    "tokenized with the tokenizer of the model to be fine-tuned.",
+    choices=(
+        "The frequency bands (high / mid / low) are parameters: the paper's thresholds were set for a 117K pool. The "
+        "paper's full pseudo-code was not available, so the two-stage procedure is hf_diverse's design: token-aware "
+        "sampling to the maximal-coverage set of k rows, then inverse greedy pruning of the covered types with refill "
+        "to exactly k rows; see `details`.",
+    ),
+    default_what="response",
+)

@@ -16,6 +16,8 @@ Without a `quality_column` both walk the pool in a random order drawn from `seed
 variant a stratified random sample.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -24,9 +26,35 @@ from ..errors import InvalidParameterError
 from ..quota import equal_quota, take_round_robin, water_level, within_cluster_orders
 from ..utils.logging import get_logger
 from ..utils.progress import tqdm
-from .base import SelectionContext, SelectionResult
+from .base import Method, SelectionContext, SelectionResult
+from .config import MethodConfig, option
 
 logger = get_logger(__name__)
+
+
+@dataclass
+class ThresholdConfig(MethodConfig):
+    """Options of `method="qdit-threshold"`."""
+
+    tau: float = option(
+        0.5,
+        "Cosine-similarity threshold in [-1, 1]: a row is kept only if its similarity to every kept row is at most "
+        "tau (the paper: 0.5). Larger keeps more.",
+        bounds=(-1, 1),
+        space={"minimum": -1, "maximum": 1, "step": 0.05},
+    )
+    block_size: int = option(1024, "Candidates compared with the kept rows per matrix product.", bounds=(1, None))
+
+
+@dataclass
+class ClusterConfig(MethodConfig):
+    """Options of `method="qdit-cluster"`."""
+
+    n_clusters: int = option(
+        100,
+        "k-means clusters (the paper: 100); on small pools at most k and at most N / 10 are used (recorded).",
+        bounds=(1, None),
+    )
 
 
 def quality_order(quality: np.ndarray | None, n: int, seed: int, method: str) -> np.ndarray:
@@ -92,13 +120,12 @@ def threshold_greedy(
     return np.asarray(kept, dtype=np.int64), np.asarray(max_sims, dtype=np.float64), visited
 
 
-def select_qdit_threshold(ctx: SelectionContext, tau: float = 0.5, block_size: int = 1024) -> SelectionResult:
+def select_qdit_threshold(ctx: SelectionContext, config: ThresholdConfig) -> SelectionResult:
     """QDIT threshold variant: best quality first, skip rows with cosine similarity > `tau` to a kept row.
 
     Args:
         ctx (`SelectionContext`): from `select_diverse` (embedding column; `quality_column` strongly advised).
-        tau (`float`, defaults to 0.5): the paper's similarity threshold, in [-1, 1]; larger keeps more.
-        block_size (`int`, defaults to 1024): candidates compared with the kept rows per matrix product.
+        config (`ThresholdConfig`): `tau` and `block_size`.
 
     Returns:
         `SelectionResult`; the column `selection_max_similarity` holds each row's largest cosine similarity to the
@@ -109,10 +136,7 @@ def select_qdit_threshold(ctx: SelectionContext, tau: float = 0.5, block_size: i
     >>> subset = select_diverse(pool, k=1000, method="qdit-threshold", quality_column="reward", tau=0.6)
     ```
     """
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not -1.0 <= float(tau) <= 1.0:
-        raise InvalidParameterError(f"tau must be a cosine similarity in [-1, 1], got {tau!r}.")
-    if isinstance(block_size, bool) or int(block_size) != block_size or block_size < 1:
-        raise InvalidParameterError(f"block_size must be a positive integer, got {block_size!r}.")
+    tau, block_size = config.tau, config.block_size
     q = ctx.quality()
     order = quality_order(q, ctx.n, ctx.seed, "qdit-threshold")
     kept, max_sims, visited = threshold_greedy(
@@ -147,13 +171,12 @@ def qdit_cluster_count(n_clusters: int, n: int, k: int) -> int:
     return int(max(1, min(n_clusters, k, n // 10)))
 
 
-def select_qdit_cluster(ctx: SelectionContext, n_clusters: int = 100) -> SelectionResult:
+def select_qdit_cluster(ctx: SelectionContext, config: ClusterConfig) -> SelectionResult:
     """QDIT cluster variant: k-means clusters, an equal quota from each, best quality first.
 
     Args:
         ctx (`SelectionContext`): from `select_diverse` (embedding column; `quality_column` strongly advised).
-        n_clusters (`int`, defaults to 100): the paper's number of k-means clusters; on small pools at most k and
-            at most N / 10 are used (recorded in the provenance).
+        config (`ClusterConfig`): `n_clusters`.
 
     Returns:
         `SelectionResult` with a `selection_cluster` column (k-means label of each row).
@@ -163,8 +186,7 @@ def select_qdit_cluster(ctx: SelectionContext, n_clusters: int = 100) -> Selecti
     >>> subset = select_diverse(pool, k=1000, method="qdit-cluster", quality_column="reward")
     ```
     """
-    if isinstance(n_clusters, bool) or int(n_clusters) != n_clusters or n_clusters < 1:
-        raise InvalidParameterError(f"n_clusters must be a positive integer, got {n_clusters!r}.")
+    n_clusters = config.n_clusters
     n, k = ctx.n, ctx.k
     c = qdit_cluster_count(int(n_clusters), n, k)
     if c < n_clusters:
@@ -203,3 +225,28 @@ def select_qdit_cluster(ctx: SelectionContext, n_clusters: int = 100) -> Selecti
         },
         columns={"selection_cluster": groups[pos].astype(np.int64).tolist()},
     )
+
+
+THRESHOLD = Method(
+    name="qdit-threshold",
+    select=select_qdit_threshold,
+    config=ThresholdConfig,
+    label="QDIT threshold variant (quality order, similarity <= tau)",
+    summary="QDIT threshold variant: rows in quality order, each kept only if its cosine similarity to every kept row "
+    "is at most `tau`.",
+    choices=(
+        "If the pool runs out before k rows pass the threshold, hf_diverse raises an error naming how many rows were "
+        "found, instead of returning fewer rows.",
+    ),
+    needs_embeddings=True,
+)
+CLUSTER = Method(
+    name="qdit-cluster",
+    select=select_qdit_cluster,
+    config=ClusterConfig,
+    label="QDIT cluster variant (equal quota per k-means cluster, best quality first)",
+    summary="QDIT cluster variant: k-means clusters of the embeddings, an equal share from each cluster, best quality "
+    "first.",
+    choices=("When a cluster runs dry its share goes to the other clusters, so the subset has exactly k rows.",),
+    needs_embeddings=True,
+)

@@ -1,0 +1,105 @@
+"""What every facility-location strategy shares: the objective, the score's checks, the result and the lazy pick.
+
+The engine maximises, greedily, the marginal score
+
+    f(j | A) = w * d(j | A) + b_j,    d(A) = sum_{v in V} max_{a in A} max(0, e_a . e_v)
+
+over L2-normalised embeddings e, with a diversity weight w >= 0 and an optional per-row bonus b (a modular term,
+fixed per row). It knows nothing of quality or alpha: QDIT (`hf_diverse.selection.qdit`) decides w and b. f is
+monotone submodular for b >= 0, so lazy greedy returns the same set as plain greedy. Ties go to the lower row.
+"""
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..errors import InvalidParameterError
+
+
+@dataclass
+class GreedyResult:
+    """The picks of a greedy run.
+
+    Args:
+        indices (`np.ndarray` of int64): rows in pick order.
+        gains (`np.ndarray` of float64): f(j | A) at pick time.
+        diversity_gains (`np.ndarray` of float64): d(j | A) at pick time (NaN where it was not computed).
+        coverage (`float`): d(A) of the picks, float64 (on the sparse objective for kNN-graph strategies).
+        strategy (`str`): the strategy that ran.
+        evaluations (`int`): marginal-gain evaluations (similarity rows or graph entries scanned).
+        details (`dict`): strategy-specific figures for the provenance.
+    """
+
+    indices: np.ndarray
+    gains: np.ndarray
+    diversity_gains: np.ndarray
+    coverage: float
+    strategy: str
+    evaluations: int
+    details: dict = field(default_factory=dict)
+
+
+def check_score(n: int, k: int, bonus, diversity_weight: float, device) -> torch.Tensor:
+    """Validate `k`, `diversity_weight` and `bonus`; return the bonus as a float64 tensor on `device` (or zeros)."""
+    if isinstance(k, bool) or not 0 < k <= n:
+        raise InvalidParameterError(f"k must be in [1, {n}] (the pool size), got {k}.")
+    if not math.isfinite(diversity_weight) or diversity_weight < 0:
+        raise InvalidParameterError(f"diversity_weight must be a finite number >= 0, got {diversity_weight}.")
+    if bonus is None:
+        return torch.zeros(n, dtype=torch.float64, device=device)
+    b = torch.as_tensor(np.asarray(bonus) if not isinstance(bonus, torch.Tensor) else bonus, dtype=torch.float64)
+    if b.shape != (n,):
+        raise InvalidParameterError(f"bonus must hold one value per row ({n}), got shape {tuple(b.shape)}.")
+    if not bool(torch.isfinite(b).all()):
+        raise InvalidParameterError("bonus has NaN or inf values.")
+    return b.to(device)
+
+
+def top_bonus(b: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k rows of highest bonus (ties to the lower row) and their bonuses: the picks when the diversity weight
+    is 0, where no similarity is needed."""
+    order = torch.argsort(-b, stable=True)[:k]
+    return order.cpu().numpy(), b[order].cpu().numpy()
+
+
+def facility_location_objective(x: torch.Tensor, indices, block_size: int = 4096) -> float:
+    """d(A) = sum_v max_{a in A} max(0, sim(a, v)), computed in blocks in float64 (never N x N).
+
+    Example:
+    ```py
+    >>> x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    >>> round(facility_location_objective(x, [0]), 4)  # 1 + 0 + 0.6
+    1.6
+    ```
+    """
+    idx = torch.as_tensor(np.asarray(indices), dtype=torch.long, device=x.device)
+    if idx.numel() == 0:
+        return 0.0
+    sel = x[idx]
+    total = 0.0
+    for start in range(0, x.shape[0], block_size):
+        sims = x[start : start + block_size] @ sel.T
+        total += float(sims.max(dim=1).values.clamp(min=0).sum(dtype=torch.float64))
+    return total
+
+
+def lazy_pick(ub: torch.Tensor, stamp: torch.Tensor, step: int, remaining: int, rescore, eval_batch: int = 16):
+    """One lazy-greedy pick: returns `(j, n_rescored)`.
+
+    `ub` holds upper bounds on each candidate's score (exact where `stamp == step`; picked rows hold -inf). While the
+    best bound is stale, the stale candidates among the top `eval_batch` (doubling, up to 1024) are re-scored with
+    `rescore(idx) -> exact scores`. Submodularity makes stale scores upper bounds, so the first fresh maximum is the
+    plain-greedy pick (ties to the lower index, as `argmax`)."""
+    batch, n_rescored = eval_batch, 0
+    while True:
+        j = int(torch.argmax(ub))
+        if int(stamp[j]) == step:
+            return j, n_rescored
+        top = torch.topk(ub, min(batch, remaining)).indices
+        stale = top[stamp[top] != step]
+        ub[stale] = rescore(stale)
+        stamp[stale] = step
+        n_rescored += int(stale.numel())
+        batch = min(batch * 2, 1024)
