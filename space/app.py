@@ -559,7 +559,10 @@ def build_demo() -> gr.Blocks:
                     resp_cols = gr.Textbox(label="Response column(s), comma-separated", elem_id="resp-cols")
                 gr.Markdown("### 2. Method")
                 method = gr.Dropdown(
-                    [(METHOD_LABELS[m], m) for m in METHODS], value=next(iter(METHODS)), label="Method", elem_id="method"
+                    [(METHOD_LABELS[m], m) for m in METHODS],
+                    value=next(iter(METHODS)),
+                    label="Method",
+                    elem_id="method",
                 )
                 default_options = {opt.name for opt in METHODS[next(iter(METHODS))].config.options()}
                 sliders = {
