@@ -40,6 +40,9 @@ def split_conversation(messages: list[dict]) -> tuple[list[dict], list[dict]] | 
     Messages after the last assistant turn are dropped. Returns `None` when there is no assistant turn, or nothing
     before it to prompt with.
 
+    Args:
+        messages (`list[dict]`): `{"role": ..., "content": ...}` messages in order.
+
     Example:
     ```py
     >>> split_conversation([{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}])
@@ -140,6 +143,16 @@ def ensure_chat_template(tokenizer) -> str:
     Returns `"tokenizer"` when the tokenizer's own template is kept, `"fallback"` when `FALLBACK_CHAT_TEMPLATE`
     was set. The fallback renders `### Instruction:` / `### Response:` blocks separated by a blank line and ends each
     assistant turn with the EOS token.
+
+    Args:
+        tokenizer (`PreTrainedTokenizerBase`): the tokenizer to train with; its `chat_template` is set in place.
+
+    Example:
+    ```py
+    >>> tokenizer = AutoTokenizer.from_pretrained("gpt2")  # a base model: no chat template
+    >>> ensure_chat_template(tokenizer)
+    'fallback'
+    ```
     """
     if getattr(tokenizer, "chat_template", None):
         return "tokenizer"
@@ -174,6 +187,16 @@ def check_max_length(rows: Dataset, tokenizer, max_length: int | None):
 
     TRL truncates each tokenized example to `max_length` and drops the ones left with no completion token; when that
     is all of them, training would fail later with an unhelpful error. Stops at the first example that fits.
+
+    Args:
+        rows (`datasets.Dataset`): prompt/completion rows (`to_prompt_completion`).
+        tokenizer (`PreTrainedTokenizerBase`): the tokenizer, with a chat template (`ensure_chat_template`).
+        max_length (`int`, *optional*): the truncation length; `None` checks nothing.
+
+    Example:
+    ```py
+    >>> check_max_length(to_prompt_completion(subset), tokenizer, max_length=8)  # raises when no completion fits
+    ```
     """
     if max_length is None:
         return
