@@ -340,7 +340,7 @@ def test_base_model_without_chat_template_trains_with_fallback_and_pushes(
 def test_hub_failure_is_a_hub_error_and_keeps_the_local_model(tmp_path, monkeypatch):
     import huggingface_hub
 
-    from hf_diverse.train import _push
+    from hf_diverse.train.sft import _push
 
     class FailingApi:
         def __init__(self, token=None):

@@ -1,6 +1,11 @@
 """`hf-diverse train`: supervised fine-tuning on a curated subset with TRL's `SFTTrainer` (`hf_diverse.train_sft`)."""
 
 import argparse
+from pathlib import Path
+
+from ..errors import InvalidParameterError
+from ..train import sft_config_fields, train_sft
+from ..utils.progress import are_progress_bars_enabled
 
 EXAMPLES = """Examples:
   # the whole pipeline offline: embedded IFBench sample -> 50 rows -> SmolLM2-135M-Instruct, a few steps on CPU
@@ -33,8 +38,6 @@ SFT_FLAGS = {
 
 
 def _config_passthrough():
-    from ..train import sft_config_fields
-
     return sft_config_fields(), "any `trl.SFTConfig` field"
 
 
@@ -78,8 +81,6 @@ def add_parser(sub):
 
 
 def _text_columns(args):
-    from ..errors import InvalidParameterError
-
     if args.instruction_columns is None and args.response_columns is None:
         return None
     if args.instruction_columns is None or args.response_columns is None:
@@ -88,12 +89,6 @@ def _text_columns(args):
 
 
 def run(args) -> int:
-    from pathlib import Path
-
-    from ..errors import InvalidParameterError
-    from ..train import train_sft
-    from ..utils.progress import are_progress_bars_enabled
-
     if args.dataset == "curated" and not Path("curated").exists():
         raise InvalidParameterError(
             "No --dataset given and no ./curated folder: run `hf-diverse select --output curated/` first, or pass "
