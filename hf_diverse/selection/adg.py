@@ -107,7 +107,7 @@ def select_adg(
             top_p=top_p,
             max_new_tokens=max_new_tokens,
             lam=lam,
-            pool=pool,
+            pooling=pool,
             backend=backend,
             batch_size=lm_batch_size,
             keep_answers=keep_answers,
