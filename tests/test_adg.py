@@ -9,11 +9,16 @@ import pytest
 import torch
 from datasets import Dataset, load_from_disk
 from datasets.fingerprint import Hasher
+from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
+import hf_diverse.scorers.adg as adg_module
 from hf_diverse import get_provenance, select_diverse
+from hf_diverse.cli import build_parser
 from hf_diverse.errors import ColumnNotFoundError, InvalidParameterError, MissingDependencyError
+from hf_diverse.plots.adg import plot_divergence_quadrant
 from hf_diverse.quota import binned_quota
 from hf_diverse.scorers.adg import (
+    POOLINGS,
     AnswerDivergenceScorer,
     answer_divergence,
     combined_score,
@@ -103,8 +108,6 @@ def test_token_weights_follow_the_reference_rule():
 
 # --- sampling ---------------------------------------------------------------------------------------------------
 def test_sampling_draws_from_the_nucleus_with_the_right_frequencies():
-    from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
-
     torch.manual_seed(0)
     logits = torch.randn(4, 50) * 2
     n = 10000
@@ -226,7 +229,7 @@ def test_fused_pooling_equals_a_separate_teacher_forced_pass(small_pool, tiny_sc
 
 def test_reference_pooling_option_and_no_answers_column(small_pool, tiny_llama_path, scored_b4):
     ref = AnswerDivergenceScorer(
-        model=tiny_llama_path, num_samples=K, max_new_tokens=TOKENS, pool="instruction+answer", device="cpu"
+        model=tiny_llama_path, num_samples=K, max_new_tokens=TOKENS, pooling="instruction+answer", device="cpu"
     )
     out = ref(small_pool[:2])
     assert set(out) == {"adg_divergence", "adg_isotropy", "adg_score"}
@@ -237,12 +240,25 @@ def test_reference_pooling_option_and_no_answers_column(small_pool, tiny_llama_p
 def test_scorer_validates_arguments():
     with pytest.raises(InvalidParameterError, match="num_samples"):
         AnswerDivergenceScorer(num_samples=1)
-    with pytest.raises(InvalidParameterError, match="pool"):
-        AnswerDivergenceScorer(pool="tokens")
+    with pytest.raises(InvalidParameterError, match="pooling='tokens'"):
+        AnswerDivergenceScorer(pooling="tokens")
     with pytest.raises(InvalidParameterError, match="top_p"):
         AnswerDivergenceScorer(top_p=0)
     with pytest.raises(InvalidParameterError, match="backend"):
         AnswerDivergenceScorer(backend="tgi")
+
+
+def test_deprecated_pool_argument_still_works():
+    with pytest.warns(FutureWarning, match="use `pooling`"):
+        scorer = AnswerDivergenceScorer(pool="instruction+answer")
+    assert scorer.pooling == "instruction+answer" and "pool" not in scorer.__getstate__()
+    assert Hasher.hash(scorer) == Hasher.hash(AnswerDivergenceScorer(pooling="instruction+answer"))
+    with pytest.warns(FutureWarning, match="pooling"):
+        assert scorer.pool == "instruction+answer"
+    with pytest.warns(FutureWarning), pytest.raises(InvalidParameterError, match="pass only `pooling`"):
+        AnswerDivergenceScorer(pool="answer", pooling="instruction+answer")
+    with pytest.warns(FutureWarning, match="pooling"):
+        assert adg_module.POOLS == POOLINGS == ("answer", "instruction+answer")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed")
@@ -389,16 +405,12 @@ def test_select_adg_computes_scores_with_the_lm(tiny_llama_path):
 
 
 def test_cli_exposes_adg_options():
-    from hf_diverse.cli import build_parser
-
     args = build_parser().parse_args(["select", "--method", "adg", "--n-bins", "5", "--lam", "0.3", "--k", "10"])
     assert args.n_bins == 5 and args.lam == 0.3
 
 
 # --- quadrant plot ----------------------------------------------------------------------------------------------
 def test_quadrant_plot(tmp_path):
-    from hf_diverse.plots.adg import plot_divergence_quadrant
-
     pool = _synthetic_pool()
     subset = select_diverse(pool, k=12, method="adg", n_bins=4, show_progress=False)
     for selected in (subset, [0, 5, 7], np.arange(120) % 10 == 0, None):

@@ -32,10 +32,10 @@ def test_scorer_pickles_and_hash_ignores_loaded_model(small):
     scorer = EmbeddingScorer()
     before = Hasher.hash(scorer)
     out = scorer(small[:2])
-    assert scorer._model is not None
+    assert scorer._loaded is not None
     assert Hasher.hash(scorer) == before
     clone = pickle.loads(pickle.dumps(scorer))
-    assert clone._model is None and clone.what == "instruction"
+    assert clone._loaded is None and clone.what == "instruction"
     np.testing.assert_allclose(clone(small[:2])["embedding"], out["embedding"], atol=1e-6)
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from datasets import Dataset
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
 
 from hf_diverse import LMQualityScorer, RewardModelScorer, get_provenance, select_diverse
 from hf_diverse.errors import InvalidParameterError, ModelLoadError, TextFormatError
@@ -19,8 +20,6 @@ def rows(ifbench):
 
 def reference_scores(path, prompt, response, max_length):
     """Unbatched, unpadded (lm_loglik, ifd) of one prompt/response pair, straight from the model's logits."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path).eval()
     text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
@@ -59,18 +58,19 @@ def test_lm_scorer_in_map_matches_reference_and_is_batch_invariant(rows, tiny_ll
 def test_lm_scorer_cache_reused_and_picklable(rows, tiny_llama_path):
     first = LMQualityScorer(tiny_llama_path, ifd_column=None, max_length=128)
     a = rows.map(first, batched=True)
-    assert first._model is not None and "ifd" not in a.column_names
+    assert first._loaded is not None and "ifd" not in a.column_names
     state = pickle.loads(pickle.dumps(first))
-    assert state._model is None and state.model == tiny_llama_path
+    assert state._loaded is None and state.model == tiny_llama_path
     second = LMQualityScorer(tiny_llama_path, ifd_column=None, max_length=128)  # same arguments: same fingerprint
     b = rows.map(second, batched=True)
-    assert second._model is None  # answered from the cache, the model was never loaded
+    assert second._loaded is None  # answered from the cache, the model was never loaded
     assert b["lm_loglik"] == a["lm_loglik"] and b.cache_files == a.cache_files
 
 
 def test_lm_scorer_edge_cases(tiny_llama_path):
     ds = Dataset.from_dict({"prompt": ["Say hi", "Nothing to say"], "response": ["Hi there!", ""]})
-    out = ds.map(LMQualityScorer(tiny_llama_path, max_length=16), batched=True)
+    scorer = LMQualityScorer(tiny_llama_path, max_length=16)
+    out = ds.map(scorer, batched=True, features=scorer.features(ds))  # NaN rows keep the declared float64
     assert np.isfinite(out["lm_loglik"][0]) and np.isnan(out["lm_loglik"][1]) and np.isnan(out["ifd"][1])
     with pytest.raises(TextFormatError, match="no instruction/response roles"):
         Dataset.from_dict({"text": ["plain"]}).map(LMQualityScorer(tiny_llama_path), batched=True)
@@ -83,8 +83,6 @@ def test_lm_scorer_edge_cases(tiny_llama_path):
 @pytest.fixture(scope="module")
 def tiny_reward_path(tmp_path_factory, smollm2_tokenizer_path):
     """A random-init single-logit Llama reward model (hidden 16) with the SmolLM2 tokenizer."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
-
     tok = AutoTokenizer.from_pretrained(smollm2_tokenizer_path)
     torch.manual_seed(0)
     config = LlamaConfig(
@@ -125,6 +123,8 @@ def test_reward_scorer_errors(rows, tiny_reward_path, tmp_path):
 
 
 def test_token_stats_scorer(rows):
-    out = rows.map(TokenStatsScorer(), batched=True)
+    scorer = TokenStatsScorer()
+    out = rows.map(scorer, batched=True, features=scorer.features(rows))
+    assert out.features["n_tokens"].dtype == "int64" and out.features["n_unique_tokens"].dtype == "int64"
     assert all(n >= u > 0 for n, u in zip(out["n_tokens"], out["n_unique_tokens"], strict=True))
     assert out["n_tokens"][0] > out["n_unique_tokens"][0]

@@ -1,19 +1,20 @@
 """Sentence embeddings as a `Dataset.map(batched=True)` column."""
 
 import torch
-from datasets import Dataset, Features, List, Value
+from datasets import List, Value
 
 from ..errors import InvalidParameterError
 from ..models import load_sentence_transformer, resolve_embedding_model
 from ..textviews import WHAT, TextView
-from ..utils.device import resolve_device
+from .base import Scorer
 
 
-class EmbeddingScorer:
+class EmbeddingScorer(Scorer):
     """Adds L2-normalised float32 sentence embeddings of a text view of each row.
 
-    A picklable callable for `Dataset.map(batched=True)`: `__init__` keeps only plain arguments and the model is
-    loaded on the first call, so `datasets` can hash the scorer and a second identical `map` re-uses its cache.
+    A `Scorer` (picklable callable for `Dataset.map(batched=True)`): `__init__` keeps only plain arguments and the
+    model is loaded on the first call, so `datasets` can hash the scorer and a second identical `map` re-uses its
+    cache.
 
     Args:
         model (`str`, *optional*):
@@ -36,6 +37,8 @@ class EmbeddingScorer:
     >>> ds = ds.map(scorer, batched=True, with_rank=True, num_proc=torch.cuda.device_count())
     ```
     """
+
+    repr_fields = ("model", "what", "output_column")
 
     def __init__(
         self,
@@ -60,52 +63,33 @@ class EmbeddingScorer:
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
         self.revision = revision
-        self._model = None
-        self._model_device = None
-
-    # the loaded model is not part of the state: pickling and `datasets` hashing see plain config only
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_model"] = None
-        state["_model_device"] = None
-        return state
-
-    def __repr__(self):
-        return f"EmbeddingScorer(model={self.model!r}, what={self.what!r}, output_column={self.output_column!r})"
 
     @property
     def model_info(self) -> dict:
         _, info = resolve_embedding_model(self.model)
         return {**info, "revision": self.revision}
 
-    def load(self, device=None):
-        """Load (once) and return the sentence-transformers model on `device`."""
-        device = resolve_device(device if device is not None else self.device)
-        if self._model is None or self._model_device != device:
-            self._model = load_sentence_transformer(self.model, device=device, revision=self.revision)
-            if self.max_seq_length is not None:
-                self._model.max_seq_length = self.max_seq_length
-            self._model_device = device
-        return self._model
+    def load_model(self, device: torch.device):
+        """The sentence-transformers model on `device` (called once per device by `load`)."""
+        model = load_sentence_transformer(self.model, device=device, revision=self.revision)
+        if self.max_seq_length is not None:
+            model.max_seq_length = self.max_seq_length
+        return model
 
     def dimension(self) -> int:
+        """The embedding size of the model (loads it)."""
         model = self.load()
         getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         return int(getter())
 
-    def features(self, dataset: Dataset) -> Features:
-        """`dataset`'s features plus the fixed-size embedding column: pass as `map(features=...)`."""
-        feats = dataset.features.copy()
-        feats[self.output_column] = List(Value("float32"), length=self.dimension())
-        return feats
+    def output_features(self) -> dict:
+        """The fixed-size float32 embedding column (loads the model to read its dimension)."""
+        return {self.output_column: List(Value("float32"), length=self.dimension())}
 
-    def __call__(self, batch: dict[str, list], indices=None, rank: int | None = None) -> dict[str, list]:
-        # map(with_rank=True) without with_indices passes the rank second
-        if isinstance(indices, int):
-            indices, rank = None, indices
+    def score_batch(self, batch: dict[str, list], indices, device: torch.device) -> dict[str, list]:
         view = TextView.for_columns(list(batch.keys()), text_columns=self.text_columns)
         texts = view.texts(batch, what=self.what, indices=indices)
-        model = self.load(resolve_device(self.device, rank))
+        model = self.load(device)
         with torch.inference_mode():
             emb = model.encode(
                 texts,

@@ -27,14 +27,17 @@ column as quality (`select_diverse` refuses NaN).
 template when the tokenizer has one, else the instruction / response text pair) and writes its score (`reward`).
 """
 
+import inspect
 import math
 
 import numpy as np
 import torch
+from datasets import Value
 
 from ..errors import InvalidParameterError, ModelLoadError
+from ..models import load_causal_lm, resolve_causal_lm, torch_dtype_for
 from ..textviews import TextView
-from ..utils.device import resolve_device
+from .base import Scorer
 
 
 def _split_conversation(conv: list[dict]) -> tuple[list[dict], str]:
@@ -46,8 +49,6 @@ def _split_conversation(conv: list[dict]) -> tuple[list[dict], str]:
 
 
 def _dtype(name: str | None, device: torch.device):
-    from ..models import torch_dtype_for
-
     if name is None:
         return torch_dtype_for(device)
     if name not in ("float32", "float16", "bfloat16"):
@@ -55,11 +56,12 @@ def _dtype(name: str | None, device: torch.device):
     return getattr(torch, name)
 
 
-class LMQualityScorer:
+class LMQualityScorer(Scorer):
     """Adds the answer's mean log-likelihood under a causal LM (`lm_loglik`) and its IFD ratio (`ifd`).
 
-    A picklable callable for `Dataset.map(batched=True)` like `EmbeddingScorer`: plain arguments only, the model is
-    loaded on the first call, so `datasets` can hash the scorer and re-use the cache of an identical `map`.
+    A `Scorer` (picklable callable for `Dataset.map(batched=True)`) like `EmbeddingScorer`: plain arguments only,
+    the model is loaded on the first call, so `datasets` can hash the scorer and re-use the cache of an identical
+    `map`.
 
     Args:
         model (`str`, *optional*): causal LM name or path; default the embedded SmolLM2-135M-Instruct.
@@ -79,6 +81,10 @@ class LMQualityScorer:
     >>> subset = select_diverse(ds, k=1000, quality_column="ifd")
     ```
     """
+
+    repr_fields = ("model", "loglik_column", "ifd_column")
+    # runtime: what `load_causal_lm` reports about the loaded LM
+    _info: dict | None = None
 
     def __init__(
         self,
@@ -107,42 +113,22 @@ class LMQualityScorer:
         self.batch_size = batch_size
         self.max_length = max_length
         self.dtype = dtype
-        self._model = None
-        self._tokenizer = None
-        self._model_device = None
-        self._info = None
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state.update(_model=None, _tokenizer=None, _model_device=None, _info=None)
-        return state
-
-    def __repr__(self):
-        return (
-            f"LMQualityScorer(model={self.model!r}, loglik_column={self.loglik_column!r}, "
-            f"ifd_column={self.ifd_column!r})"
-        )
 
     @property
     def model_info(self) -> dict:
         """What provenance records about the LM (`name`, `source`, `revision` once loaded)."""
         if self._info is not None:
             return dict(self._info)
-        from ..models import resolve_causal_lm
-
         return resolve_causal_lm(self.model)[1]
 
-    def load(self, device=None):
-        """Load (once) and return `(model, tokenizer)` on `device`."""
-        from ..models import load_causal_lm
+    def load_model(self, device: torch.device):
+        """`(model, tokenizer)` on `device` (called once per device by `load`)."""
+        model, tokenizer, self._info = load_causal_lm(self.model, device=device, dtype=_dtype(self.dtype, device))
+        return model, tokenizer
 
-        device = resolve_device(device if device is not None else self.device)
-        if self._model is None or self._model_device != device:
-            self._model, self._tokenizer, self._info = load_causal_lm(
-                self.model, device=device, dtype=_dtype(self.dtype, device)
-            )
-            self._model_device = device
-        return self._model, self._tokenizer
+    def output_features(self) -> dict:
+        """float64 scores (NaN for rows without an answer)."""
+        return {name: Value("float64") for name in (self.loglik_column, self.ifd_column) if name is not None}
 
     # --- tokenization ---------------------------------------------------------------------------------------
     def _encode(self, tokenizer, context: list[dict], answer: str) -> tuple[list[int], list[int]]:
@@ -161,8 +147,6 @@ class LMQualityScorer:
     # --- scoring --------------------------------------------------------------------------------------------
     def _answer_nll(self, model, pad_id: int, pairs: list[tuple[list[int], list[int]]], device) -> np.ndarray:
         """Mean NLL of each answer given its context, `batch_size` sequences per left-padded forward pass."""
-        import inspect
-
         out = np.full(len(pairs), np.nan)
         order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
         keep_kw = "logits_to_keep" in inspect.signature(model.forward).parameters
@@ -199,12 +183,9 @@ class LMQualityScorer:
                 out[i] = float(-logp.mean())
         return out
 
-    def __call__(self, batch: dict[str, list], indices=None, rank: int | None = None) -> dict[str, list]:
-        if isinstance(indices, int):  # map(with_rank=True) without with_indices passes the rank second
-            indices, rank = None, indices
+    def score_batch(self, batch: dict[str, list], indices, device: torch.device) -> dict[str, list]:
         view = TextView.for_columns(list(batch.keys()), text_columns=self.text_columns)
         convs = view.conversations(batch, indices=indices)
-        device = resolve_device(self.device, rank)
         model, tokenizer = self.load(device)
         cond = [self._encode(tokenizer, *_split_conversation(c)) for c in convs]
         cond_nll = self._answer_nll(model, self._pad_id(tokenizer), cond, device)
@@ -237,7 +218,7 @@ class LMQualityScorer:
 REWARD_INPUT_FORMATS = ("auto", "chat", "pair")
 
 
-class RewardModelScorer:
+class RewardModelScorer(Scorer):
     """Adds the score of an `AutoModelForSequenceClassification` reward model (higher = better) as a column.
 
     Args:
@@ -262,6 +243,8 @@ class RewardModelScorer:
     >>> subset = select_diverse(ds, k=1000, quality_column="reward")
     ```
     """
+
+    repr_fields = ("model", "output_column")
 
     def __init__(
         self,
@@ -292,51 +275,36 @@ class RewardModelScorer:
         self.label_index = label_index
         self.input_format = input_format
         self.revision = revision
-        self._model = None
-        self._tokenizer = None
-        self._model_device = None
 
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state.update(_model=None, _tokenizer=None, _model_device=None)
-        return state
-
-    def __repr__(self):
-        return f"RewardModelScorer(model={self.model!r}, output_column={self.output_column!r})"
-
-    @property
-    def model_info(self) -> dict:
-        return {"name": str(self.model), "source": "user", "revision": self.revision}
-
-    def load(self, device=None):
-        """Load (once) and return `(model, tokenizer)` on `device`."""
+    def load_model(self, device: torch.device):
+        """`(model, tokenizer)` on `device` (called once per device by `load`); checks `label_index`."""
+        # transformers' auto classes cost 0.6 s at import, which `import hf_diverse` does not otherwise pay
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from ..models import torch_dtype_for
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(self.model, revision=self.revision)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                self.model, revision=self.revision, dtype=torch_dtype_for(device)
+            )
+        except Exception as e:
+            raise ModelLoadError(f"Could not load the reward model {self.model!r}: {type(e).__name__}: {e}") from e
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.unk_token
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = tokenizer.pad_token_id
+        n_labels = int(model.config.num_labels)
+        if self.label_index is None and n_labels != 1:
+            raise InvalidParameterError(
+                f"The reward model {self.model!r} has {n_labels} labels {model.config.id2label}; say which one is"
+                " the score with `label_index=`."
+            )
+        if self.label_index is not None and not 0 <= self.label_index < n_labels:
+            raise InvalidParameterError(f"label_index={self.label_index} is outside [0, {n_labels}).")
+        return model.to(device).eval(), tokenizer
 
-        device = resolve_device(device if device is not None else self.device)
-        if self._model is None or self._model_device != device:
-            try:
-                tokenizer = AutoTokenizer.from_pretrained(self.model, revision=self.revision)
-                model = AutoModelForSequenceClassification.from_pretrained(
-                    self.model, revision=self.revision, dtype=torch_dtype_for(device)
-                )
-            except Exception as e:
-                raise ModelLoadError(f"Could not load the reward model {self.model!r}: {type(e).__name__}: {e}") from e
-            if tokenizer.pad_token_id is None:
-                tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.unk_token
-            if model.config.pad_token_id is None:
-                model.config.pad_token_id = tokenizer.pad_token_id
-            n_labels = int(model.config.num_labels)
-            if self.label_index is None and n_labels != 1:
-                raise InvalidParameterError(
-                    f"The reward model {self.model!r} has {n_labels} labels {model.config.id2label}; say which one is"
-                    " the score with `label_index=`."
-                )
-            if self.label_index is not None and not 0 <= self.label_index < n_labels:
-                raise InvalidParameterError(f"label_index={self.label_index} is outside [0, {n_labels}).")
-            self._model, self._tokenizer, self._model_device = model.to(device).eval(), tokenizer, device
-        return self._model, self._tokenizer
+    def output_features(self) -> dict:
+        """The float64 reward."""
+        return {self.output_column: Value("float64")}
 
     def _inputs(self, tokenizer, convs: list[list[dict]]):
         fmt = self.input_format
@@ -362,16 +330,14 @@ class RewardModelScorer:
             firsts, seconds, padding=True, truncation="longest_first", max_length=self.max_length, return_tensors="pt"
         )
 
-    def __call__(self, batch: dict[str, list], indices=None, rank: int | None = None) -> dict[str, list]:
-        if isinstance(indices, int):
-            indices, rank = None, indices
+    def score_batch(self, batch: dict[str, list], indices, device: torch.device) -> dict[str, list]:
         view = TextView.for_columns(list(batch.keys()), text_columns=self.text_columns)
         convs = view.conversations(batch, indices=indices)
-        model, tokenizer = self.load(resolve_device(self.device, rank))
+        model, tokenizer = self.load(device)
         scores: list[float] = []
         for start in range(0, len(convs), self.batch_size):
             enc = self._inputs(tokenizer, convs[start : start + self.batch_size])
             with torch.inference_mode():
-                logits = model(**{k: v.to(self._model_device) for k, v in enc.items()}).logits
+                logits = model(**{k: v.to(device) for k, v in enc.items()}).logits
             scores.extend(logits[:, self.label_index or 0].float().cpu().tolist())
         return {self.output_column: scores}

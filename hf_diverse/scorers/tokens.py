@@ -1,16 +1,20 @@
 """Per-row token statistics as a `Dataset.map(batched=True)` column (the micro-diversity view of one row)."""
 
 import numpy as np
+import torch
+from datasets import Value
 
 from ..errors import InvalidParameterError
 from ..textviews import WHAT, TextView
+from ..tokens import get_tokenizer, tokenize_texts, tokenizer_name
+from .base import Scorer
 
 
-class TokenStatsScorer:
+class TokenStatsScorer(Scorer):
     """Adds `n_tokens` (tokens of a text view of each row) and `n_unique_tokens` (distinct token ids).
 
     Tokens come from the tokenizer of the model to be fine-tuned (`hf_diverse.tokens.tokenize_texts`, no
-    special tokens). Picklable with plain arguments; the tokenizer is loaded on the first call.
+    special tokens). A `Scorer`: picklable with plain arguments, the tokenizer is loaded on the first call.
 
     Args:
         tokenizer (`str`, *optional*): tokenizer name or path; default the embedded SmolLM2 tokenizer.
@@ -25,6 +29,8 @@ class TokenStatsScorer:
     >>> ds = ds.filter(lambda r: r["n_tokens"] <= 2048)
     ```
     """
+
+    repr_fields = ("tokenizer", "what")
 
     def __init__(
         self,
@@ -41,23 +47,24 @@ class TokenStatsScorer:
         self.text_columns = text_columns
         self.tokens_column = tokens_column
         self.unique_column = unique_column
-        self._tokenizer = None
 
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_tokenizer"] = None
-        return state
+    @property
+    def model_info(self) -> dict:
+        """The tokenizer's readable name (the SmolLM2 Hub id for the default)."""
+        return {"name": tokenizer_name(self.tokenizer)}
 
-    def __repr__(self):
-        return f"TokenStatsScorer(tokenizer={self.tokenizer!r}, what={self.what!r})"
+    def load_model(self, device: torch.device):
+        """The tokenizer (the device is not used)."""
+        return get_tokenizer(self.tokenizer)
 
-    def __call__(self, batch: dict[str, list], indices=None) -> dict[str, list]:
-        from ..tokens import get_tokenizer, tokenize_texts
+    def output_features(self) -> dict:
+        """int64 token counts."""
+        names = [self.tokens_column] if self.unique_column is None else [self.tokens_column, self.unique_column]
+        return {name: Value("int64") for name in names}
 
-        if self._tokenizer is None:
-            self._tokenizer = get_tokenizer(self.tokenizer)
+    def score_batch(self, batch: dict[str, list], indices, device: torch.device) -> dict[str, list]:
         view = TextView.for_columns(list(batch.keys()), text_columns=self.text_columns)
-        ids = tokenize_texts(view.texts(batch, what=self.what, indices=indices), self._tokenizer)
+        ids = tokenize_texts(view.texts(batch, what=self.what, indices=indices), self.load(device))
         out = {self.tokens_column: [len(a) for a in ids]}
         if self.unique_column is not None:
             out[self.unique_column] = [len(np.unique(a)) for a in ids]

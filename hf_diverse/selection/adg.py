@@ -115,7 +115,7 @@ def select_adg(ctx: SelectionContext, config: AdgConfig) -> SelectionResult:
             top_p=config.top_p,
             max_new_tokens=config.max_new_tokens,
             lam=lam,
-            pool=config.pooling,
+            pooling=config.pooling,
             backend=config.backend,
             batch_size=config.lm_batch_size,
             keep_answers=config.keep_answers,
