@@ -15,10 +15,15 @@ import os
 import re
 from pathlib import Path
 
-from datasets import Dataset
+from datasets import ClassLabel, Dataset, LargeList, List, Value
+from datasets.info import DatasetInfo, DatasetInfosDict
+from datasets.splits import SplitDict, SplitInfo
+from datasets.utils.metadata import MetadataConfigs
+from huggingface_hub import DatasetCard, DatasetCardData
 
 from .errors import InvalidParameterError
 from .provenance import get_provenance, root_source
+from .report.diversity import METRICS
 from .selection.registry import METHODS
 
 TEMPLATE_PATH = Path(__file__).parent / "templates" / "dataset_card.md"
@@ -55,8 +60,6 @@ def card_metadata(
     record: dict | None, dataset: Dataset | None = None, *, split: str = "train", download_size: int | None = None
 ):
     """The card's YAML metadata as `DatasetCardData` (plus `configs` / `dataset_info` when `dataset` is given)."""
-    from huggingface_hub import DatasetCardData
-
     record = record or {}
     source = root_source(record)
     method = record.get("method")
@@ -72,11 +75,7 @@ def card_metadata(
         pretty_name=_pretty_name(record, source),
     )
     if dataset is not None:
-        from datasets.info import DatasetInfo, DatasetInfosDict
-        from datasets.splits import SplitDict, SplitInfo
-        from datasets.utils.metadata import MetadataConfigs
-
-        nbytes = _nbytes(dataset)
+        nbytes = dataset_nbytes(dataset)
         info = DatasetInfo(
             features=dataset.features, splits=SplitDict(), download_size=download_size, dataset_size=nbytes
         )
@@ -128,8 +127,6 @@ def render_card(
     ['hf-diverse', 'qdit']
     ```
     """
-    from huggingface_hub import DatasetCard
-
     if isinstance(subset, Dataset):
         dataset, record = subset, get_provenance(subset) or {}
     elif isinstance(subset, dict):
@@ -315,6 +312,8 @@ def _choices(method: str, record: dict, details: dict) -> list:
 
 # ---- diversity report ----------------------------------------------------------------------------------------------
 _GROUPS = ("subset", "pool", "random")
+# readable metric names, e.g. `token entropy (bits) [IE]`
+_METRIC_NAMES = {key: f"{name} [{short}]" if short else name for key, (name, short) in METRICS.items()}
 
 
 def report_markdown(report) -> str | None:
@@ -325,8 +324,6 @@ def report_markdown(report) -> str | None:
     """
     if report is None or report is False:
         return None
-    if hasattr(report, "to_markdown"):
-        return str(report.to_markdown())
     data = report.to_dict() if hasattr(report, "to_dict") else report
     if not isinstance(data, dict):
         return f"```text\n{report}\n```"
@@ -335,10 +332,9 @@ def report_markdown(report) -> str | None:
     _collect_tables(root, [], tables)
     if not tables:
         return "```json\n" + json.dumps(data, indent=2, sort_keys=True, default=str) + "\n```"
-    names = _metric_names()
+    sizes = data.get("sizes") if isinstance(data.get("sizes"), dict) else {}
     parts = []
     for title, groups, rows in tables:
-        sizes = data.get("sizes") if isinstance(data.get("sizes"), dict) else {}
         header = [f"{g} ({sizes[g]:,} rows)" if isinstance(sizes.get(g), int) else g for g in groups]
         lines = [
             f"**{title}**\n" if title else "",
@@ -346,7 +342,7 @@ def report_markdown(report) -> str | None:
             "|---|" + "---|" * len(groups),
         ]
         for metric, values in rows:
-            label = names.get(metric, metric)
+            label = _METRIC_NAMES.get(metric, metric)
             lines.append(f"| {_escape(label)} | " + " | ".join(_number(values.get(g)) for g in groups) + " |")
         parts.append("\n".join(line for line in lines if line))
     settings = data.get("settings") if isinstance(data.get("settings"), dict) else {}
@@ -361,15 +357,6 @@ def report_markdown(report) -> str | None:
     if notes:
         parts.append("\n".join(f"- {_escape(str(n))}" for n in notes))
     return "\n\n".join(parts)
-
-
-def _metric_names() -> dict:
-    """Readable metric names from `hf_diverse.report` when it is installed (e.g. `token entropy (bits) [IE]`)."""
-    try:
-        from .report.diversity import METRICS
-    except ImportError:
-        return {}
-    return {key: f"{name} [{short}]" if short else name for key, (name, short) in METRICS.items()}
 
 
 def _collect_tables(node, path, tables):
@@ -437,8 +424,6 @@ def _fmt_int(value) -> str:
 
 
 def _dtype(feature) -> str:
-    from datasets import ClassLabel, LargeList, List, Value
-
     if isinstance(feature, Value):
         return feature.dtype
     if isinstance(feature, (List, LargeList)):
@@ -452,9 +437,9 @@ def _dtype(feature) -> str:
     return type(feature).__name__
 
 
-def _nbytes(dataset: Dataset) -> int:
-    estimate = getattr(dataset, "_estimate_nbytes", None)
+def dataset_nbytes(dataset: Dataset) -> int:
+    """In-memory Arrow size of `dataset` as `Dataset.push_to_hub` estimates it (what `max_shard_size` counts)."""
     try:
-        return int(estimate()) if estimate is not None else int(dataset.data.nbytes)
-    except Exception:
+        return int(dataset._estimate_nbytes())
+    except Exception:  # sizing the external files of an Image / Audio column can fail: count the table alone
         return int(dataset.data.nbytes)

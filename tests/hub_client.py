@@ -58,7 +58,7 @@ import numpy as np  # noqa: E402
 from datasets import load_dataset  # noqa: E402
 from huggingface_hub import DatasetCard, HfApi, constants, hf_hub_download  # noqa: E402
 
-from hf_diverse import HfDiverseError, push_curated, select_diverse  # noqa: E402
+from hf_diverse import VALID_METHODS, HfDiverseError, push_curated, select_diverse  # noqa: E402
 from hf_diverse.cli import main as cli_main  # noqa: E402
 from hf_diverse.data import load_embedded_default  # noqa: E402
 
@@ -214,8 +214,6 @@ def _():
 
 @step("adg")
 def _():
-    from hf_diverse import VALID_METHODS
-
     if "adg" not in VALID_METHODS:
         return {"skipped": True}
     scored = pool.add_column("adg_divergence", rng.random(len(pool)).tolist())

@@ -2,6 +2,9 @@
 
 import argparse
 
+from ..data import load_pool
+from ..hub import push_curated
+
 EXAMPLES = """Examples:
   # the folder written by `hf-diverse select --output curated/`
   hf-diverse push curated/ me/alpaca-qdit-3k
@@ -52,9 +55,6 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from ..data import load_pool
-    from ..hub import push_curated
-
     subset = load_pool(args.subset)
     pool = None
     if args.pool:
