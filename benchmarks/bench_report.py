@@ -25,6 +25,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 
+import numpy as np
+
+from benchmarks.sharegpt import sharegpt_pairs
+from hf_diverse import EmbeddingScorer, diversity_report, select_diverse
+from hf_diverse.utils.progress import disable_progress_bars
+
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -34,12 +40,6 @@ def main():
     parser.add_argument("--encode-rows", type=int, default=256, help="rows for the encoder throughput (0: skip)")
     parser.add_argument("--out", default=None, help="write report.json and the plots here")
     args = parser.parse_args()
-
-    import numpy as np
-
-    from benchmarks.sharegpt import sharegpt_pairs
-    from hf_diverse import EmbeddingScorer, diversity_report, select_diverse
-    from hf_diverse.utils.progress import disable_progress_bars
 
     disable_progress_bars()
     t0 = time.perf_counter()

@@ -30,8 +30,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from sacrebleu.metrics import BLEU
+from sacrebleu.metrics.helpers import extract_all_word_ngrams
 
-from .errors import InvalidParameterError
+from .errors import EmbeddingError, InvalidParameterError
 
 # higher = more diverse (True) or lower = more diverse (False)
 HIGHER_IS_MORE_DIVERSE = {
@@ -49,6 +51,41 @@ HIGHER_IS_MORE_DIVERSE = {
     "coverage": True,
     "cluster_coverage": True,
 }
+# metric key -> (label in tables and plots, short name in the papers); the order is the order of report rows
+METRIC_LABELS = {
+    "distinct_1": ("distinct-1", "NR"),
+    "distinct_2": ("distinct-2", "NR"),
+    "distinct_3": ("distinct-3", "NR"),
+    "distinct_4": ("distinct-4", "NR"),
+    "embedding_distance": ("embedding distance", "ED"),
+    "mean_length_tokens": ("mean length (tokens)", "SL"),
+    "compression_ratio": ("gzip compression ratio", "CR"),
+    "self_bleu": ("Self-BLEU", "BL"),
+    "entropy_bits": ("token entropy (bits)", "IE"),
+    "kurtosis": ("token-frequency kurtosis", ""),
+    "gini": ("token-frequency Gini", ""),
+    "coverage": ("coverage d(A)/N", ""),
+    "cluster_coverage": ("cluster coverage", ""),
+}
+
+
+def metric_label(key: str) -> str:
+    """Row name of a metric in report tables and plots: label, short name and direction.
+
+    Args:
+        key (`str`): a key of `METRIC_LABELS`.
+
+    Example:
+    ```py
+    >>> metric_label("entropy_bits")
+    'token entropy (bits) [IE] (+)'
+    ```
+    """
+    if key not in METRIC_LABELS:
+        raise InvalidParameterError(f"Unknown metric {key!r}. Valid metrics: {list(METRIC_LABELS)}.")
+    name, short = METRIC_LABELS[key]
+    sign = {True: " (+)", False: " (-)", None: ""}[HIGHER_IS_MORE_DIVERSE[key]]
+    return f"{name}{' [' + short + ']' if short else ''}{sign}"
 
 
 # --- token metrics --------------------------------------------------------------------------------------------
@@ -154,7 +191,7 @@ def token_kurtosis(counts: np.ndarray) -> float:
     """Kurtosis of the token-frequency distribution: `scipy.stats.kurtosis` (Fisher, excess, biased estimator) of the
     counts of the token types that occur. Heavy-tailed (a few very frequent tokens) gives a high value; `nan` with
     fewer than two types or when all counts are equal."""
-    from scipy.stats import kurtosis
+    from scipy.stats import kurtosis  # ~1 s to import: only when kurtosis is asked for
 
     counts = np.asarray(counts, dtype=np.float64).ravel()
     counts = counts[counts > 0]
@@ -221,9 +258,6 @@ def self_bleu(texts: Sequence[str], samples: int = 1000, seed: int = 0) -> tuple
     (100.0, 3)
     ```
     """
-    from sacrebleu.metrics import BLEU
-    from sacrebleu.metrics.helpers import extract_all_word_ngrams
-
     if samples < 2:
         raise InvalidParameterError(f"self_bleu samples must be >= 2, got {samples}.")
     m = len(texts)
@@ -330,8 +364,6 @@ def facility_location_coverage(
         return facility_location_objective(x, np.asarray(indices, dtype=np.int64)) / n
     s = normalize_rows(subset).to(x.device)
     if s.shape[1] != x.shape[1]:
-        from .errors import EmbeddingError
-
         raise EmbeddingError(f"Subset embeddings have dimension {s.shape[1]}, the pool's {x.shape[1]}.")
     stacked = torch.cat([x, s])
     total = facility_location_objective(stacked, np.arange(n, n + s.shape[0]))

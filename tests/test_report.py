@@ -8,13 +8,24 @@ import math
 import numpy as np
 import pytest
 import torch
+from sacrebleu.metrics import BLEU
 from scipy import stats
 
 from hf_diverse import DiversityReport, diversity_report, select_diverse
 from hf_diverse import metrics as M
+from hf_diverse.cli import main
 from hf_diverse.clustering import fit_kmeans
 from hf_diverse.errors import EmptyDatasetError, InvalidParameterError, ModelLoadError
+from hf_diverse.io import save_subset
+from hf_diverse.models import load_tokenizer
+from hf_diverse.report import ReportOptions
+from hf_diverse.report.diversity import METRICS, _settings, assemble_report, measure_component
+from hf_diverse.report.embedding_metrics import component_embeddings, embedding_metrics
+from hf_diverse.report.sets import collect_sets, match_rows
+from hf_diverse.report.text_metrics import compression_metrics, self_bleu_metrics, token_metrics, tokenize_sets
+from hf_diverse.textviews import TextView
 from hf_diverse.tokens import token_frequencies, tokenize_texts
+from hf_diverse.utils.device import resolve_device
 
 K = 30
 
@@ -22,8 +33,6 @@ K = 30
 # --- fixtures -------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tok(smollm2_tokenizer_path):
-    from hf_diverse.models import load_tokenizer
-
     return load_tokenizer(str(smollm2_tokenizer_path))
 
 
@@ -140,8 +149,6 @@ def test_self_bleu_identical_vs_disjoint_and_sampling():
 
 
 def test_self_bleu_equals_sacrebleu_sentence_score_text_by_text(ifbench):
-    from sacrebleu.metrics import BLEU
-
     texts = ifbench["response"][:25] + ["", "yes", "yes", "Yes.", "the cat sat", "the cat sat on the mat"]
     bleu = BLEU(effective_order=True)
     expected = np.mean([bleu.sentence_score(texts[i], texts[:i] + texts[i + 1 :]).score for i in range(len(texts))])
@@ -325,11 +332,122 @@ def test_bad_inputs(pool, subset, tok):
         diversity_report(pool, tokenizer=tok, self_bleu_samples=1)
 
 
+# --- the stages, one at a time ----------------------------------------------------------------------------------
+def _views(pool, subset):
+    return TextView.for_columns(pool.column_names), TextView.for_columns(subset.column_names)
+
+
+def test_metric_labels_live_in_metrics():
+    assert list(M.METRIC_LABELS) == list(M.HIGHER_IS_MORE_DIVERSE)
+    assert METRICS is M.METRIC_LABELS  # the name card.py and the Space read
+    assert M.metric_label("entropy_bits") == "token entropy (bits) [IE] (+)"
+    assert M.metric_label("self_bleu") == "Self-BLEU [BL] (-)"
+    assert M.metric_label("mean_length_tokens") == "mean length (tokens) [SL]"
+    assert M.metric_label("cluster_coverage") == "cluster coverage (+)"
+    with pytest.raises(InvalidParameterError, match="Valid metrics"):
+        M.metric_label("nope")
+
+
+def test_report_options_are_checked_on_creation():
+    options = ReportOptions(components=["response"], self_bleu_samples=0)
+    assert options.components == ("response",)
+    assert options.embedding_column_of("instruction") == "embedding"
+    assert options.embedding_column_of("response") == "response_embedding"
+    with pytest.raises(InvalidParameterError, match="Valid components"):
+        ReportOptions(components=())
+    with pytest.raises(InvalidParameterError, match="n_clusters"):
+        ReportOptions(n_clusters=0)
+
+
+def test_match_rows_pairs_duplicates_in_order():
+    pool = {"instruction": ["a", "b", "a"], "response": ["x", "y", "x"]}
+    sub = {"instruction": ["a", "a", "a", "c", "b"], "response": ["x", "x", "x", "z", "y"]}
+    assert match_rows(pool, sub).tolist() == [0, 2, -1, -1, 1]
+
+
+def test_collect_sets(pool, subset):
+    sets = collect_sets(pool, subset, *_views(pool, subset), seed=4)
+    assert sets.labels == ["subset", "pool", "random"] and sets.sizes == {"subset": K, "pool": len(pool), "random": K}
+    assert (sets.match_idx >= 0).all() and sets.matching["matched"] == K
+    texts = sets.texts("response")
+    assert list(texts) == ["subset", "pool", "random"]
+    assert [texts["pool"][i] for i in sets.match_idx] == texts["subset"] == subset["response"]
+    assert np.all(np.diff(sets.random_idx) > 0) and len(sets.random_idx) == K
+    assert sets.random_idx.tolist() == collect_sets(pool, subset, *_views(pool, subset), seed=4).random_idx.tolist()
+    alone = collect_sets(pool, None, _views(pool, subset)[0])
+    assert alone.labels == ["pool"] and alone.match_idx is None and alone.matching == {} and not alone.notes
+    bigger = collect_sets(subset, pool, *_views(subset, pool))
+    assert bigger.labels == ["subset", "pool"] and "No random baseline" in bigger.notes[0]
+
+
+def test_text_stages(pool, subset, tok):
+    sets = collect_sets(pool, subset, *_views(pool, subset), random_baseline=False)
+    tokens = tokenize_sets(sets, "instruction", tok)
+    assert list(tokens) == ["subset", "pool"]
+    expected = tokenize_texts(subset["prompt"], tokenizer=tok)
+    assert all(np.array_equal(a, b) for a, b in zip(tokens["subset"], expected, strict=True))
+    rows, curves = token_metrics(tokens, len(tok))
+    assert rows["subset"]["distinct_2"] == pytest.approx(M.distinct_n(expected, 2))
+    assert list(rows["pool"]) == ["distinct_1", "distinct_2", "distinct_3", "distinct_4"] + [
+        "mean_length_tokens",
+        "entropy_bits",
+        "kurtosis",
+        "gini",
+    ]
+    assert curves["pool"]["rank"][0] == 1 and len(curves["pool"]["rank"]) <= 200
+    texts = sets.texts("instruction")
+    assert compression_metrics(texts)["subset"] == pytest.approx(M.compression_ratio(subset["prompt"]))
+    assert self_bleu_metrics(texts, 0) == ({"subset": None, "pool": None}, {})
+    scores, used = self_bleu_metrics(texts, 5, seed=1)
+    assert used == {"subset": 5, "pool": 5} and all(0 <= v <= 100 for v in scores.values())
+
+
+def test_embedding_stages(pool, subset):
+    sets = collect_sets(pool, subset, *_views(pool, subset))
+    options = ReportOptions(n_clusters=5)
+    emb = component_embeddings(pool, subset, sets, "response", options, resolve_device("cpu"))
+    assert emb.sources == {"pool": "column 'response_embedding'", "subset": "column 'response_embedding'"}
+    assert emb.pool.shape == (len(pool), 16) and emb.subset.shape == (K, 16) and not emb.notes
+    rows = embedding_metrics(emb, sets, n_clusters=5)
+    assert rows["pool"]["embedding_distance"] == pytest.approx(M.mean_pairwise_cosine_distance(emb.pool))
+    assert rows["pool"]["coverage"] == 1.0 and rows["pool"]["cluster_coverage"] == 1.0
+    assert rows["subset"]["coverage"] == pytest.approx(M.facility_location_coverage(emb.pool, indices=sets.match_idx))
+    # without columns and without computing: nothing, with a note, and every embedding metric is None
+    bare, bare_sub = pool.remove_columns(["response_embedding"]), subset.remove_columns(["response_embedding"])
+    none = component_embeddings(
+        bare, bare_sub, sets, "response", ReportOptions(compute_embeddings=False), resolve_device("cpu")
+    )
+    assert none.pool is None and none.sources == {"pool": None} and "compute_embeddings=False" in none.notes[0]
+    assert embedding_metrics(none, sets, n_clusters=5)["random"] == dict.fromkeys(
+        ("embedding_distance", "coverage", "cluster_coverage")
+    )
+    # the pool column, the subset matched to pool rows by text
+    matched = component_embeddings(pool, bare_sub, sets, "response", options, resolve_device("cpu"))
+    assert matched.sources["subset"] == f"pool rows matched by text ({K} of {K})"
+    assert torch.equal(matched.subset, emb.pool[torch.from_numpy(sets.match_idx)])
+
+
+def test_stages_compose_to_the_report(pool, subset, tok, report):
+    options = ReportOptions(tokenizer=tok, self_bleu_samples=20, n_clusters=20, show_progress=False)
+    sets = collect_sets(pool, subset, *_views(pool, subset))
+    device = resolve_device(None)
+    results = {c: measure_component(pool, subset, sets, c, tok, options, device) for c in options.components}
+    assert set(results["response"].timings) == {
+        "tokenize_s",
+        "token_metrics_s",
+        "compression_s",
+        "self_bleu_s",
+        "embeddings_s",
+        "embedding_metrics_s",
+    }
+    rebuilt = assemble_report(sets, results, _settings(options, tok, len(pool), subset), {}).to_dict()
+    expected = report.to_dict()
+    rebuilt.pop("timings"), expected.pop("timings")
+    assert json.dumps(rebuilt) == json.dumps(expected)  # same values and the same key order
+
+
 # --- command line ---------------------------------------------------------------------------------------------
 def test_cli_report_end_to_end(pool, subset, tmp_path, capsys):
-    from hf_diverse.cli import main
-    from hf_diverse.io import save_subset
-
     pool_dir, sub_dir, out = tmp_path / "pool", tmp_path / "curated", tmp_path / "report"
     pool.save_to_disk(str(pool_dir))
     save_subset(subset, sub_dir)
@@ -366,8 +484,6 @@ def test_cli_report_end_to_end(pool, subset, tmp_path, capsys):
 
 
 def test_cli_bad_tokenizer_writes_nothing(pool, tmp_path, capsys):
-    from hf_diverse.cli import main
-
     pool_dir, out = tmp_path / "pool", tmp_path / "report"
     pool.save_to_disk(str(pool_dir))
     rc = main(
@@ -389,8 +505,6 @@ def test_cli_bad_tokenizer_writes_nothing(pool, tmp_path, capsys):
 
 
 def test_cli_report_help(capsys):
-    from hf_diverse.cli import main
-
     with pytest.raises(SystemExit) as exc:
         main(["report", "--help"])
     assert exc.value.code == 0

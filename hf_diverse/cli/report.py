@@ -2,6 +2,11 @@
 
 import argparse
 
+from ..data import load_pool
+from ..io import atomic_directory
+from ..report import diversity_report
+from ..tokens import get_tokenizer
+
 EXAMPLES = """Examples:
   # the embedded default pool (294 IFBench prompt/response pairs) on its own
   hf-diverse report --output-dir report/
@@ -89,11 +94,6 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from ..data import load_pool
-    from ..io import atomic_directory
-    from ..report import diversity_report
-    from ..tokens import get_tokenizer
-
     # refuse an existing output before doing any work; on any error nothing is left at --output-dir
     with atomic_directory(args.output_dir, overwrite=args.overwrite) as tmp:
         tokenizer = get_tokenizer(args.tokenizer)  # a bad name fails before the pool is loaded

@@ -8,6 +8,7 @@ high I) and strong, structured disagreement (high D, high I), the region ADG fav
 import os
 
 import numpy as np
+from datasets import Dataset
 
 from ..errors import ColumnNotFoundError, InvalidParameterError
 from . import finish_figure
@@ -83,6 +84,16 @@ def plot_divergence_quadrant(
             linewidths=0.4,
             label=f"selected ({len(sel[0]):,} rows)",
         )
+    _draw_quadrants(ax, d_med, i_med)
+    ax.set_xlabel(f"D(x): answer divergence (pool median {d_med:.3f})")
+    ax.set_ylabel(f"I(x): isotropy (pool median {i_med:.3f})")
+    ax.set_title(title or "ADG quadrants: pool and selected rows")
+    ax.legend(loc="center right", fontsize=8, frameon=True)
+    return finish_figure(fig, path)
+
+
+def _draw_quadrants(ax, d_med: float, i_med: float) -> None:
+    """Median lines of the pool and the name of each quadrant's regime."""
     ax.axvline(d_med, color="#444444", linestyle="--", linewidth=0.8)
     ax.axhline(i_med, color="#444444", linestyle="--", linewidth=0.8)
     for x, y, ha, va, text in (
@@ -92,16 +103,9 @@ def plot_divergence_quadrant(
         (0.98, 0.98, "right", "top", "structured disagreement"),
     ):
         ax.text(x, y, text, transform=ax.transAxes, ha=ha, va=va, fontsize=8, color="#444444")
-    ax.set_xlabel(f"D(x): answer divergence (pool median {d_med:.3f})")
-    ax.set_ylabel(f"I(x): isotropy (pool median {i_med:.3f})")
-    ax.set_title(title or "ADG quadrants: pool and selected rows")
-    ax.legend(loc="center right", fontsize=8, frameon=True)
-    return finish_figure(fig, path)
 
 
 def _points(obj, d_col: str, i_col: str, what: str) -> tuple[np.ndarray, np.ndarray]:
-    from datasets import Dataset
-
     if isinstance(obj, Dataset):
         missing = [c for c in (d_col, i_col) if c not in obj.column_names]
         if missing:

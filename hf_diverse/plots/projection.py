@@ -8,7 +8,9 @@ import os
 
 import numpy as np
 import torch
+from datasets import Dataset
 
+from ..embeddings import read_embeddings
 from ..errors import EmbeddingError, InvalidParameterError
 from . import finish_figure
 
@@ -118,17 +120,7 @@ def plot_projection(
     n = pool_emb.shape[0]
     pca = fit_pca_2d(pool_emb)
     coords = project(pool_emb, pca)
-    sel_coords = None
-    if selected is not None:
-        if _is_index_list(selected):
-            idx = np.asarray(selected, dtype=np.int64).reshape(-1)
-            if idx.size and (idx.min() < 0 or idx.max() >= n):
-                raise InvalidParameterError(
-                    f"Selected row indices must be in [0, {n}), got min {idx.min()} and max {idx.max()}."
-                )
-            sel_coords = coords[idx]
-        else:
-            sel_coords = project(_embeddings_of(selected, embedding_column, "selected rows"), pca)
+    sel_coords = _selected_coords(selected, coords, pca, embedding_column) if selected is not None else None
     shown = np.arange(n)
     if n > max_points:
         shown = np.sort(np.random.default_rng(seed).choice(n, size=max_points, replace=False))
@@ -155,6 +147,19 @@ def plot_projection(
     return finish_figure(fig, path)
 
 
+def _selected_coords(selected, coords: np.ndarray, pca: dict, embedding_column: str) -> np.ndarray:
+    """2-D coordinates of the selected rows: pool rows by index, or their own embeddings projected."""
+    if not _is_index_list(selected):
+        return project(_embeddings_of(selected, embedding_column, "selected rows"), pca)
+    n = coords.shape[0]
+    idx = np.asarray(selected, dtype=np.int64).reshape(-1)
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise InvalidParameterError(
+            f"Selected row indices must be in [0, {n}), got min {idx.min()} and max {idx.max()}."
+        )
+    return coords[idx]
+
+
 def _is_index_list(value) -> bool:
     if isinstance(value, (list, tuple, range)):
         return len(value) == 0 or isinstance(next(iter(value)), (int, np.integer))
@@ -164,11 +169,7 @@ def _is_index_list(value) -> bool:
 
 
 def _embeddings_of(obj, column: str, what: str) -> torch.Tensor:
-    from datasets import Dataset
-
     if isinstance(obj, Dataset):
-        from ..embeddings import read_embeddings
-
         return read_embeddings(obj, column)
     return _as_tensor(obj, what)
 

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from ..metrics import METRIC_LABELS, metric_label
+
 _COLORS = {"subset": "#d62728", "pool": "#1f77b4", "random": "#7f7f7f"}
 
 
@@ -43,12 +45,10 @@ def plot_rank_frequency(report, component: str, path) -> str:
 
 def plot_metric_bars(report, component: str, path) -> str:
     """One small bar panel per metric, bars = subset / pool / random; skipped metrics are left out."""
-    from ..report.diversity import METRICS, _row_name
-
     plt = _pyplot()
     data = report.metrics.get(component, {})
     labels = report.labels
-    keys = [k for k in METRICS if any(data.get(label, {}).get(k) is not None for label in labels)]
+    keys = [k for k in METRIC_LABELS if any(data.get(label, {}).get(k) is not None for label in labels)]
     cols = 4
     rows = max(1, -(-len(keys) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.4 * rows), squeeze=False)
@@ -58,7 +58,7 @@ def plot_metric_bars(report, component: str, path) -> str:
         ax.bar([s[0] for s in shown], [s[1] for s in shown], color=[_COLORS.get(s[0]) for s in shown])
         for i, (_, v) in enumerate(shown):
             ax.text(i, v, f"{v:.3g}", ha="center", va="bottom", fontsize=7)
-        ax.set_title(_row_name(key), fontsize=8)
+        ax.set_title(metric_label(key), fontsize=8)
         ax.tick_params(labelsize=7)
         ax.margins(y=0.2)
     for ax in list(axes.flat)[len(keys) :]:

@@ -1,5 +1,7 @@
 """Posterior diversity metrics of a dataset or subset (macro-to-micro paper, Table 1 and Appendix E)."""
 
-from .diversity import DiversityReport, diversity_report
+from .diversity import diversity_report
+from .options import ReportOptions
+from .result import DiversityReport
 
-__all__ = ["DiversityReport", "diversity_report"]
+__all__ = ["DiversityReport", "ReportOptions", "diversity_report"]

@@ -12,194 +12,48 @@ How the subset relates to the pool (hf_diverse's choice):
 
 Embeddings per component: instructions use `embedding_column` (the column `select_diverse` writes, an embedding of
 the instruction by default), responses `response_embedding_column`. A missing column is computed with
-`EmbeddingScorer` (`embedding_model`, default all-MiniLM-L6-v2, kept in memory, not written) unless
-`compute_embeddings=False`, in which case the embedding metrics of that component are `None` with a note.
+`hf_diverse.embeddings.compute_embeddings` (`embedding_model`, default all-MiniLM-L6-v2, kept in memory, not written)
+unless `compute_embeddings=False`, in which case the embedding metrics of that component are `None` with a note.
+
+The stages, each returning a value: `collect_sets` (texts, row matching, random subset), then per component
+`measure_component` (`tokenize_sets`, `token_metrics`, `compression_metrics`, `self_bleu_metrics`,
+`component_embeddings`, `embedding_metrics`), then `assemble_report`.
 """
 
-import json
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
-import torch
 from datasets import Dataset, DatasetDict
 
-from .. import metrics as M
-from ..clustering import fit_kmeans
-from ..errors import EmbeddingError, EmptyDatasetError, InvalidParameterError
+from ..errors import EmptyDatasetError, InvalidParameterError
+from ..metrics import METRIC_LABELS
 from ..provenance import get_provenance
-from ..textviews import _REQUIRED, TextView
-from ..tokens import get_tokenizer, token_frequencies, tokenize_texts, tokenizer_name
+from ..textviews import TextView
+from ..tokens import get_tokenizer, tokenizer_name
 from ..utils.device import resolve_device
-from ..utils.logging import get_logger
-from ..utils.progress import are_progress_bars_enabled, tqdm
+from .embedding_metrics import KMEANS_SETTINGS, component_embeddings, embedding_metrics
+from .options import ReportOptions
+from .result import COMPONENTS, LABELS, DiversityReport
+from .sets import ReportSets, collect_sets
+from .text_metrics import compression_metrics, self_bleu_metrics, token_metrics, tokenize_sets
 
-logger = get_logger(__name__)
+# the metric labels table lives in `hf_diverse.metrics`; this name stays for `card.py` and the Space
+METRICS = METRIC_LABELS
 
-COMPONENTS = ("instruction", "response")
-LABELS = ("subset", "pool", "random")
-# metric key -> (label in the table, short name in the papers)
-METRICS = {
-    "distinct_1": ("distinct-1", "NR"),
-    "distinct_2": ("distinct-2", "NR"),
-    "distinct_3": ("distinct-3", "NR"),
-    "distinct_4": ("distinct-4", "NR"),
-    "embedding_distance": ("embedding distance", "ED"),
-    "mean_length_tokens": ("mean length (tokens)", "SL"),
-    "compression_ratio": ("gzip compression ratio", "CR"),
-    "self_bleu": ("Self-BLEU", "BL"),
-    "entropy_bits": ("token entropy (bits)", "IE"),
-    "kurtosis": ("token-frequency kurtosis", ""),
-    "gini": ("token-frequency Gini", ""),
-    "coverage": ("coverage d(A)/N", ""),
-    "cluster_coverage": ("cluster coverage", ""),
-}
-_RANK_POINTS = 200
-KMEANS_SETTINGS = {
-    "algorithm": "sklearn MiniBatchKMeans on L2-normalised pool embeddings, single-threaded",
-    "n_init": 1,
-    "batch_size": 4096,
-    "init": "k-means++",
-}
+__all__ = [
+    "COMPONENTS",
+    "KMEANS_SETTINGS",
+    "LABELS",
+    "METRICS",
+    "ComponentResult",
+    "DiversityReport",
+    "ReportOptions",
+    "assemble_report",
+    "diversity_report",
+    "measure_component",
+]
 
 
-def _clean(value):
-    if value is None:
-        return None
-    value = float(value)
-    return None if not np.isfinite(value) else value
-
-
-@dataclass
-class DiversityReport:
-    """Diversity metrics of a pool (and a subset and a random subset of the same size), per component.
-
-    Attributes:
-        metrics (`dict`): `metrics[component][label][metric]`, a float or `None` (undefined or skipped); component in
-            `("instruction", "response")`, label in `("subset", "pool", "random")`, metric keys as in `METRICS`.
-        sizes (`dict`): rows per label.
-        settings (`dict`): everything needed to read the numbers (tokenizer, seed, Self-BLEU samples, k-means
-            settings, embedding sources, entropy base, ...).
-        notes (`list[str]`): skipped metrics and other caveats.
-        matching (`dict`): how subset rows were matched to pool rows (`matched`, `unmatched`).
-        rank_frequency (`dict`): `rank_frequency[component][label] = {"rank": [...], "frequency": [...]}`, relative
-            token frequencies at up to 200 log-spaced ranks (what `plot` draws).
-        timings (`dict`): seconds per stage.
-
-    Example:
-    ```py
-    >>> report = diversity_report(pool, subset)
-    >>> print(report)                                  # table
-    >>> report.metrics["response"]["subset"]["entropy_bits"]
-    >>> report.to_json("report.json"); report.plot("plots/")
-    ```
-    """
-
-    metrics: dict
-    sizes: dict
-    settings: dict = field(default_factory=dict)
-    notes: list = field(default_factory=list)
-    matching: dict = field(default_factory=dict)
-    rank_frequency: dict = field(default_factory=dict)
-    timings: dict = field(default_factory=dict)
-
-    @property
-    def labels(self) -> list[str]:
-        return [label for label in LABELS if label in self.sizes]
-
-    @property
-    def components(self) -> list[str]:
-        return list(self.metrics)
-
-    def to_dict(self) -> dict:
-        """A JSON-ready dict (`from_dict` inverts it)."""
-        return {
-            "metrics": self.metrics,
-            "sizes": self.sizes,
-            "settings": self.settings,
-            "notes": list(self.notes),
-            "matching": self.matching,
-            "rank_frequency": self.rank_frequency,
-            "timings": self.timings,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "DiversityReport":
-        return cls(
-            **{
-                key: data.get(key, {} if key != "notes" else [])
-                for key in ("metrics", "sizes", "settings", "notes", "matching", "rank_frequency", "timings")
-            }
-        )
-
-    def to_json(self, path: str | None = None, indent: int = 2) -> str:
-        """The report as JSON; also written to `path` when given."""
-        text = json.dumps(self.to_dict(), indent=indent, sort_keys=False, allow_nan=False)
-        if path is not None:
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(text + "\n")
-        return text
-
-    @classmethod
-    def from_json(cls, text_or_path: str) -> "DiversityReport":
-        """Read a report from a JSON string or a file written by `to_json`."""
-        text = text_or_path
-        if not text_or_path.lstrip().startswith("{"):
-            with open(text_or_path, encoding="utf-8") as f:
-                text = f.read()
-        return cls.from_dict(json.loads(text))
-
-    def plot(self, path_dir) -> list[str]:
-        """Write PNGs into `path_dir` (created): per component, `token_frequency_<component>.png` (rank-frequency,
-        log-log, one line per label) and `metrics_<component>.png` (one bar panel per metric). Returns the paths."""
-        from ..plots.report import plot_report
-
-        return plot_report(self, path_dir)
-
-    def __str__(self) -> str:
-        labels = self.labels
-        head = ", ".join(f"{label} {self.sizes[label]} rows" for label in labels)
-        lines = [
-            f"Diversity report ({head}; tokenizer {self.settings.get('tokenizer')}, seed {self.settings.get('seed')})"
-        ]
-        width = max(len(_row_name(key)) for key in METRICS) + 2
-        for component, by_label in self.metrics.items():
-            lines.append("")
-            lines.append(f"{component:<{width}}" + "".join(f"{label:>12}" for label in labels))
-            for key in METRICS:
-                values = [by_label.get(label, {}).get(key) for label in labels]
-                cells = "".join(f"{_fmt(v):>12}" for v in values)
-                lines.append(f"{_row_name(key):<{width}}{cells}")
-        lines.append("")
-        lines.append(
-            "(+) higher = more diverse, (-) lower = more diverse. Self-BLEU on "
-            f"{self.settings.get('self_bleu_samples')} sampled texts per set; entropy in bits."
-        )
-        if self.matching:
-            lines.append(
-                f"Subset rows matched to pool rows: {self.matching.get('matched')} of {self.sizes.get('subset')}."
-            )
-        for note in self.notes:
-            lines.append(f"Note: {note}")
-        return "\n".join(lines)
-
-    def __repr__(self):
-        return f"DiversityReport(sizes={self.sizes}, components={self.components})"
-
-
-def _row_name(key: str) -> str:
-    name, short = METRICS[key]
-    sign = {True: " (+)", False: " (-)", None: ""}[M.HIGHER_IS_MORE_DIVERSE[key]]
-    return f"{name}{' [' + short + ']' if short else ''}{sign}"
-
-
-def _fmt(value) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.4g}"
-
-
-# --- the report -----------------------------------------------------------------------------------------------
 def diversity_report(
     dataset: Dataset,
     subset: Dataset | None = None,
@@ -258,70 +112,144 @@ def diversity_report(
     ```
     """
     t_start = time.perf_counter()
-    timings: dict[str, float] = {}
+    _check_datasets(dataset, subset)
+    options = ReportOptions(
+        tokenizer=tokenizer,
+        components=components,
+        embedding_column=embedding_column,
+        response_embedding_column=response_embedding_column,
+        embedding_model=embedding_model,
+        compute_embeddings=compute_embeddings,
+        text_columns=text_columns,
+        seed=seed,
+        self_bleu_samples=self_bleu_samples,
+        n_clusters=n_clusters,
+        random_baseline=random_baseline,
+        device=device,
+        batch_size=batch_size,
+        show_progress=show_progress,
+    )
+    _check_not_empty(dataset, subset)
+    return _run_stages(dataset, subset, options, t_start)
+
+
+def _check_datasets(dataset, subset) -> None:
     for name, ds in (("dataset", dataset), ("subset", subset)):
         if isinstance(ds, DatasetDict):
             raise InvalidParameterError(f"Pass one split as `{name}`, e.g. `{name}['train']`; got splits {list(ds)}.")
         if ds is not None and not isinstance(ds, Dataset):
             raise InvalidParameterError(f"`{name}` must be a `datasets.Dataset`, got {type(ds).__name__}.")
-    components = tuple(components)
-    bad = [c for c in components if c not in COMPONENTS]
-    if bad or not components:
-        raise InvalidParameterError(f"Unknown component(s) {bad or components}. Valid components: {list(COMPONENTS)}.")
-    if self_bleu_samples != 0 and self_bleu_samples < 2:
-        raise InvalidParameterError(f"self_bleu_samples must be 0 (skip) or >= 2, got {self_bleu_samples}.")
-    if n_clusters < 1:
-        raise InvalidParameterError(f"n_clusters must be >= 1, got {n_clusters}.")
+
+
+def _check_not_empty(dataset: Dataset, subset: Dataset | None) -> None:
     if len(dataset) == 0:
         raise EmptyDatasetError("The pool is empty: no diversity to measure.")
     if subset is not None and len(subset) == 0:
         raise EmptyDatasetError("The subset is empty: no diversity to measure.")
-    progress = show_progress and are_progress_bars_enabled()
-    pool_view = TextView.for_columns(dataset.column_names, text_columns=text_columns)
-    sub_view = TextView.for_columns(subset.column_names, text_columns=text_columns) if subset is not None else None
-    tok = get_tokenizer(tokenizer)  # fail on a bad tokenizer name before any expensive work
-    vocab_size = len(tok)
-    dev = resolve_device(device)
-    notes: list[str] = []
 
+
+def _run_stages(dataset: Dataset, subset: Dataset | None, options: ReportOptions, t_start: float) -> DiversityReport:
+    """Every stage in order, timed; the cheap checks (text views, tokenizer) come before any expensive work."""
+    pool_view = TextView.for_columns(dataset.column_names, text_columns=options.text_columns)
+    subset_view = (
+        TextView.for_columns(subset.column_names, text_columns=options.text_columns) if subset is not None else None
+    )
+    tok = get_tokenizer(options.tokenizer)  # fail on a bad tokenizer name before any expensive work
+    device = resolve_device(options.device)
+    timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    pool_texts = _all_texts(dataset, pool_view)
-    sub_texts = _all_texts(subset, sub_view) if subset is not None else None
+    sets = collect_sets(
+        dataset, subset, pool_view, subset_view, seed=options.seed, random_baseline=options.random_baseline
+    )
     timings["texts_s"] = time.perf_counter() - t0
+    results = {
+        component: measure_component(dataset, subset, sets, component, tok, options, device)
+        for component in options.components
+    }
+    for component, result in results.items():
+        timings.update({f"{component}_{stage}": seconds for stage, seconds in result.timings.items()})
+    timings["total_s"] = time.perf_counter() - t_start
+    settings = _settings(options, tok, len(dataset), subset)
+    return assemble_report(sets, results, settings, timings, self_bleu=bool(options.self_bleu_samples))
 
-    n, m = len(dataset), (len(subset) if subset is not None else 0)
-    sizes = {"pool": n}
-    matching: dict = {}
-    match_idx = None
-    random_idx = None
-    if subset is not None:
-        sizes = {"subset": m, "pool": n}
-        match_idx = _match_rows(pool_texts, sub_texts)
-        matching = {
-            "matched": int((match_idx >= 0).sum()),
-            "unmatched": int((match_idx < 0).sum()),
-            "by": "exact (instruction, response) text",
-        }
-        record = get_provenance(subset) or {}
-        if record.get("pool_size") is not None and record["pool_size"] != n:
-            notes.append(
-                f"The subset's provenance says it was selected from a pool of {record['pool_size']} rows; "
-                f"this pool has {n}."
-            )
-        if random_baseline:
-            if m > n:
-                notes.append(f"No random baseline: the subset ({m} rows) is larger than the pool ({n}).")
-            else:
-                random_idx = np.sort(np.random.default_rng(seed).choice(n, size=m, replace=False))
-                sizes["random"] = m
-    labels = [label for label in LABELS if label in sizes]
 
-    settings = {
-        "tokenizer": tokenizer_name(tokenizer, tok),
-        "vocab_size": vocab_size,
-        "seed": seed,
-        "components": list(components),
-        "self_bleu_samples": self_bleu_samples,
+@dataclass
+class ComponentResult:
+    """Everything measured on one component.
+
+    Attributes:
+        rows (`dict`): `{label: {metric: value}}`, metric keys in table order.
+        rank_frequency (`dict`): `{label: {"rank": [...], "frequency": [...]}}`.
+        self_bleu_sampled (`dict`): texts sampled for Self-BLEU per label (empty when skipped).
+        embedding_sources (`dict`): where the pool and subset embeddings came from.
+        notes (`list[str]`): caveats of this component.
+        timings (`dict`): seconds per stage (`tokenize_s`, `token_metrics_s`, ...).
+    """
+
+    rows: dict
+    rank_frequency: dict
+    self_bleu_sampled: dict = field(default_factory=dict)
+    embedding_sources: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+
+
+def measure_component(
+    dataset: Dataset,
+    subset: Dataset | None,
+    sets: ReportSets,
+    component: str,
+    tokenizer,
+    options: ReportOptions,
+    device,
+) -> ComponentResult:
+    """Run the text and embedding stages of one component on every set of `sets`.
+
+    Args:
+        dataset (`datasets.Dataset`) and subset (`datasets.Dataset`, *optional*): the pool and the subset.
+        sets (`ReportSets`): from `collect_sets`.
+        component (`str`): `"instruction"` or `"response"`.
+        tokenizer: a loaded tokenizer.
+        options (`ReportOptions`): the report's options.
+        device (`torch.device`): device of the embeddings.
+    """
+    timings = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[stage] = now - clock
+        clock = now
+
+    texts = sets.texts(component)
+    tokens = tokenize_sets(sets, component, tokenizer, show_progress=options.progress)
+    lap("tokenize_s")
+    token_rows, curves = token_metrics(tokens, len(tokenizer))
+    lap("token_metrics_s")
+    ratios = compression_metrics(texts)
+    lap("compression_s")
+    bleu, sampled = self_bleu_metrics(texts, options.self_bleu_samples, seed=options.seed)
+    lap("self_bleu_s")
+    emb = component_embeddings(dataset, subset, sets, component, options, device)
+    lap("embeddings_s")
+    emb_rows = embedding_metrics(emb, sets, options.n_clusters, seed=options.seed)
+    lap("embedding_metrics_s")
+    rows = {
+        label: {**token_rows[label], "compression_ratio": ratios[label], "self_bleu": bleu[label], **emb_rows[label]}
+        for label in sets.labels
+    }
+    return ComponentResult(rows, curves, sampled, emb.sources, emb.notes, timings)
+
+
+def _settings(options: ReportOptions, tok, n: int, subset: Dataset | None) -> dict:
+    """What is needed to read the numbers (the per-component embedding sources are added by `assemble_report`)."""
+    return {
+        "tokenizer": tokenizer_name(options.tokenizer, tok),
+        "vocab_size": len(tok),
+        "seed": options.seed,
+        "components": list(options.components),
+        "self_bleu_samples": options.self_bleu_samples,
         "self_bleu": "sacrebleu BLEU(effective_order=True), 13a, 0-100",
         "entropy_base": 2,
         "kurtosis": "scipy.stats.kurtosis(fisher=True, bias=True) of counts of occurring types",
@@ -329,153 +257,10 @@ def diversity_report(
         "distinct_n": "token n-grams within each text",
         "compression": "gzip level 9, texts joined by newline, UTF-8",
         "embedding_distance": "exact mean over all pairs of 1 - cosine",
-        "clusters": {**KMEANS_SETTINGS, "n_clusters": min(n_clusters, n), "random_state": seed},
+        "clusters": {**KMEANS_SETTINGS, "n_clusters": min(options.n_clusters, n), "random_state": options.seed},
         "embeddings": {},
         "subset_provenance": _subset_summary(subset),
     }
-
-    result: dict = {c: {label: {} for label in labels} for c in components}
-    scorers: dict = {}
-    rank_frequency: dict = {c: {} for c in components}
-    for component in components:
-        texts = {"pool": pool_texts[component]}
-        if subset is not None:
-            texts["subset"] = sub_texts[component]
-        if random_idx is not None:
-            texts["random"] = [pool_texts[component][i] for i in random_idx]
-
-        t0 = time.perf_counter()
-        pool_tokens = tokenize_texts(texts["pool"], tok, show_progress=progress)
-        tokens = {"pool": pool_tokens}
-        if subset is not None:
-            tokens["subset"] = _subset_tokens(texts["subset"], pool_tokens, match_idx, tok)
-        if random_idx is not None:
-            tokens["random"] = [pool_tokens[i] for i in random_idx]
-        timings[f"{component}_tokenize_s"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        for label in labels:
-            counts = token_frequencies(tokens[label], vocab_size=max(vocab_size, _max_id(tokens[label]) + 1))
-            row = result[component][label]
-            for order, value in M.distinct_ns(tokens[label], (1, 2, 3, 4)).items():
-                row[f"distinct_{order}"] = _clean(value)
-            row["mean_length_tokens"] = _clean(M.mean_length(tokens[label]))
-            row["entropy_bits"] = _clean(M.token_entropy(counts, base=2))
-            row["kurtosis"] = _clean(M.token_kurtosis(counts))
-            row["gini"] = _clean(M.gini_index(counts))
-            rank_frequency[component][label] = _rank_frequency(counts)
-        timings[f"{component}_token_metrics_s"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        for label in labels:
-            result[component][label]["compression_ratio"] = _clean(M.compression_ratio(texts[label]))
-        timings[f"{component}_compression_s"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        for label in labels:
-            if self_bleu_samples:
-                score, used = M.self_bleu(texts[label], samples=self_bleu_samples, seed=seed)
-                result[component][label]["self_bleu"] = _clean(score)
-                settings.setdefault("self_bleu_sampled", {}).setdefault(component, {})[label] = used
-            else:
-                result[component][label]["self_bleu"] = None
-        timings[f"{component}_self_bleu_s"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        column = embedding_column if component == "instruction" else response_embedding_column
-        emb = _component_embeddings(
-            component,
-            column,
-            dataset,
-            subset,
-            pool_view,
-            sub_view,
-            match_idx,
-            embedding_model,
-            compute_embeddings,
-            text_columns,
-            dev,
-            batch_size,
-            progress,
-            settings,
-            notes,
-            scorers,
-        )
-        timings[f"{component}_embeddings_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        _embedding_metrics(result[component], emb, random_idx, match_idx, n_clusters, seed, notes, component)
-        timings[f"{component}_embedding_metrics_s"] = time.perf_counter() - t0
-
-    timings["total_s"] = time.perf_counter() - t_start
-    return DiversityReport(
-        metrics=result,
-        sizes=sizes,
-        settings=settings,
-        notes=notes,
-        matching=matching,
-        rank_frequency=rank_frequency,
-        timings={k: round(v, 3) for k, v in timings.items()},
-    )
-
-
-# --- helpers --------------------------------------------------------------------------------------------------
-def _needed_columns(view: TextView, column_names: list[str]) -> list[str]:
-    if view.text_columns is not None:
-        named = {c for cols in view.text_columns.values() for c in cols}
-    else:
-        named = set(_REQUIRED[view.format]) | ({"input"} if view.format == "alpaca" else set())
-    return [c for c in column_names if c in named]
-
-
-def _all_texts(dataset: Dataset, view: TextView, chunk: int = 10_000) -> dict[str, list[str]]:
-    """Instruction and response text of every row (only the text columns are read: no embedding lists)."""
-    ds = dataset.select_columns(_needed_columns(view, dataset.column_names))
-    out: dict[str, list[str]] = {c: [] for c in COMPONENTS}
-    for start in range(0, len(ds), chunk):
-        batch = ds[start : start + chunk]
-        rows = range(start, min(start + chunk, len(ds)))
-        for component in COMPONENTS:
-            out[component].extend(view.texts(batch, what=component, indices=rows))
-    return out
-
-
-def _match_rows(pool_texts: dict, sub_texts: dict) -> np.ndarray:
-    """Pool row of each subset row by exact (instruction, response) text, -1 when absent. Duplicates in the pool
-    are matched in order (the i-th copy in the subset gets the i-th copy in the pool)."""
-    where: dict[tuple[str, str], list[int]] = {}
-    for i, key in enumerate(zip(pool_texts["instruction"], pool_texts["response"], strict=True)):
-        where.setdefault(key, []).append(i)
-    used: dict[tuple[str, str], int] = {}
-    out = np.full(len(sub_texts["instruction"]), -1, dtype=np.int64)
-    for j, key in enumerate(zip(sub_texts["instruction"], sub_texts["response"], strict=True)):
-        rows = where.get(key)
-        if rows:
-            taken = used.get(key, 0)
-            if taken < len(rows):
-                out[j] = rows[taken]
-                used[key] = taken + 1
-    return out
-
-
-def _subset_tokens(texts: list[str], pool_tokens: list, match_idx: np.ndarray, tok) -> list:
-    """Tokens of the subset: rows matched to the pool re-use the pool's tokens, the rest are tokenized."""
-    missing = np.flatnonzero(match_idx < 0)
-    extra = dict(zip(missing.tolist(), tokenize_texts([texts[i] for i in missing], tok), strict=True))
-    return [pool_tokens[j] if j >= 0 else extra[i] for i, j in enumerate(match_idx.tolist())]
-
-
-def _max_id(token_lists) -> int:
-    return max((int(t.max()) for t in token_lists if len(t)), default=-1)
-
-
-def _rank_frequency(counts: np.ndarray) -> dict:
-    """Relative frequencies sorted descending, at up to `_RANK_POINTS` log-spaced ranks (1-based)."""
-    freq = np.sort(counts[counts > 0])[::-1].astype(np.float64)
-    if freq.size == 0:
-        return {"rank": [], "frequency": []}
-    freq /= freq.sum()
-    ranks = np.unique(np.round(np.logspace(0, np.log10(freq.size), _RANK_POINTS)).astype(np.int64))
-    return {"rank": ranks.tolist(), "frequency": freq[ranks - 1].tolist()}
 
 
 def _subset_summary(subset: Dataset | None) -> dict | None:
@@ -485,163 +270,28 @@ def _subset_summary(subset: Dataset | None) -> dict | None:
     return {key: record.get(key) for key in ("method", "k", "pool_size", "seed")}
 
 
-def _read_column(dataset: Dataset, column: str, device) -> torch.Tensor:
-    from ..embeddings import read_embeddings
+def assemble_report(
+    sets: ReportSets, results: dict[str, ComponentResult], settings: dict, timings: dict, self_bleu: bool = True
+) -> DiversityReport:
+    """The `DiversityReport` of the stages' values.
 
-    return M.normalize_rows(read_embeddings(dataset, column)).to(device)
-
-
-def _encode(
-    dataset: Dataset, view_columns, component, model, text_columns, device, batch_size, progress, desc, scorers: dict
-):
-    from ..scorers.embedding import EmbeddingScorer
-
-    # one scorer (one loaded model) for every component: only its text view changes
-    scorer = scorers.get("scorer")
-    if scorer is None:
-        scorer = scorers["scorer"] = EmbeddingScorer(
-            model=model, text_columns=text_columns, device=str(device), batch_size=batch_size
-        )
-    scorer.what = component
-    ds = dataset.select_columns(view_columns)
-    chunk = max(batch_size, 256)
-    parts = []
-    for start in tqdm(range(0, len(ds), chunk), desc=desc, disable=not progress):
-        batch = ds[start : start + chunk]
-        parts.append(scorer(batch, list(range(start, start + len(next(iter(batch.values())))))))
-    array = np.concatenate([p[scorer.output_column] for p in parts]).astype(np.float32, copy=False)
-    return torch.from_numpy(array).to(device), scorer.model_info
-
-
-def _component_embeddings(
-    component,
-    column,
-    dataset,
-    subset,
-    pool_view,
-    sub_view,
-    match_idx,
-    model,
-    compute,
-    text_columns,
-    device,
-    batch_size,
-    progress,
-    settings,
-    notes,
-    scorers,
-) -> dict | None:
-    """`{"pool": (N, d), "subset": (m, d) or None}` normalised embeddings, or `None` when unavailable."""
-    info = settings["embeddings"].setdefault(component, {})
-    if column in dataset.column_names:
-        pool_emb = _read_column(dataset, column, device)
-        info["pool"] = f"column {column!r}"
-    elif compute:
-        pool_emb, model_info = _encode(
-            dataset,
-            _needed_columns(pool_view, dataset.column_names),
-            component,
-            model,
-            text_columns,
-            device,
-            batch_size,
-            progress,
-            f"Embedding pool {component}s",
-            scorers,
-        )
-        pool_emb = M.normalize_rows(pool_emb)
-        info["pool"] = f"computed with {model_info['name']}"
-    else:
-        notes.append(
-            f"No {component} embeddings (column {column!r} missing, compute_embeddings=False): "
-            f"embedding distance, coverage and cluster coverage of {component}s are skipped."
-        )
-        info["pool"] = None
-        return None
-    out = {"pool": pool_emb, "subset": None}
-    if subset is None:
-        return out
-    if column in subset.column_names:
-        sub_emb = _read_column(subset, column, device)
-        info["subset"] = f"column {column!r}"
-    else:
-        sub_emb = torch.zeros((len(subset), pool_emb.shape[1]), dtype=torch.float32, device=device)
-        found = match_idx >= 0
-        if found.any():
-            sub_emb[torch.from_numpy(np.flatnonzero(found)).to(device)] = pool_emb[
-                torch.from_numpy(match_idx[found]).to(device)
-            ]
-        missing = np.flatnonzero(~found)
-        info["subset"] = f"pool rows matched by text ({int(found.sum())} of {len(subset)})"
-        if missing.size:
-            if not compute:
-                notes.append(
-                    f"{missing.size} subset rows are not pool rows and have no {column!r} column "
-                    f"(compute_embeddings=False): {component} embedding metrics are skipped."
-                )
-                return {"pool": pool_emb, "subset": None, "skip_subset": True}
-            extra, model_info = _encode(
-                subset.select(missing),
-                _needed_columns(sub_view, subset.column_names),
-                component,
-                model,
-                text_columns,
-                device,
-                batch_size,
-                progress,
-                f"Embedding subset {component}s",
-                scorers,
-            )
-            if extra.shape[1] != pool_emb.shape[1]:
-                raise EmbeddingError(
-                    f"The pool's {component} embeddings ({column!r}) have dimension {pool_emb.shape[1]} but "
-                    f"{model_info['name']} gives {extra.shape[1]}; pass the subset with its own {column!r} column "
-                    "or the same `embedding_model`."
-                )
-            sub_emb[torch.from_numpy(missing).to(device)] = M.normalize_rows(extra)
-            info["subset"] += f", {missing.size} embedded with {model_info['name']}"
-            if column in dataset.column_names:
-                notes.append(
-                    f"{missing.size} subset rows were embedded with {model_info['name']} while the pool's "
-                    f"{component} embeddings come from column {column!r}: make sure it is the same model."
-                )
-    if sub_emb.shape[1] != pool_emb.shape[1]:
-        raise EmbeddingError(
-            f"Subset {component} embeddings ({column!r}) have dimension {sub_emb.shape[1]}, the pool's "
-            f"{pool_emb.shape[1]}: they must come from the same model."
-        )
-    out["subset"] = sub_emb
-    return out
-
-
-def _embedding_metrics(result, emb, random_idx, match_idx, n_clusters, seed, notes, component):
-    keys = ("embedding_distance", "coverage", "cluster_coverage")
-    for row in result.values():
-        for key in keys:
-            row[key] = None
-    if emb is None:
-        return
-    pool = emb["pool"]
-    result["pool"]["embedding_distance"] = _clean(M.mean_pairwise_cosine_distance(pool))
-    # A = V: every pool row covers itself (cos = 1), and every cluster is hit
-    result["pool"]["coverage"] = 1.0
-    result["pool"]["cluster_coverage"] = 1.0
-    others = {}
-    if "subset" in result and emb.get("subset") is not None:
-        whole = match_idx is not None and bool((match_idx >= 0).all())
-        others["subset"] = (emb["subset"], match_idx if whole else None)
-    if random_idx is not None:
-        others["random"] = (pool[torch.from_numpy(random_idx).to(pool.device)], random_idx)
-    if not others:
-        return
-    model = fit_kmeans(M.normalize_rows(pool), min(n_clusters, pool.shape[0]), seed=seed, n_init=1, batch_size=4096)
-    pool_labels = model.labels
-    for label, (sub, idx) in others.items():
-        result[label]["embedding_distance"] = _clean(M.mean_pairwise_cosine_distance(sub))
-        if idx is not None:
-            result[label]["coverage"] = _clean(M.facility_location_coverage(pool, indices=idx))
-            labels = pool_labels[idx]
-        else:
-            result[label]["coverage"] = _clean(M.facility_location_coverage(pool, subset=sub))
-            labels = model.predict(M.normalize_rows(sub))
-        result[label]["cluster_coverage"] = _clean(M.cluster_coverage(pool_labels, labels))
+    Args:
+        sets (`ReportSets`): sizes, matching and the notes of `collect_sets`.
+        results (`dict[str, ComponentResult]`): `measure_component` per component, in report order.
+        settings (`dict`): from `_settings`; gets `embeddings` (per component) and `self_bleu_sampled`.
+        timings (`dict`): seconds per stage (rounded to ms here).
+        self_bleu (`bool`, defaults to `True`): whether Self-BLEU ran (then `settings["self_bleu_sampled"]` is set).
+    """
+    settings = {**settings, "embeddings": {c: r.embedding_sources for c, r in results.items()}}
+    if self_bleu:
+        settings["self_bleu_sampled"] = {c: r.self_bleu_sampled for c, r in results.items()}
+    notes = list(sets.notes) + [note for r in results.values() for note in r.notes]
+    return DiversityReport(
+        metrics={c: r.rows for c, r in results.items()},
+        sizes=sets.sizes,
+        settings=settings,
+        notes=notes,
+        matching=sets.matching,
+        rank_frequency={c: r.rank_frequency for c, r in results.items()},
+        timings={k: round(v, 3) for k, v in timings.items()},
+    )
