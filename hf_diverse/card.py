@@ -22,8 +22,8 @@ from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from .errors import InvalidParameterError
+from .metrics import METRIC_LABELS
 from .provenance import get_provenance, root_source
-from .report.diversity import METRICS
 from .selection.registry import METHODS
 
 TEMPLATE_PATH = Path(__file__).parent / "templates" / "dataset_card.md"
@@ -313,7 +313,7 @@ def _choices(method: str, record: dict, details: dict) -> list:
 # ---- diversity report ----------------------------------------------------------------------------------------------
 _GROUPS = ("subset", "pool", "random")
 # readable metric names, e.g. `token entropy (bits) [IE]`
-_METRIC_NAMES = {key: f"{name} [{short}]" if short else name for key, (name, short) in METRICS.items()}
+_METRIC_NAMES = {key: f"{name} [{short}]" if short else name for key, (name, short) in METRIC_LABELS.items()}
 
 
 def report_markdown(report) -> str | None:

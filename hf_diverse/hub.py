@@ -25,10 +25,10 @@ from huggingface_hub.utils import validate_repo_id
 from . import __version__
 from .errors import HubError, InvalidParameterError
 from .provenance import get_provenance
-from .publish import DATA_DIR, IMAGES_DIR, build_repo_folder, check_split, check_subset, heavy_columns
+from .publish import DATA_DIR, IMAGES_DIR, build_repo_folder, check_split, check_subset
 from .utils.logging import get_logger
 
-__all__ = ["check_push_target", "heavy_columns", "push_curated"]
+__all__ = ["check_push_target", "push_curated"]
 
 logger = get_logger(__name__)
 

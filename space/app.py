@@ -417,13 +417,12 @@ def _report_table(report) -> pd.DataFrame:
     """One row per (text view, metric), one column per set (subset, pool, random)."""
     if report is None:
         return pd.DataFrame({"note": ["no diversity report"]})
-    from hf_diverse.metrics import HIGHER_IS_MORE_DIVERSE
-    from hf_diverse.report.diversity import METRICS
+    from hf_diverse.metrics import HIGHER_IS_MORE_DIVERSE, METRIC_LABELS
 
     direction = {True: "higher", False: "lower", None: ""}
     rows = []
     for component, by_label in report.metrics.items():
-        for key, (name, short) in METRICS.items():
+        for key, (name, short) in METRIC_LABELS.items():
             row = {
                 "text": component,
                 "metric": f"{name} [{short}]" if short else name,
@@ -457,7 +456,7 @@ def _quadrant_png(pool, subset, out_dir: Path):
 
 def _downloads(subset, report, out_dir: Path) -> list[str]:
     """Subset as JSONL and Parquet plus its card, without the heavy columns (as `push_curated` publishes it)."""
-    from hf_diverse.hub import heavy_columns
+    from hf_diverse.publish import heavy_columns
 
     light = subset.remove_columns(heavy_columns(subset, EMBEDDING_COLUMN))
     files = [out_dir / "subset.jsonl", out_dir / "subset.parquet"]

@@ -20,7 +20,7 @@ def clustered(n=600, d=24, n_clusters=12, noise=0.25, seed=0):
 
 
 def naive_qdit(x, k, q=None, alpha=0.0):
-    """Direct reading of METHODS.md §1: plain greedy on f = (1-a) d(j|A)/N + a q~(j)/k."""
+    """Direct reading of the QDIT score: plain greedy on f = (1-a) d(j|A)/N + a q~(j)/k."""
     n = len(x)
     s = np.maximum(x.astype(np.float64) @ x.T.astype(np.float64), 0)
     q = np.zeros(n) if q is None else q

@@ -19,7 +19,7 @@ from hf_diverse.errors import EmptyDatasetError, InvalidParameterError, ModelLoa
 from hf_diverse.io import save_subset
 from hf_diverse.models import load_tokenizer
 from hf_diverse.report import ReportOptions
-from hf_diverse.report.diversity import METRICS, _settings, assemble_report, measure_component
+from hf_diverse.report.diversity import _settings, assemble_report, measure_component
 from hf_diverse.report.embedding_metrics import component_embeddings, embedding_metrics
 from hf_diverse.report.sets import collect_sets, match_rows
 from hf_diverse.report.text_metrics import compression_metrics, self_bleu_metrics, token_metrics, tokenize_sets
@@ -339,7 +339,6 @@ def _views(pool, subset):
 
 def test_metric_labels_live_in_metrics():
     assert list(M.METRIC_LABELS) == list(M.HIGHER_IS_MORE_DIVERSE)
-    assert METRICS is M.METRIC_LABELS  # the name card.py and the Space read
     assert M.metric_label("entropy_bits") == "token entropy (bits) [IE] (+)"
     assert M.metric_label("self_bleu") == "Self-BLEU [BL] (-)"
     assert M.metric_label("mean_length_tokens") == "mean length (tokens) [SL]"

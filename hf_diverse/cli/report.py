@@ -87,7 +87,9 @@ def add_parser(sub):
     p.add_argument("--seed", type=int, default=0, help="Random seed (default: 0).")
     p.add_argument("--device", default=None, help="cuda, cuda:1, mps or cpu (default: auto).")
     p.add_argument("--batch-size", type=int, default=64, help="Embedding batch size.")
-    p.add_argument("--no-progress", action="store_true", help="Hide progress bars.")
+    p.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=True, help="Show progress bars (default: yes)."
+    )
     p.add_argument("--config", default=None, help="YAML file of options; flags override it.")
     p.set_defaults(command="report")
     return p
@@ -117,7 +119,7 @@ def run(args) -> int:
             random_baseline=not args.no_random,
             device=args.device,
             batch_size=args.batch_size,
-            show_progress=not args.no_progress,
+            show_progress=args.progress,
         )
         report.to_json(str(tmp / "report.json"))
         plots = report.plot(tmp)

@@ -71,7 +71,12 @@ def add_parser(sub):
     p.add_argument("--response-columns", default=None, help="Comma-separated columns forming the completion.")
     p.add_argument("--push-to-hub", action="store_true", help="Upload the trained model (no checkpoints) to the Hub.")
     p.add_argument("--hub-model-id", default=None, help="Hub repo to push to (default: the --output-dir name).")
-    p.add_argument("--no-progress", action="store_true", help="Hide the trainer's progress bar.")
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Show the trainer's progress bar (default: yes).",
+    )
     p.add_argument("--config", default=None, help="YAML file of options and SFTConfig fields; flags override it.")
     group = p.add_argument_group("SFTConfig options (any other field through --config)")
     for name, (kind, text) in SFT_FLAGS.items():
@@ -95,7 +100,7 @@ def run(args) -> int:
             "--dataset (a save_to_disk folder, a file or a Hub id)."
         )
     overrides = {name: getattr(args, name) for name in SFT_FLAGS if getattr(args, name, None) is not None}
-    if args.no_progress or not are_progress_bars_enabled():
+    if not args.progress or not are_progress_bars_enabled():
         overrides["disable_tqdm"] = True
     run = train_sft(
         args.dataset,

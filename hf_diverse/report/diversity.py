@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from datasets import Dataset, DatasetDict
 
 from ..errors import EmptyDatasetError, InvalidParameterError
-from ..metrics import METRIC_LABELS
 from ..provenance import get_provenance
 from ..textviews import TextView
 from ..tokens import get_tokenizer, tokenizer_name
@@ -38,13 +37,11 @@ from .sets import ReportSets, collect_sets
 from .text_metrics import compression_metrics, self_bleu_metrics, token_metrics, tokenize_sets
 
 # the metric labels table lives in `hf_diverse.metrics`; this name stays for `card.py` and the Space
-METRICS = METRIC_LABELS
 
 __all__ = [
     "COMPONENTS",
     "KMEANS_SETTINGS",
     "LABELS",
-    "METRICS",
     "ComponentResult",
     "DiversityReport",
     "ReportOptions",

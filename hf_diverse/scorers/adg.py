@@ -1,4 +1,4 @@
-"""ADG answer divergence (METHODS.md §3) as a `Dataset.map(batched=True)` scorer.
+"""ADG answer divergence (the ADG paper and its reference code) as a `Dataset.map(batched=True)` scorer.
 
 For each instruction x the scorer samples K answers from a causal LM, embeds each answer with the LM's own hidden
 states, and measures how the K answer vectors spread:

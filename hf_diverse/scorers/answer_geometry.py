@@ -1,4 +1,4 @@
-"""ADG's answer geometry (METHODS.md §3): token weights, answer vectors from hidden states, the spread of K answers.
+"""ADG's answer geometry (ADG): token weights, answer vectors from hidden states, the spread of K answers.
 
 Pure functions, no model loading: `AnswerDivergenceScorer` (`hf_diverse.scorers.adg`) feeds them.
 
@@ -81,7 +81,7 @@ def normalise_rows(vectors: torch.Tensor) -> torch.Tensor:
 
 
 def answer_divergence(vectors, eps: float = 1e-12):
-    """D(x) and I(x) of a set of K answer vectors (METHODS.md §3), in float64.
+    """D(x) and I(x) of a set of K answer vectors (the ADG paper and its reference code), in float64.
 
     Rows are L2-normalised first (zero rows stay zero). `S = V V^T`, `Sc = H S H` with `H = I - 11^T/K`, eigenvalues of
     `Sc` clipped at 0: `D = tr(Sc)/K`, `I = 1 - lambda_1/tr(Sc)`, both 0 when `tr(Sc) < eps`.

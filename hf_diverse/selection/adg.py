@@ -1,4 +1,4 @@
-"""`method="adg"`: answer-divergence scores, selected by proportional quota inside semantic bins (METHODS.md §3).
+"""`method="adg"`: answer-divergence scores, selected by proportional quota inside semantic bins (ADG).
 
 1. Scores: the `adg_score` column when present; else recomputed from `adg_divergence` / `adg_isotropy` with `lam`
    when those are present; else computed with `AnswerDivergenceScorer` (an LM sampling K answers per row: the

@@ -159,37 +159,40 @@ def select_diverse(
     result = _run(m, ctx, cfg)
     t_select = time.perf_counter() - t0
     subset = _subset(pool, result, show_progress)
+    timings = {"embedding_s": t_embed, "selection_s": t_select, "total_s": time.perf_counter() - t_start}
+    record = _record(m, ctx, cfg, result, source_record, embedding_info, timings)
+    return set_provenance(subset, record)
+
+
+def _record(method, ctx, config, result, source_record, embedding_info, timings) -> dict:
+    """The provenance record of a selection (see `hf_diverse.provenance`)."""
     models = dict(source_record.get("models") or {})
     if embedding_info is not None:
         models["embedding"] = embedding_info
     models.update(result.details.pop("models", {}))
     record = {
-        "method": method,
-        "k": k,
-        "pool_size": len(pool),
-        "seed": seed,
+        "method": method.name,
+        "k": ctx.k,
+        "pool_size": ctx.n,
+        "seed": ctx.seed,
         "parameters": {
-            **jsonable(cfg.to_dict()),
-            "quality_column": quality_column,
-            "embedding_column": embedding_column,
-            "what": what,
-            "text_columns": text_columns,
+            **jsonable(config.to_dict()),
+            "quality_column": ctx.quality_column,
+            "embedding_column": ctx.embedding_column,
+            "what": ctx.what,
+            "text_columns": ctx.text_columns,
         },
         "models": models,
-        "source": _source_of(source_record, pool),
+        "source": _source_of(source_record, ctx.dataset),
         "objective": result.objective,
         "details": jsonable(result.details),
-        "timings": {
-            "embedding_s": round(t_embed, 3),
-            "selection_s": round(t_select, 3),
-            "total_s": round(time.perf_counter() - t_start, 3),
-        },
+        "timings": {name: round(seconds, 3) for name, seconds in timings.items()},
         "library": library_versions(),
         "device": str(ctx.device),
         "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     record["reproduce"] = reproduce_commands(record)
-    return set_provenance(subset, record)
+    return record
 
 
 def _check_pool(pool) -> None:

@@ -1,4 +1,4 @@
-"""`method="clusters"`: macro (semantic-cluster) diversity with a `diversity` dial (METHODS.md §2, seed 001).
+"""`method="clusters"`: macro (semantic-cluster) diversity with a `diversity` dial (the macro-to-micro paper).
 
 The pool's embeddings are clustered; `diversity` in [0, 1] sets how many clusters the k rows are drawn from, and
 the rows are spread as evenly as possible over the chosen clusters.

@@ -1,4 +1,4 @@
-"""`method="qdit"`: quality-diversity greedy facility location (QDIT, METHODS.md §1).
+"""`method="qdit"`: quality-diversity greedy facility location (QDIT paper).
 
 QDIT decides the score; the engine (`hf_diverse.facility`) maximises it. Each pick maximises
 

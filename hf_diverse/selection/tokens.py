@@ -1,4 +1,4 @@
-"""`method="tokens"`: micro (token-level) diversity on responses, with a `diversity` dial (METHODS.md §2, seed 001).
+"""`method="tokens"`: micro (token-level) diversity on responses, with a `diversity` dial (the macro-to-micro paper).
 
 **Bands.** The texts of the `what` view (responses by default) are tokenized with the tokenizer of the model to be
 fine-tuned (`tokenizer=`, default the embedded SmolLM2 tokenizer; `hf_diverse.tokens.tokenize_texts`), and

@@ -1,4 +1,4 @@
-"""QDIT variants of the paper's Appendix H (METHODS.md §1): `method="qdit-threshold"` and `method="qdit-cluster"`.
+"""QDIT variants of the paper's Appendix H (the QDIT paper): `method="qdit-threshold"` and `method="qdit-cluster"`.
 
 - **Threshold.** Walk the pool by quality, best first (ties: lower row), and keep a row only if its cosine similarity
   to every row kept so far is at most `tau` (paper: 0.5); stop at k. If the pool runs out first, an error says how
