@@ -4,6 +4,8 @@ Every error derives from `HfDiverseError` and from the builtin that describes it
 either `HfDiverseError` or e.g. `ValueError` (same pattern as `datasets.exceptions`).
 """
 
+import importlib
+
 
 class HfDiverseError(Exception):
     """Base class of every error raised by hf_diverse."""
@@ -54,8 +56,6 @@ class InsufficientMemoryError(HfDiverseError, MemoryError):
 
 def require(module: str, extra: str):
     """Import `module` or raise `MissingDependencyError` telling how to install it."""
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError as e:

@@ -34,6 +34,7 @@ from sacrebleu.metrics import BLEU
 from sacrebleu.metrics.helpers import extract_all_word_ngrams
 
 from .errors import EmbeddingError, InvalidParameterError
+from .facility import facility_location_objective
 
 # higher = more diverse (True) or lower = more diverse (False)
 HIGHER_IS_MORE_DIVERSE = {
@@ -354,7 +355,6 @@ def facility_location_coverage(
     0.3333333333333333
     ```
     """
-    from .facility import facility_location_objective
 
     if (indices is None) == (subset is None):
         raise InvalidParameterError("Pass exactly one of `indices` (pool rows) or `subset` (embeddings).")

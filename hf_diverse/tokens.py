@@ -5,11 +5,12 @@ without special tokens, in batches through the fast (Rust) tokenizer.
 """
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from .errors import InvalidParameterError, ModelLoadError
-from .models import load_tokenizer
+from .models import DEFAULT_CAUSAL_LM, cache_dir, load_tokenizer
 from .utils.progress import tqdm
 
 
@@ -41,14 +42,9 @@ def tokenizer_name(requested, loaded=None) -> str:
     """A readable name for reports and provenance: the SmolLM2 Hub id for `None`, the given string, else the loaded
     tokenizer's `name_or_path`."""
     if requested is None:
-        from .models import DEFAULT_CAUSAL_LM
-
         return DEFAULT_CAUSAL_LM
     if isinstance(requested, str):
         return requested
-    from pathlib import Path
-
-    from .models import DEFAULT_CAUSAL_LM, cache_dir
 
     tok = loaded if loaded is not None else requested
     name = str(getattr(tok, "name_or_path", None) or type(tok).__name__)

@@ -6,6 +6,7 @@ import sys
 
 from .. import __version__
 from ..errors import HfDiverseError
+from .config import apply_config
 
 # subcommand -> module in hf_diverse.cli
 SUBCOMMANDS = {
@@ -36,8 +37,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "config", None):
-        from .config import apply_config
-
         args = apply_config(parser, args, argv)
     return args
 

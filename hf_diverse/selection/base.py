@@ -11,11 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
 import torch
 from datasets import Dataset
 
 from ..embeddings import read_embeddings_chunked
-from ..errors import QualityError
+from ..errors import ColumnNotFoundError, QualityError
 
 
 @dataclass
@@ -107,11 +108,8 @@ class SelectionContext:
 
 def read_quality(dataset: Dataset, column: str) -> np.ndarray:
     """Read a numeric column as float64, raising `QualityError` when missing, non-numeric or non-finite."""
-    import pyarrow as pa
 
     if column not in dataset.column_names:
-        from ..errors import ColumnNotFoundError
-
         numeric = [
             c
             for c, t in zip(dataset.column_names, dataset.data.schema.types, strict=False)

@@ -52,7 +52,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InvalidParameterError
-from ..textviews import TextView
+from ..metrics import token_entropy
+from ..textviews import _REQUIRED, TextView
+from ..tokens import get_tokenizer, tokenize_texts, tokenizer_name
 from ..utils.logging import get_logger
 from ..utils.progress import tqdm
 from .base import Method, SelectionContext, SelectionResult
@@ -292,7 +294,6 @@ _CACHE: dict = {}
 def pool_token_lists(dataset, what: str, tokenizer, text_columns=None, show_progress: bool = False):
     """Token ids of the `what` view of every row, cached for the last (dataset fingerprint, what,
     tokenizer, text columns) so that a `diversity_series` tokenizes the pool once."""
-    from ..tokens import get_tokenizer, tokenize_texts, tokenizer_name
 
     tok = get_tokenizer(tokenizer)
     key = (dataset._fingerprint, what, tokenizer_name(tok), repr(text_columns))
@@ -315,7 +316,6 @@ def pool_token_lists(dataset, what: str, tokenizer, text_columns=None, show_prog
 def _view_columns(view: TextView) -> set:
     if view.text_columns is not None:
         return {c for cols in view.text_columns.values() for c in cols}
-    from ..textviews import _REQUIRED
 
     extra = {"alpaca": {"input"}}.get(view.format, set())
     return set(_REQUIRED[view.format]) | extra
@@ -402,8 +402,6 @@ def select_tokens(ctx: SelectionContext, config: TokensConfig) -> SelectionResul
         gains = np.asarray([gain_of[i] for i in rows], dtype=np.float64)
         chain_len = len(sizes) - 1
     t_total = time.perf_counter() - t0
-    from ..metrics import token_entropy
-    from ..tokens import tokenizer_name
 
     covered = int(sizes[step])
     objective = {
