@@ -1,4 +1,4 @@
-"""Small helpers shared by test modules (importable: pytest puts tests/ on sys.path)."""
+"""Small helpers shared by test modules (import them as `from tests.helpers import ...`)."""
 
 import numpy as np
 import torch

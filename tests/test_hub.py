@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hub_server import FakeHub
+
+from tests.hub_server import FakeHub
 
 WRITE_TOKEN = "hf_TestWriteTokenAlice0123456789abcdef"
 READ_TOKEN = "hf_TestReadTokenAlice0123456789abcdefgh"

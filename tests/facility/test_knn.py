@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 from datasets import Dataset
-from helpers import qdit_graph_greedy, qdit_greedy
 
 from hf_diverse import EmbeddingError, InvalidParameterError, get_provenance, select_diverse
 from hf_diverse.embeddings import read_embeddings, read_embeddings_chunked
@@ -13,6 +12,7 @@ from hf_diverse.facility import build_knn_graph, facility_location_greedy, facil
 from hf_diverse.facility.graph import _HeapArgmax
 from hf_diverse.facility.knn import knn_exact, knn_ivf, symmetrize
 from hf_diverse.selection.base import SelectionContext
+from tests.helpers import qdit_graph_greedy, qdit_greedy
 
 
 def clustered(n, d=32, n_clusters=40, noise=0.5, seed=0):

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 import torch
-from helpers import qdit_greedy
 
 from hf_diverse import InvalidParameterError, QditConfig
 from hf_diverse.facility import facility_location_greedy, facility_location_objective
+from tests.helpers import qdit_greedy
 
 
 def normalized(a):

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("gradio", reason="the Space needs gradio: pip install 'hf_diverse[space]'")
 
-APP_PATH = Path(__file__).resolve().parents[1] / "space" / "app.py"
+APP_PATH = Path(__file__).resolve().parents[2] / "space" / "app.py"
 
 
 def _no_progress(*args, **kwargs):
