@@ -1,25 +1,12 @@
+"""`hf-diverse select` (`hf_diverse.cli.select`): end to end, errors, and the flags derived from the method configs."""
+
 import json
-import subprocess
-import sys
 
 import pytest
 from datasets import load_from_disk
 
-from hf_diverse.cli import SUBCOMMANDS, main
-
-
-@pytest.mark.parametrize("command", sorted(SUBCOMMANDS))
-def test_help_of_each_subcommand(command, capsys):
-    with pytest.raises(SystemExit) as e:
-        main([command, "--help"])
-    assert e.value.code == 0
-    out = capsys.readouterr().out
-    assert f"hf-diverse {command}" in out
-
-
-def test_console_script_help():
-    out = subprocess.run([sys.executable, "-m", "hf_diverse.cli", "--help"], capture_output=True, text=True)
-    assert out.returncode == 0 and "select" in out.stdout
+from hf_diverse import METHODS
+from hf_diverse.cli import build_parser, main
 
 
 def test_select_end_to_end_on_embedded_default(tmp_path, capsys):
@@ -32,19 +19,6 @@ def test_select_end_to_end_on_embedded_default(tmp_path, capsys):
     record = json.loads((output / "provenance.json").read_text())
     assert record["method"] == "qdit" and record["source"]["kind"] == "embedded"
     assert [p.name for p in tmp_path.iterdir()] == ["curated"]  # no temporary folders left behind
-
-
-def test_config_file_and_flag_override(tmp_path, capsys):
-    config = tmp_path / "select.yaml"
-    config.write_text("method: random\nk: 7\nseed: 3\n")
-    output = tmp_path / "out"
-    assert main(["select", "--config", str(config), "--k", "5", "--output", str(output), "--no-progress"]) == 0
-    record = json.loads((output / "provenance.json").read_text())
-    assert record["method"] == "random" and record["k"] == 5 and record["seed"] == 3
-    config.write_text("method: random\nbogus_key: 1\n")
-    assert main(["select", "--config", str(config), "--output", str(tmp_path / "x")]) == 1
-    assert "bogus_key" in capsys.readouterr().err
-    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize(
@@ -73,7 +47,76 @@ def test_existing_output_is_not_overwritten(tmp_path, capsys):
     assert (output / "keep.txt").read_text() == "mine"
 
 
-def test_env(capsys):
-    assert main(["env"]) == 0
+def test_cli_help_describes_every_option_and_booleans_are_x_no_x(capsys):
+    with pytest.raises(SystemExit):
+        main(["select", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for method in METHODS.values():
+        for opt in method.config.options():
+            flag = "--" + opt.name.replace("_", "-")
+            assert flag in out, flag
+            assert " ".join(opt.help.split())[:40] in out, flag
+            if opt.type is bool:
+                assert f"--no-{opt.name.replace('_', '-')}" in out
+    assert "default: 'auto'" in out and "--progress, --no-progress" in out
+    args = build_parser().parse_args(["select", "--no-knn-cache", "--alpha", "0.3", "--memory-budget", "none"])
+    assert args.knn_cache is False and args.alpha == 0.3 and args.memory_budget is None
+
+
+def test_cli_help_lists_strategy_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["select", "--help"])
     out = capsys.readouterr().out
-    assert "- torch:" in out and "- datasets:" in out and "cuda available" in out
+    for flag in (
+        "--diversity",
+        "--tau",
+        "--what",
+        "--tokenizer",
+        "--n-clusters",
+        "--clustering",
+        "tokens",
+        "clusters",
+        "qdit-threshold",
+        "qdit-cluster",
+    ):
+        assert flag in out
+
+
+def test_cli_end_to_end_strategies(ifbench_embedded, tmp_path):
+    pool_dir = tmp_path / "pool"
+    ifbench_embedded.save_to_disk(str(pool_dir))
+    runs = {
+        "tokens": ["--diversity", "0.5", "--what", "response"],
+        "clusters": ["--diversity", "1", "--n-clusters", "4"],
+        "qdit-threshold": ["--tau", "0.6"],
+        "qdit-cluster": ["--n-clusters", "5"],
+    }
+    for method, flags in runs.items():
+        out = tmp_path / method
+        assert (
+            main(
+                [
+                    "select",
+                    "--dataset",
+                    str(pool_dir),
+                    "--k",
+                    "15",
+                    "--method",
+                    method,
+                    "--output",
+                    str(out),
+                    "--no-progress",
+                    *flags,
+                ]
+            )
+            == 0
+        )
+        assert len(load_from_disk(str(out))) == 15
+        record = json.loads((out / "provenance.json").read_text())
+        assert record["method"] == method
+        assert all(record["parameters"][f[2:].replace("-", "_")] is not None for f in flags[::2])
+
+
+def test_cli_exposes_adg_options():
+    args = build_parser().parse_args(["select", "--method", "adg", "--n-bins", "5", "--lam", "0.3", "--k", "10"])
+    assert args.n_bins == 5 and args.lam == 0.3

@@ -1,4 +1,4 @@
-"""GreeDi on 2 `gloo` processes on 127.0.0.1 (spawned with torch.multiprocessing)."""
+"""`hf_diverse.facility.greedi`: GreeDi on 2 `gloo` processes on 127.0.0.1 (spawned with torch.multiprocessing)."""
 
 import json
 import os

@@ -1,24 +1,19 @@
-"""Macro/micro diversity strategies (`tokens`, `clusters`), the series helper and the QDIT variants."""
-
-import json
-from collections import Counter
+"""`hf_diverse.selection.tokens`: the micro-diversity `method="tokens"` and its mid-band thresholds."""
 
 import numpy as np
 import pytest
-from datasets import Dataset, load_from_disk
+from datasets import Dataset
 
 from hf_diverse import InvalidParameterError, diversity_series, get_provenance, select_diverse
 from hf_diverse.cli import main
 from hf_diverse.errors import ModelLoadError
 from hf_diverse.metrics import token_entropy
-from hf_diverse.quota import equal_quota
 from hf_diverse.selection.tokens import band_thresholds
 from hf_diverse.tokens import tokenize_texts
 
 K = 40
 
 
-# --- independent measurement of what the `tokens` method controls ------------------------------------------------
 @pytest.fixture(scope="module")
 def response_tokens(ifbench):
     """Token ids of every IFBench response (SmolLM2 tokenizer), keyed by response text."""
@@ -38,7 +33,6 @@ def measure(subset, response_tokens):
     return len(covered) / len(response_tokens["mid"]), token_entropy(np.bincount(flat))
 
 
-# --- micro (tokens) ------------------------------------------------------------------------------------------------
 def test_band_thresholds_rule():
     assert band_thresholds(58_500_000) == (10, 500)  # the paper's pool
     assert band_thresholds(117_000_000) == (20, 1000)
@@ -120,174 +114,3 @@ def test_tokens_bad_input_clear_errors(ifbench, tmp_path):
             ]
         )
         assert code == 1 and not out.exists()
-
-
-# --- clusters (macro) ---------------------------------------------------------------------------------------------
-def blobs(sizes, dim=8, seed=0, spread=0.05):
-    """Unit vectors in well-separated blobs (one axis each) with a random quality column."""
-    rng = np.random.default_rng(seed)
-    rows, label = [], []
-    for c, size in enumerate(sizes):
-        centre = np.zeros(dim)
-        centre[c] = 1.0
-        pts = centre + spread * rng.standard_normal((size, dim))
-        rows.append(pts / np.linalg.norm(pts, axis=1, keepdims=True))
-        label += [c] * size
-    emb = np.concatenate(rows).astype(np.float32)
-    return Dataset.from_dict({"embedding": emb.tolist(), "blob": label, "quality": rng.random(len(label)).tolist()})
-
-
-def test_equal_quota_water_filling():
-    assert equal_quota(np.array([1, 10, 10]), 8).tolist() == [1, 4, 3]
-    assert equal_quota(np.array([1, 10, 10]), 8, tie_scores=np.array([0, 0, 1.0])).tolist() == [1, 3, 4]
-    assert equal_quota(np.array([5, 5]), 10).tolist() == [5, 5]
-    with pytest.raises(InvalidParameterError):
-        equal_quota(np.array([2, 2]), 5)
-
-
-def test_clusters_dial_sets_number_of_clusters_uniformly():
-    pool = blobs([80, 60, 50, 10, 3])
-    used = []
-    for d in (0.0, 0.25, 0.5, 0.75, 1.0):
-        s = select_diverse(pool, 60, method="clusters", diversity=d, n_clusters=5, show_progress=False)
-        assert len(s) == 60
-        counts = Counter(s["blob"])
-        assert sorted(Counter(s["selection_cluster"]).values()) == sorted(counts.values())  # k-means found blobs
-        used.append(len(counts))
-        sizes = {0: 80, 1: 60, 2: 50, 3: 10, 4: 3}
-        level = max(counts.values())
-        big = [v for b, v in counts.items() if sizes[b] >= level]
-        assert max(big) - min(big) <= 1  # uniform where clusters are large enough
-        assert all(v == sizes[b] for b, v in counts.items() if sizes[b] < level - 1)  # small ones give everything
-    assert used == [1, 2, 3, 4, 5]  # C_min = 1 (the largest blob holds 60), C = 5
-    series = diversity_series(pool, 60, n_points=3, method="clusters", n_clusters=5, show_progress=False)
-    assert [get_provenance(s)["objective"]["clusters_used"] for s in series] == [1, 3, 5]
-    with pytest.raises(InvalidParameterError, match="diversity"):
-        select_diverse(pool, 10, method="clusters", diversity=-0.1)
-    with pytest.raises(InvalidParameterError, match="clustering"):
-        select_diverse(pool, 10, method="clusters", clustering="dbscan")
-
-
-# --- QDIT variants --------------------------------------------------------------------------------------------------
-def naive_threshold(emb, quality, k, tau):
-    emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
-    kept = []
-    for i in np.lexsort((np.arange(len(quality)), -quality)):
-        if all(emb[i] @ emb[j] <= tau for j in kept):
-            kept.append(int(i))
-        if len(kept) == k:
-            break
-    return kept
-
-
-def test_qdit_threshold_keeps_no_pair_above_tau_and_matches_naive():
-    rng = np.random.default_rng(1)
-    emb = rng.standard_normal((300, 16)).astype(np.float32)
-    q = rng.random(300)
-    pool = Dataset.from_dict({"embedding": emb.tolist(), "quality": q.tolist(), "row": list(range(300))})
-    for block_size in (7, 1024):
-        s = select_diverse(
-            pool,
-            25,
-            method="qdit-threshold",
-            quality_column="quality",
-            tau=0.5,
-            block_size=block_size,
-            show_progress=False,
-        )
-        assert s["row"] == naive_threshold(emb, q, 25, 0.5)
-        kept = np.array(s["embedding"])
-        kept /= np.linalg.norm(kept, axis=1, keepdims=True)
-        sim = kept @ kept.T
-        assert sim[~np.eye(25, dtype=bool)].max() <= 0.5 + 1e-6
-        assert max(s["selection_max_similarity"]) <= 0.5 + 1e-6
-    with pytest.raises(InvalidParameterError, match=r"found only \d+ of k=200 .*raise `tau`"):
-        select_diverse(pool, 200, method="qdit-threshold", quality_column="quality", tau=0.5)
-    with pytest.raises(InvalidParameterError, match="tau"):
-        select_diverse(pool, 5, method="qdit-threshold", tau=1.5)
-    # no quality column: a seeded random order instead, still pairwise <= tau
-    a = select_diverse(pool, 10, method="qdit-threshold", seed=4, show_progress=False)
-    assert a["row"] == select_diverse(pool, 10, method="qdit-threshold", seed=4, show_progress=False)["row"]
-
-
-def test_qdit_cluster_equal_quota_best_quality_first():
-    pool = blobs([3, 10, 50, 60, 80], seed=2)
-    s = select_diverse(pool, 60, method="qdit-cluster", quality_column="quality", n_clusters=5, show_progress=False)
-    counts = Counter(s["blob"])
-    assert counts[0] == 3 and counts[1] == 10  # exhausted clusters give all their rows
-    assert sorted(counts[b] for b in (2, 3, 4)) in ([15, 16, 16], [16, 16, 15])  # the rest differ by at most one
-    q = np.array(pool["quality"])
-    blob = np.array(pool["blob"])
-    chosen_q = dict(zip(s["quality"], s["blob"], strict=True))
-    for b, n_b in counts.items():  # within a cluster: the top-quality rows
-        assert sorted(v for v, bb in chosen_q.items() if bb == b) == sorted(np.sort(q[blob == b])[::-1][:n_b])
-    rec = get_provenance(s)
-    assert rec["objective"]["clusters"] == 5 and rec["parameters"]["n_clusters"] == 5
-    # the paper's 100 clusters shrink on a small pool (at most N / 10 and k)
-    small = select_diverse(pool, 12, method="qdit-cluster", quality_column="quality", show_progress=False)
-    assert get_provenance(small)["details"]["clustering"]["n_clusters"] == 12
-
-
-# --- CLI ---------------------------------------------------------------------------------------------------------
-def test_cli_help_lists_strategy_options(capsys):
-    with pytest.raises(SystemExit):
-        main(["select", "--help"])
-    out = capsys.readouterr().out
-    for flag in (
-        "--diversity",
-        "--tau",
-        "--what",
-        "--tokenizer",
-        "--n-clusters",
-        "--clustering",
-        "tokens",
-        "clusters",
-        "qdit-threshold",
-        "qdit-cluster",
-    ):
-        assert flag in out
-
-
-def test_cli_end_to_end_strategies(ifbench_embedded, tmp_path):
-    pool_dir = tmp_path / "pool"
-    ifbench_embedded.save_to_disk(str(pool_dir))
-    runs = {
-        "tokens": ["--diversity", "0.5", "--what", "response"],
-        "clusters": ["--diversity", "1", "--n-clusters", "4"],
-        "qdit-threshold": ["--tau", "0.6"],
-        "qdit-cluster": ["--n-clusters", "5"],
-    }
-    for method, flags in runs.items():
-        out = tmp_path / method
-        assert (
-            main(
-                [
-                    "select",
-                    "--dataset",
-                    str(pool_dir),
-                    "--k",
-                    "15",
-                    "--method",
-                    method,
-                    "--output",
-                    str(out),
-                    "--no-progress",
-                    *flags,
-                ]
-            )
-            == 0
-        )
-        assert len(load_from_disk(str(out))) == 15
-        record = json.loads((out / "provenance.json").read_text())
-        assert record["method"] == method
-        assert all(record["parameters"][f[2:].replace("-", "_")] is not None for f in flags[::2])
-
-
-@pytest.mark.slow
-def test_clusters_umap_hdbscan_paper_settings():
-    pytest.importorskip("umap")
-    pool = blobs([80, 60, 50, 30, 25])
-    s = select_diverse(pool, 60, method="clusters", clustering="umap-hdbscan", diversity=1.0, show_progress=False)
-    info = get_provenance(s)["details"]["clustering"]
-    assert (info["n_neighbors"], info["n_components"], info["min_cluster_size"]) == (15, 5, 20)
-    assert info["n_clusters"] == 5 and sorted(Counter(s["blob"]).values()) == [12] * 5
