@@ -1,6 +1,11 @@
-"""Test setup: offline, isolated caches, no progress bars, no token, and a guard against non-loopback traffic.
+"""Test setup: offline, isolated caches, no progress bars, no token, and a guard against non-loopback traffic; the
+fixtures shared by test modules in several folders.
 
 The environment is set before any Hugging Face library is imported (they read it at import time).
+
+Layout: the tests of `hf_diverse/x/y.py` are in `tests/x/test_y.py` (of `hf_diverse/y.py` in `tests/test_y.py`).
+Every folder is a package (`__init__.py`), so test modules of the same name in two folders do not clash; shared
+plain helpers are imported as `from tests.helpers import ...`, fixtures come from the `conftest.py` files.
 """
 
 import os
@@ -19,8 +24,18 @@ os.environ["HF_TOKEN_PATH"] = os.path.join(_TMP, "no_token")
 os.environ.setdefault("HF_DIVERSE_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "hf_diverse_tests"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM  # noqa: E402
+
+from hf_diverse import EmbeddingScorer, select_diverse  # noqa: E402
+from hf_diverse.data import load_embedded_default  # noqa: E402
+from hf_diverse.io import save_subset  # noqa: E402
+from hf_diverse.models import default_causal_lm_path, load_tokenizer  # noqa: E402
+
+# plain `assert`s in the shared helpers report their values like those in test modules
+pytest.register_assert_rewrite("tests.helpers")
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
@@ -62,16 +77,12 @@ def one_thread():
 @pytest.fixture(scope="session")
 def ifbench():
     """The embedded default pool (294 IFBench prompt/response pairs)."""
-    from hf_diverse.data import load_embedded_default
-
     return load_embedded_default()
 
 
 @pytest.fixture(scope="session")
 def ifbench_embedded(ifbench):
     """The embedded pool with its `embedding` column (bundled all-MiniLM-L6-v2 over the prompts), computed once."""
-    from hf_diverse import EmbeddingScorer
-
     scorer = EmbeddingScorer()
     return ifbench.map(scorer, batched=True, batch_size=512, features=scorer.features(ifbench))
 
@@ -79,16 +90,12 @@ def ifbench_embedded(ifbench):
 @pytest.fixture(scope="session")
 def smollm2_tokenizer_path():
     """Folder of the converted SmolLM2-135M-Instruct (converted once from the bundled GGUF, then cached)."""
-    from hf_diverse.models import default_causal_lm_path
-
     return default_causal_lm_path()
 
 
 @pytest.fixture(scope="session")
 def tiny_llama_path(tmp_path_factory, smollm2_tokenizer_path):
     """A random-init 2-layer Llama (hidden 16) with the SmolLM2 tokenizer and chat template, saved to a folder."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
     tok = AutoTokenizer.from_pretrained(smollm2_tokenizer_path)
     torch.manual_seed(0)
     config = LlamaConfig(
@@ -109,3 +116,32 @@ def tiny_llama_path(tmp_path_factory, smollm2_tokenizer_path):
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return str(path)
+
+
+@pytest.fixture(scope="module")
+def tok(smollm2_tokenizer_path):
+    return load_tokenizer(str(smollm2_tokenizer_path))
+
+
+@pytest.fixture(scope="module")
+def pool(ifbench):
+    """60 IFBench rows with a seeded 8-d embedding column and a quality column (no model needed)."""
+    ds = ifbench.select(range(60))
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(len(ds), 8)).astype("float32")
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    ds = ds.add_column("embedding", [list(map(float, v)) for v in emb])
+    return ds.add_column("score", rng.random(len(ds)).tolist())
+
+
+@pytest.fixture(scope="module")
+def curated(ifbench, tmp_path_factory):
+    """16 rows picked by QDIT from the first 48 of the embedded pool, saved with `save_subset`."""
+    subset = select_diverse(ifbench.select(range(48)), k=16, method="qdit", seed=0, show_progress=False)
+    return save_subset(subset, tmp_path_factory.mktemp("data") / "curated")
+
+
+@pytest.fixture
+def knn_cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DIVERSE_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "knn"

@@ -48,6 +48,7 @@ CASES = {
 
 def golden_pool():
     """The bundled IFBench pool with a stored `embedding`, a `quality` column and a precomputed `adg_score`."""
+    # imported here: `tests/data/make_golden.py` imports this module before it sets HF_HUB_OFFLINE
     from datasets import List, Value
 
     from hf_diverse.data import load_embedded_default
@@ -63,6 +64,7 @@ def golden_pool():
 
 def run_case(pool, name: str, seed: int) -> list[int]:
     """Row indices (in pick order) that `name` selects from `pool` with `seed`."""
+    # imported here, like in `golden_pool`
     from hf_diverse import select_diverse
 
     kwargs = dict(CASES[name])

@@ -1,11 +1,15 @@
-"""Small helpers shared by test modules (importable: pytest puts tests/ on sys.path)."""
+"""Plain helpers shared by test modules in several folders: `from tests.helpers import ...` (fixtures are in the
+`conftest.py` files)."""
 
 import numpy as np
 import torch
+import yaml
+from datasets import Dataset
 
 from hf_diverse.facility import facility_location_greedy, sparse_facility_location_greedy
 
 
+# --- QDIT's score on the facility-location engine (tests/facility/, tests/selection/) --------------------------------
 def qdit_terms(quality, alpha: float, n: int, k: int):
     """QDIT's score as the engine takes it, written out here: w = (1 - alpha) / N, bonus = alpha * q / k."""
     bonus = None if quality is None else alpha * torch.as_tensor(np.asarray(quality), dtype=torch.float64) / k
@@ -20,3 +24,62 @@ def qdit_greedy(x, k, quality=None, alpha=0.0, **kwargs):
 def qdit_graph_greedy(graph, k, quality=None, alpha=0.0, **kwargs):
     """`sparse_facility_location_greedy` with QDIT's score."""
     return sparse_facility_location_greedy(graph, k, **qdit_terms(quality, alpha, graph.n, k), **kwargs)
+
+
+# --- synthetic pools ----------------------------------------------------------------------------------------------
+def clustered(n, d=32, n_clusters=40, noise=0.5, seed=0):
+    """Unit rows around `n_clusters` Gaussian centres with log-normal cluster sizes."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((n_clusters, d))
+    sizes = rng.lognormal(0, 1, n_clusters)
+    labels = rng.choice(n_clusters, n, p=sizes / sizes.sum())
+    a = centers[labels] + noise * rng.standard_normal((n, d))
+    return torch.from_numpy((a / np.linalg.norm(a, axis=1, keepdims=True)).astype(np.float32))
+
+
+def blobs(sizes, dim=8, seed=0, spread=0.05):
+    """Unit vectors in well-separated blobs (one axis each) with a random quality column."""
+    rng = np.random.default_rng(seed)
+    rows, label = [], []
+    for c, size in enumerate(sizes):
+        centre = np.zeros(dim)
+        centre[c] = 1.0
+        pts = centre + spread * rng.standard_normal((size, dim))
+        rows.append(pts / np.linalg.norm(pts, axis=1, keepdims=True))
+        label += [c] * size
+    emb = np.concatenate(rows).astype(np.float32)
+    return Dataset.from_dict({"embedding": emb.tolist(), "blob": label, "quality": rng.random(len(label)).tolist()})
+
+
+def _synthetic_pool(n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(4, 8))
+    labels = rng.integers(0, 4, size=n)
+    emb = centres[labels] + 0.05 * rng.normal(size=(n, 8))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    d, i = rng.random(n) * 0.8, rng.random(n) * 0.75
+    return Dataset.from_dict(
+        {
+            "prompt": [f"question {j}" for j in range(n)],
+            "response": [f"answer {j}" for j in range(n)],
+            "embedding": emb.astype(np.float32).tolist(),
+            "adg_divergence": d.tolist(),
+            "adg_isotropy": i.tolist(),
+            "adg_score": (0.6 * d + 0.4 * i).tolist(),
+        }
+    )
+
+
+# --- chat messages (tests/train/) ---------------------------------------------------------------------------------
+U, A, S = "user", "assistant", "system"
+
+
+def m(role, content):
+    return {"role": role, "content": content}
+
+
+# --- dataset cards (tests/test_card.py, tests/test_publish.py) ----------------------------------------------------
+def front_matter(card) -> dict:
+    text = str(card)
+    assert text.startswith("---\n")
+    return yaml.safe_load(text.split("---\n")[1])

@@ -4,7 +4,8 @@ recorded (`tests/data/make_golden.py`): refactors must not change a single pick.
 import json
 
 import pytest
-from golden_cases import CASES, DATA, SEEDS, golden_pool, run_case
+
+from tests.golden_cases import CASES, DATA, SEEDS, golden_pool, run_case
 
 GOLDEN = json.loads((DATA / "golden_picks.json").read_text())
 

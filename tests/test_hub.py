@@ -16,7 +16,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hub_server import FakeHub
+from datasets import DatasetDict
+
+from hf_diverse import HfDiverseError, InvalidParameterError, push_curated, select_diverse
+from hf_diverse.errors import HubError
+from tests.hub_server import FakeHub
 
 WRITE_TOKEN = "hf_TestWriteTokenAlice0123456789abcdef"
 READ_TOKEN = "hf_TestReadTokenAlice0123456789abcdefgh"
@@ -300,3 +304,27 @@ def test_token_never_logged_or_written(run):
     for token in TOKENS:
         leaks = [where for where, text in haystacks.items() if token in text]
         assert not leaks, f"token found in {leaks}"
+
+
+def test_push_argument_errors_before_any_network(pool):
+    subset = select_diverse(pool, k=5, method="random", show_progress=False)
+    with pytest.raises(InvalidParameterError, match="repo_id must look like"):
+        push_curated(subset, "a/b/c")
+    with pytest.raises(InvalidParameterError, match="Invalid repo_id"):
+        push_curated(subset, "me/bad name!")
+    with pytest.raises(InvalidParameterError, match="Pass one split"):
+        push_curated(DatasetDict({"train": subset}), "me/x")
+    with pytest.raises(InvalidParameterError, match="Split name"):
+        push_curated(subset, "me/x", split="bad split")
+    with pytest.raises(InvalidParameterError, match="empty"):
+        push_curated(subset.select([]), "me/x")
+    with pytest.raises(InvalidParameterError, match="`private` must be True, False or None"):
+        push_curated(subset, "me/x", private="yes")
+
+
+def test_push_without_token_says_how_to_log_in(pool):
+    subset = select_diverse(pool, k=5, method="random", show_progress=False)
+    with pytest.raises(HubError, match="No Hugging Face token found") as info:  # conftest removes every token
+        push_curated(subset, "me/x")
+    assert isinstance(info.value, HfDiverseError) and isinstance(info.value, RuntimeError)
+    assert "hf auth login" in str(info.value)

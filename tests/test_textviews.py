@@ -1,3 +1,5 @@
+"""`hf_diverse.textviews`: the instruction / response views of every dataset format."""
+
 import pytest
 
 from hf_diverse import ColumnNotFoundError, InvalidParameterError, TextFormatError, TextView, detect_format

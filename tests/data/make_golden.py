@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))
 
@@ -25,8 +27,7 @@ def main():
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.embed or not EMBEDDINGS.exists():
-        import numpy as np
-
+        # imported only once HF_HUB_OFFLINE is set (the Hugging Face libraries read it at import)
         from hf_diverse import EmbeddingScorer
         from hf_diverse.data import load_embedded_default
 

@@ -1,3 +1,5 @@
+"""`hf_diverse.scorers.embedding`: `EmbeddingScorer` in `datasets.map` (cache, pickling, `num_proc`, ranks)."""
+
 import pickle
 
 import numpy as np

@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("gradio", reason="the Space needs gradio: pip install 'hf_diverse[space]'")
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package: pip install playwright")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = os.environ.get("HF_DIVERSE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = [

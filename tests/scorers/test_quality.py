@@ -1,4 +1,4 @@
-"""Offline quality scorers: `LMQualityScorer` (answer log-likelihood, IFD) and `RewardModelScorer`."""
+"""`hf_diverse.scorers.quality`: `LMQualityScorer` and `RewardModelScorer` on tiny random models."""
 
 import pickle
 
@@ -10,12 +10,6 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llama
 
 from hf_diverse import LMQualityScorer, RewardModelScorer, get_provenance, select_diverse
 from hf_diverse.errors import InvalidParameterError, ModelLoadError, TextFormatError
-from hf_diverse.scorers import TokenStatsScorer
-
-
-@pytest.fixture(scope="module")
-def rows(ifbench):
-    return ifbench.select(range(8))
 
 
 def reference_scores(path, prompt, response, max_length):
@@ -120,11 +114,3 @@ def test_reward_scorer_errors(rows, tiny_reward_path, tmp_path):
         RewardModelScorer(tiny_reward_path, input_format="xml")
     with pytest.raises(InvalidParameterError, match="label_index"):
         rows.map(RewardModelScorer(tiny_reward_path, label_index=3), batched=True)
-
-
-def test_token_stats_scorer(rows):
-    scorer = TokenStatsScorer()
-    out = rows.map(scorer, batched=True, features=scorer.features(rows))
-    assert out.features["n_tokens"].dtype == "int64" and out.features["n_unique_tokens"].dtype == "int64"
-    assert all(n >= u > 0 for n, u in zip(out["n_tokens"], out["n_unique_tokens"], strict=True))
-    assert out["n_tokens"][0] > out["n_unique_tokens"][0]

@@ -1,10 +1,14 @@
+"""`hf_diverse.facility.stored`: the exact greedy strategies against a direct reading of the QDIT score, and
+apricot."""
+
 import numpy as np
 import pytest
 import torch
-from helpers import qdit_greedy
 
 from hf_diverse import InvalidParameterError, QditConfig
+from hf_diverse.errors import InsufficientMemoryError
 from hf_diverse.facility import facility_location_greedy, facility_location_objective
+from tests.helpers import qdit_greedy
 
 
 def normalized(a):
@@ -119,8 +123,6 @@ def test_bad_parameters():
 
 
 def test_dense_refuses_before_allocating_when_too_big():
-    from hf_diverse.errors import InsufficientMemoryError
-
     x = torch.from_numpy(clustered(n=200)[0])
     with pytest.raises(InsufficientMemoryError, match="blocked"):
         facility_location_greedy(x, 5, strategy="lazy", memory_budget=1000)

@@ -1,4 +1,4 @@
-"""GreeDi on 2 `gloo` processes on 127.0.0.1 (spawned with torch.multiprocessing)."""
+"""`hf_diverse.facility.greedi`: GreeDi on 2 `gloo` processes on 127.0.0.1 (spawned with torch.multiprocessing)."""
 
 import json
 import os
@@ -13,13 +13,13 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from datasets import Dataset, load_from_disk
-from helpers import qdit_greedy, qdit_terms
 
 from hf_diverse import get_provenance, select_diverse
 from hf_diverse.facility import STRATEGIES, facility_location_greedy, facility_location_objective, greedi, shard_rows
+from tests.helpers import qdit_greedy, qdit_terms
 
 N, K, WORLD = 2000, 30, 2
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -3,14 +3,18 @@
 import importlib.util
 import json
 import logging
+import os
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+import hf_diverse
+from hf_diverse import METHODS, get_provenance
+
 pytest.importorskip("gradio", reason="the Space needs gradio: pip install 'hf_diverse[space]'")
 
-APP_PATH = Path(__file__).resolve().parents[1] / "space" / "app.py"
+APP_PATH = Path(__file__).resolve().parents[2] / "space" / "app.py"
 
 
 def _no_progress(*args, **kwargs):
@@ -184,8 +188,6 @@ def test_qdit_selection_plots_and_card(app, qdit20):
 
 
 def test_old_output_folders_are_removed(app, monkeypatch, tmp_path):
-    import os
-
     monkeypatch.setattr(app, "_OUTPUT_ROOT", tmp_path)
     old, recent = tmp_path / "old", tmp_path / "recent"
     old.mkdir()
@@ -207,8 +209,6 @@ def test_quality_method_with_uploaded_scores_and_fraction(app, uploaded, light):
 
 
 def test_method_parameters_reach_select_diverse(app, uploaded, light):
-    from hf_diverse import get_provenance
-
     result = app.run_selection(
         uploaded, "qdit", 8, 1, "score", "", "", options={"alpha": 0.3, "diversity": 1.0}, progress=_no_progress
     )[0]
@@ -308,8 +308,6 @@ def test_adg_row_cap(app, loaded):
 
 
 def test_adg_with_a_tiny_model_shows_the_quadrant(app, uploaded, tiny_llama_path, monkeypatch, light):
-    from hf_diverse import get_provenance
-
     assert "adg" in app.METHODS
     monkeypatch.setattr(app, "ADG_MODEL", tiny_llama_path)
     monkeypatch.setattr(app, "ADG_NUM_SAMPLES", 3)
@@ -328,8 +326,6 @@ def test_adg_with_a_tiny_model_shows_the_quadrant(app, uploaded, tiny_llama_path
 
 
 def test_push_needs_a_subset_repo_and_the_visitors_token(app, qdit20, monkeypatch):
-    import hf_diverse
-
     with pytest.warns(UserWarning):
         assert "Select a subset first" in app.push_to_hub(None, "me/x", "hf_secret", True)
     with pytest.warns(UserWarning):
@@ -344,8 +340,6 @@ def test_push_needs_a_subset_repo_and_the_visitors_token(app, qdit20, monkeypatc
 
 
 def test_push_failure_never_shows_or_logs_the_token(app, qdit20, monkeypatch, caplog):
-    import hf_diverse
-
     token = "hf_SECRETtoken1234567890"
     calls = {}
 
@@ -363,8 +357,6 @@ def test_push_failure_never_shows_or_logs_the_token(app, qdit20, monkeypatch, ca
 
 
 def test_push_success_message(app, qdit20, monkeypatch):
-    import hf_diverse
-
     monkeypatch.setattr(
         hf_diverse, "push_curated", lambda subset, repo_id, **kw: f"https://hub.test/datasets/{repo_id}", raising=False
     )
@@ -372,8 +364,6 @@ def test_push_success_message(app, qdit20, monkeypatch):
 
 
 def test_push_offline_is_a_readable_error(app, qdit20):
-    import hf_diverse
-
     assert hasattr(hf_diverse, "push_curated")
     # the real push_curated (no pool: no report or plots to build first) fails on HF_HUB_OFFLINE=1 set by conftest
     result = {"subset": qdit20[0]["subset"], "pool": None, "report": None}
@@ -383,8 +373,6 @@ def test_push_offline_is_a_readable_error(app, qdit20):
 
 
 def test_controls_come_from_the_method_configs(app):
-    from hf_diverse import METHODS
-
     assert list(app.METHOD_LABELS) == list(METHODS)  # every registered method, none hidden
     expected = {opt.name for m in METHODS.values() for opt in m.config.options() if opt.space is not None}
     assert set(app.SPACE_OPTIONS) == expected and {"alpha", "diversity", "tau"} <= expected

@@ -1,18 +1,26 @@
+"""`hf_diverse.selection.api`: `select_diverse` on the embedded pool, its config objects and its input checks."""
+
 import numpy as np
 import pytest
 from datasets import Dataset, List, Value
 
 from hf_diverse import (
+    METHODS,
     VALID_METHODS,
     ColumnNotFoundError,
     EmbeddingError,
     EmptyDatasetError,
     InvalidParameterError,
+    QditConfig,
     QualityError,
     TextFormatError,
+    TokensConfig,
     get_provenance,
     select_diverse,
 )
+from hf_diverse.embeddings import read_embeddings
+from hf_diverse.facility import facility_location_objective
+from hf_diverse.selection.api import build_config
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +82,6 @@ def test_fraction_k_random_and_quality_baselines(pool):
 
 
 def test_alpha_sweep_moves_smoothly(pool):
-    from hf_diverse.embeddings import read_embeddings
-    from hf_diverse.facility import facility_location_objective
-
     x = read_embeddings(pool, "embedding")
     q = np.array(pool["quality"])
     means, covers = [], []
@@ -145,3 +150,20 @@ def test_bad_data():
 
 def test_valid_methods_listed():
     assert {"qdit", "random", "quality"} <= set(VALID_METHODS)
+
+
+def test_build_config_from_config_and_options():
+    method = METHODS["qdit"]
+    cfg = build_config(method, QditConfig(alpha=0.2), strategy="lazy")
+    assert (cfg.alpha, cfg.strategy) == (0.2, "lazy")
+    with pytest.raises(InvalidParameterError, match=r"Parameter\(s\) \['tau'\] do not apply to method 'qdit'"):
+        build_config(method, tau=0.5)
+    with pytest.raises(InvalidParameterError, match="config must be a QditConfig"):
+        build_config(method, TokensConfig())
+
+
+def test_select_diverse_takes_a_config_object(ifbench_embedded):
+    a = select_diverse(ifbench_embedded, 10, config=QditConfig(strategy="lazy"), show_progress=False)
+    b = select_diverse(ifbench_embedded, 10, strategy="lazy", show_progress=False)
+    assert a["prompt"] == b["prompt"]
+    assert get_provenance(a)["parameters"]["strategy"] == "lazy"

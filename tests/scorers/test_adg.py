@@ -1,0 +1,173 @@
+"""`hf_diverse.scorers.adg`: `AnswerDivergenceScorer` on a tiny random Llama (and, with `-m slow`, on SmolLM2)."""
+
+import importlib.util
+import pickle
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+from datasets import load_from_disk
+from datasets.fingerprint import Hasher
+
+import hf_diverse.scorers.adg as adg_module
+from hf_diverse.errors import InvalidParameterError, MissingDependencyError
+from hf_diverse.scorers.adg import POOLINGS, AnswerDivergenceScorer, row_seed
+
+K = 3
+
+
+TOKENS = 8
+
+
+@pytest.fixture(scope="module")
+def small_pool(ifbench, tmp_path_factory):
+    """Six IFBench rows saved to disk, so `map` writes (and re-uses) cache files."""
+    path = tmp_path_factory.mktemp("adg_pool")
+    ifbench.select(range(6)).save_to_disk(str(path))
+    return load_from_disk(str(path))
+
+
+@pytest.fixture(scope="module")
+def tiny_scorer(tiny_llama_path):
+    return AnswerDivergenceScorer(
+        model=tiny_llama_path, num_samples=K, max_new_tokens=TOKENS, keep_answers=True, device="cpu"
+    )
+
+
+@pytest.fixture(scope="module")
+def scored_b4(small_pool, tiny_scorer):
+    return small_pool.map(tiny_scorer, batched=True, batch_size=4, features=tiny_scorer.features(small_pool))
+
+
+def test_scorer_columns_and_ranges(scored_b4):
+    feats = scored_b4.features
+    for name in ("adg_divergence", "adg_isotropy", "adg_score"):
+        assert feats[name].dtype == "float64"
+    assert feats["adg_answers"].feature.dtype == "string"
+    d, i = np.array(scored_b4["adg_divergence"]), np.array(scored_b4["adg_isotropy"])
+    assert ((d > 0) & (d <= 1 + 1e-9)).all()
+    assert ((i >= 0) & (i <= 1 - 1 / (K - 1) + 1e-6)).all()
+    np.testing.assert_allclose(scored_b4["adg_score"], 0.6 * d + 0.4 * i, atol=1e-12)
+    answers = scored_b4["adg_answers"]
+    assert all(len(a) == K and all(isinstance(t, str) for t in a) for a in answers)
+    assert len({a[0] for a in answers}) == len(answers), "rows should get different samples"
+    assert all(len(set(a)) > 1 for a in answers), "the K samples of a row should differ"
+
+
+def test_batch_size_does_not_change_results(small_pool, tiny_scorer, scored_b4):
+    # also the multi-GPU calling convention: map(with_indices=True, with_rank=True) passes (batch, indices, rank)
+    scored_b1 = small_pool.map(
+        tiny_scorer,
+        batched=True,
+        batch_size=1,
+        with_indices=True,
+        with_rank=True,
+        features=tiny_scorer.features(small_pool),
+    )
+    assert scored_b1["adg_answers"] == scored_b4["adg_answers"]
+    # vectors come from differently padded batches: equal up to float32 rounding
+    for name in ("adg_divergence", "adg_isotropy", "adg_score"):
+        np.testing.assert_allclose(scored_b1[name], scored_b4[name], rtol=0, atol=1e-6)
+
+
+def test_rerun_with_same_seed_is_identical_and_cached(small_pool, tiny_llama_path, tiny_scorer, scored_b4):
+    fresh = AnswerDivergenceScorer(
+        model=tiny_llama_path, num_samples=K, max_new_tokens=TOKENS, keep_answers=True, device="cpu"
+    )
+    assert Hasher.hash(fresh) == Hasher.hash(tiny_scorer), "a loaded model must not change the scorer's hash"
+    assert len(pickle.dumps(tiny_scorer)) < 10_000, "the pickled scorer must not carry the model"
+    # the second identical map re-uses the cache: the model is never touched
+    with mock.patch.object(AnswerDivergenceScorer, "load", side_effect=AssertionError("model called")):
+        again = small_pool.map(fresh, batched=True, batch_size=4, features=fresh.features(small_pool))
+    assert again.cache_files == scored_b4.cache_files
+    # computing afresh (no cache) with a new instance gives the same answers and scores
+    direct = fresh(small_pool[:])
+    assert direct["adg_answers"] == scored_b4["adg_answers"]
+    np.testing.assert_allclose(direct["adg_score"], scored_b4["adg_score"], rtol=0, atol=1e-6)
+
+
+def test_other_seed_gives_other_samples(small_pool, tiny_llama_path, scored_b4):
+    other = AnswerDivergenceScorer(
+        model=tiny_llama_path, num_samples=K, max_new_tokens=TOKENS, keep_answers=True, device="cpu", seed=1
+    )
+    out = other(small_pool[:2])
+    assert out["adg_answers"] != scored_b4["adg_answers"][:2]
+
+
+def test_fused_pooling_equals_a_separate_teacher_forced_pass(small_pool, tiny_scorer):
+    model, tok = tiny_scorer.load("cpu")
+    messages, _ = tiny_scorer._messages(small_pool[:3], None)
+    prompts = [tiny_scorer._prompt_ids(model, tok, m) for m in messages]
+    assert tok.decode(prompts[0]).endswith("<|im_start|>assistant\n"), "the chat template must be kept whole"
+    answers, fused = tiny_scorer._sample_and_embed(model, tok, prompts, [row_seed(0, m) for m in messages])
+    assert len(answers) == 3 * K and all(0 < len(a) <= TOKENS for a in answers)
+    sequences = [prompts[j // K] + answers[j] for j in range(3 * K)]
+    explicit = tiny_scorer.embed(model, tok, sequences, [len(prompts[j // K]) for j in range(3 * K)])
+    torch.testing.assert_close(fused, explicit, atol=1e-5, rtol=0)
+    torch.testing.assert_close(fused.norm(dim=1), torch.ones(3 * K), atol=1e-5, rtol=0)
+
+
+def test_reference_pooling_option_and_no_answers_column(small_pool, tiny_llama_path, scored_b4):
+    ref = AnswerDivergenceScorer(
+        model=tiny_llama_path, num_samples=K, max_new_tokens=TOKENS, pooling="instruction+answer", device="cpu"
+    )
+    out = ref(small_pool[:2])
+    assert set(out) == {"adg_divergence", "adg_isotropy", "adg_score"}
+    # same samples, different pooling: different (and here smaller, the shared instruction dominates) spread
+    assert not np.allclose(out["adg_divergence"], scored_b4["adg_divergence"][:2])
+
+
+def test_scorer_validates_arguments():
+    with pytest.raises(InvalidParameterError, match="num_samples"):
+        AnswerDivergenceScorer(num_samples=1)
+    with pytest.raises(InvalidParameterError, match="pooling='tokens'"):
+        AnswerDivergenceScorer(pooling="tokens")
+    with pytest.raises(InvalidParameterError, match="top_p"):
+        AnswerDivergenceScorer(top_p=0)
+    with pytest.raises(InvalidParameterError, match="backend"):
+        AnswerDivergenceScorer(backend="tgi")
+
+
+def test_deprecated_pool_argument_still_works():
+    with pytest.warns(FutureWarning, match="use `pooling`"):
+        scorer = AnswerDivergenceScorer(pool="instruction+answer")
+    assert scorer.pooling == "instruction+answer" and "pool" not in scorer.__getstate__()
+    assert Hasher.hash(scorer) == Hasher.hash(AnswerDivergenceScorer(pooling="instruction+answer"))
+    with pytest.warns(FutureWarning, match="pooling"):
+        assert scorer.pool == "instruction+answer"
+    with pytest.warns(FutureWarning), pytest.raises(InvalidParameterError, match="pass only `pooling`"):
+        AnswerDivergenceScorer(pool="answer", pooling="instruction+answer")
+    with pytest.warns(FutureWarning, match="pooling"):
+        assert adg_module.POOLS == POOLINGS == ("answer", "instruction+answer")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed")
+def test_vllm_backend_needs_the_extra():
+    with pytest.raises(MissingDependencyError, match=r"pip install 'hf_diverse\[vllm\]'"):
+        AnswerDivergenceScorer(backend="vllm")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_scorer_on_gpu_half_precision(small_pool, tiny_llama_path):
+    scorer = AnswerDivergenceScorer(
+        model=tiny_llama_path, num_samples=K, max_new_tokens=TOKENS, keep_answers=True, device="cuda"
+    )
+    model, _ = scorer.load()
+    assert model.dtype in (torch.bfloat16, torch.float16)
+    a, b = scorer(small_pool[:4]), scorer(small_pool[:1])
+    assert a["adg_answers"][:1] == b["adg_answers"]
+    assert all(0 <= v <= 1 for v in a["adg_divergence"]) and all(0 <= v <= 0.5 + 1e-3 for v in a["adg_isotropy"])
+
+
+@pytest.mark.slow
+def test_real_smollm2_on_ifbench(ifbench):
+    pool = ifbench.select(range(3))
+    scorer = AnswerDivergenceScorer(num_samples=3, max_new_tokens=16, keep_answers=True)
+    a = pool.map(scorer, batched=True, batch_size=4, features=scorer.features(pool))
+    b = pool.map(scorer, batched=True, batch_size=1, features=scorer.features(pool), load_from_cache_file=False)
+    assert a["adg_answers"] == b["adg_answers"]
+    np.testing.assert_allclose(a["adg_score"], b["adg_score"], atol=1e-5)
+    d, i = np.array(a["adg_divergence"]), np.array(a["adg_isotropy"])
+    assert ((d > 0) & (d < 1)).all() and ((i > 0) & (i <= 0.5 + 1e-6)).all()
+    assert all(any(t.strip() for t in answers) for answers in a["adg_answers"])

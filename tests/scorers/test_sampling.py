@@ -1,0 +1,37 @@
+"""`hf_diverse.scorers.sampling`: top-p sampling from shared noise and the content-keyed per-row seed."""
+
+import torch
+from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
+
+from hf_diverse.scorers.adg import row_seed, sample_top_p
+
+
+def test_sampling_draws_from_the_nucleus_with_the_right_frequencies():
+    torch.manual_seed(0)
+    logits = torch.randn(4, 50) * 2
+    n = 10000
+    noise = torch.rand(n, 50)
+    for row in range(4):
+        tokens = sample_top_p(logits[row].expand(n, -1), noise, temperature=1.4, top_p=0.9)
+        warped = TopPLogitsWarper(0.9)(None, TemperatureLogitsWarper(1.4)(None, logits[row : row + 1].clone()))
+        allowed = torch.isfinite(warped[0])
+        assert allowed[tokens].all(), "a token outside transformers' top-p nucleus was drawn"
+        expected = torch.softmax(warped[0], dim=-1)
+        freq = torch.bincount(tokens, minlength=50).double() / n
+        assert (freq - expected).abs().max() < 0.025  # about 5 standard errors
+    # a row's draw does not depend on the other rows of the batch
+    batch = sample_top_p(logits, noise[:4], 1.4, 0.9)
+    alone = torch.stack([sample_top_p(logits[i : i + 1], noise[i : i + 1], 1.4, 0.9)[0] for i in range(4)])
+    assert torch.equal(batch, alone)
+    # top_p=1 keeps the whole vocabulary
+    full = sample_top_p(logits[0].expand(n, -1), noise, 1.0, 1.0)
+    freq = torch.bincount(full, minlength=50).double() / n
+    assert (freq - torch.softmax(logits[0], -1)).abs().max() < 0.025
+
+
+def test_row_seed_is_stable_and_content_keyed():
+    msgs = [{"role": "user", "content": "Name a prime."}]
+    assert row_seed(0, msgs) == row_seed(0, [dict(m) for m in msgs])
+    assert row_seed(0, msgs) != row_seed(1, msgs)
+    assert row_seed(0, msgs) != row_seed(0, [{"role": "user", "content": "Name a prime!"}])
+    assert 0 <= row_seed(0, msgs) < 2**63
