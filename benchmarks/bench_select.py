@@ -23,7 +23,7 @@ import numpy as np
 import psutil
 import torch
 
-from hf_diverse.selection.facility import facility_location_greedy, facility_location_objective
+from hf_diverse.facility import facility_location_greedy, facility_location_objective
 
 
 def clustered_embeddings(n, d=384, n_clusters=None, seed=0):

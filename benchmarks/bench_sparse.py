@@ -143,13 +143,12 @@ def _subsample(args):
 
 
 def stage_exact(args) -> dict:
-    from hf_diverse.selection.facility import facility_location_greedy, facility_location_objective
-    from hf_diverse.selection.sparse import sparse_qdit
+    from hf_diverse.facility import facility_location_greedy, facility_location_objective, knn_greedy
 
     x, k_sub, _ = _subsample(args)
     knn = args.knn if args.knn != "auto" else ("ivf" if args.n > 50_000 else "exact")
     t0 = time.perf_counter()
-    res, graph = sparse_qdit(
+    res, graph = knn_greedy(
         x, k_sub, n_neighbors=args.m, knn=knn, nprobe=args.nprobe, cache=False, show_progress=args.progress
     )
     t_sparse = time.perf_counter() - t0
@@ -177,7 +176,7 @@ def _graph_csr(args):
     import scipy.sparse as sp
 
     from hf_diverse.embeddings import read_embeddings_chunked
-    from hf_diverse.selection.sparse import build_knn_graph
+    from hf_diverse.facility.knn import build_knn_graph
 
     x = read_embeddings_chunked(_load_pool(args), "embedding")
     graph = build_knn_graph(x, args.m, knn=args.knn, nprobe=args.nprobe, show_progress=False)
@@ -188,8 +187,7 @@ def _graph_csr(args):
 def stage_apricot(args) -> dict:
     from apricot import FacilityLocationSelection
 
-    from hf_diverse.selection.facility import facility_location_objective
-    from hf_diverse.selection.sparse import sparse_facility_location_greedy
+    from hf_diverse.facility import facility_location_objective, sparse_facility_location_greedy
 
     x, csr, graph = _graph_csr(args)
     t0 = time.perf_counter()
@@ -219,7 +217,7 @@ def stage_knn(args) -> dict:
     import torch
 
     from hf_diverse.embeddings import read_embeddings_chunked
-    from hf_diverse.selection.sparse import knn_faiss, knn_ivf
+    from hf_diverse.facility.knn import knn_faiss, knn_ivf
 
     if args.threads:
         import faiss
@@ -269,7 +267,7 @@ def stage_submodlib(args) -> dict:
     if proc.returncode != 0:
         return {"stage": "submodlib", "error": proc.stderr.strip().splitlines()[-3:]}
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    from hf_diverse.selection.facility import facility_location_objective
+    from hf_diverse.facility import facility_location_objective
 
     picks = np.asarray(out["picks"])
     return {
