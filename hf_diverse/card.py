@@ -121,8 +121,8 @@ def render_card(
     Example:
     ```py
     >>> from hf_diverse import render_card, select_diverse
-    >>> subset = select_diverse(pool, k=100, method="qdit", quality_column="score")
-    >>> card = render_card(subset, repo_id="me/pool-qdit-100")
+    >>> subset = select_diverse(pool, k=10, method="qdit", quality_column="reward")
+    >>> card = render_card(subset, repo_id="me/pool-qdit-10")
     >>> card.data.tags
     ['hf-diverse', 'qdit']
     ```

@@ -58,7 +58,7 @@ def fit_kmeans(x, n_clusters: int, seed: int = 0, n_init: int = 3, batch_size: i
     ```py
     >>> x = np.concatenate([np.zeros((5, 2)), np.ones((5, 2))]).astype(np.float32)
     >>> fit = fit_kmeans(x, 2, seed=0)
-    >>> len(set(fit.labels[:5])), len(set(fit.labels[5:])), fit.labels[0] != fit.labels[5]
+    >>> len(set(fit.labels[:5])), len(set(fit.labels[5:])), bool(fit.labels[0] != fit.labels[5])
     (1, 1, True)
     ```
     """

@@ -68,9 +68,12 @@ def load_pool(
 
     Example:
     ```py
-    >>> pool = load_pool("curated/")            # a save_to_disk folder
-    >>> pool = load_pool("data/pool.jsonl")
-    >>> pool = load_pool("tatsu-lab/alpaca")    # needs the Hub
+    >>> pool = load_pool(limit=100)             # the embedded IFBench sample (294 rows), first 100
+    >>> pool.column_names, len(pool)
+    (['prompt', 'response'], 100)
+    >>> pool = load_pool("curated/")            # a save_to_disk folder  # doctest: +SKIP
+    >>> pool = load_pool("data/pool.jsonl")  # doctest: +SKIP
+    >>> pool = load_pool("tatsu-lab/alpaca")    # needs the Hub  # doctest: +SKIP
     ```
     """
     if limit is not None and limit <= 0:

@@ -55,7 +55,10 @@ def read_embeddings_chunked(
 
     Example:
     ```py
-    >>> x = read_embeddings_chunked(ds, "embedding", device="cuda", dtype=torch.float16)
+    >>> x = read_embeddings_chunked(pool, "embedding", dtype=torch.float16)
+    >>> x.shape, x.dtype
+    (torch.Size([60, 384]), torch.float16)
+    >>> x = read_embeddings_chunked(pool, "embedding", device="cuda", dtype=torch.float16)  # doctest: +SKIP
     ```
     """
     if column not in dataset.column_names:

@@ -87,9 +87,9 @@ def push_curated(
     Example:
     ```py
     >>> from hf_diverse import push_curated, select_diverse
-    >>> subset = select_diverse(pool, k=3000, method="qdit")
-    >>> push_curated(subset, "me/alpaca-qdit-3k", pool=pool)          # data + card + plots in one commit
-    >>> push_curated(subset, "me/alpaca-qdit-3k", private=True)       # a private repo
+    >>> subset = select_diverse(pool, k=3000, method="qdit")  # doctest: +SKIP
+    >>> push_curated(subset, "me/alpaca-qdit-3k", pool=pool)  # data + card + plots in one commit  # doctest: +SKIP
+    >>> push_curated(subset, "me/alpaca-qdit-3k", private=True)  # a private repo  # doctest: +SKIP
     ```
     """
     _check_arguments(subset, repo_id, split, pool)
@@ -123,7 +123,15 @@ def check_push_target(repo_id: str, token: str | None = None) -> None:
 
     Example:
     ```py
-    >>> check_push_target("me/alpaca-qdit-3k")     # raises HubError when not logged in
+    >>> check_push_target("me/alpaca-qdit-3k")  # logged in: returns None  # doctest: +SKIP
+    >>> check_push_target("me/alpaca/qdit-3k")  # checked before the token
+    Traceback (most recent call last):
+    ...
+    hf_diverse.errors.InvalidParameterError: repo_id must look like 'user/name' or 'org/name', got 'me/alpaca/qdit-3k'.
+    >>> check_push_target("me/alpaca-qdit-3k")  # not logged in
+    Traceback (most recent call last):
+    ...
+    hf_diverse.errors.HubError: No Hugging Face token found: log in with `hf auth login`, ...
     ```
     """
     _check_repo_id(repo_id)

@@ -20,8 +20,16 @@ def atomic_directory(output: str | os.PathLike, overwrite: bool = False):
 
     Example:
     ```py
+    >>> ds = Dataset.from_dict({"prompt": ["Name a prime number."], "response": ["7"]})
     >>> with atomic_directory("curated/") as tmp:
-    ...     subset.save_to_disk(tmp)
+    ...     ds.save_to_disk(tmp)
+    >>> sorted(path.name for path in Path("curated").iterdir())
+    ['data-00000-of-00001.arrow', 'dataset_info.json', 'state.json']
+    >>> with atomic_directory("curated/") as tmp:  # the output exists
+    ...     ds.save_to_disk(tmp)
+    Traceback (most recent call last):
+    ...
+    hf_diverse.errors.InvalidParameterError: Output curated already exists. Pass overwrite=True (CLI: --overwrite).
     ```
     """
     output = Path(output)

@@ -32,9 +32,12 @@ def get_provenance(dataset: Dataset) -> dict | None:
 
     Example:
     ```py
+    >>> from hf_diverse import select_diverse
     >>> subset = select_diverse(pool, k=10)
-    >>> get_provenance(subset)["method"]
-    'qdit'
+    >>> get_provenance(subset)["method"], get_provenance(subset)["k"]
+    ('qdit', 10)
+    >>> get_provenance(pool)["source"]["kind"]
+    'embedded'
     ```
     """
     return _parse(dataset.info.description).get(PROVENANCE_KEY)

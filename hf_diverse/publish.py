@@ -80,6 +80,8 @@ def heavy_columns(dataset: Dataset, embedding_column: str | None = None) -> list
 
     Example:
     ```py
+    >>> from hf_diverse import select_diverse
+    >>> subset = select_diverse(pool, k=10)  # carries the pool's `embedding` column
     >>> heavy_columns(subset)
     ['embedding']
     ```
@@ -162,9 +164,11 @@ def build_repo_folder(
 
     Example:
     ```py
+    >>> from hf_diverse import select_diverse
     >>> from hf_diverse.publish import build_repo_folder
-    >>> built = build_repo_folder(subset, "alpaca-qdit-3k/", pool=pool, repo_id="me/alpaca-qdit-3k")
-    >>> built.files
+    >>> subset = select_diverse(pool, k=10)
+    >>> built = build_repo_folder(subset, "pool-qdit-10/", pool=pool, repo_id="me/pool-qdit-10", report=False)
+    >>> built.files  # with the report (`report=None`, the default) also its plots, images/report_*.png
     ['README.md', 'provenance.json', 'data/train-00000-of-00001.parquet', 'images/projection.png']
     ```
     """

@@ -27,6 +27,8 @@ def get_tokenizer(tokenizer=None):
     Example:
     ```py
     >>> tok = get_tokenizer()          # SmolLM2-135M-Instruct, offline
+    >>> tok("hello world", add_special_tokens=False)["input_ids"]
+    [28120, 905]
     ```
     """
     if tokenizer is None or isinstance(tokenizer, str):

@@ -251,10 +251,10 @@ def knn_greedy(
 
     Example:
     ```py
-    >>> x = torch.nn.functional.normalize(torch.randn(20000, 64), dim=1)
-    >>> res, graph = knn_greedy(x, k=200, n_neighbors=16, cache=False)
+    >>> x = torch.nn.functional.normalize(torch.randn(5000, 64), dim=1)
+    >>> res, graph = knn_greedy(x, k=50, n_neighbors=16, cache=False)
     >>> res.indices.shape, graph.n
-    ((200,), 20000)
+    ((50,), 5000)
     ```
     """
     graph = build_knn_graph(

@@ -77,8 +77,8 @@ def shard_rows(n: int, rank: int, world_size: int, seed: int = 0) -> np.ndarray:
 
     Example:
     ```py
-    >>> shard_rows(10, 0, 2, seed=0)
-    array([...])  # 5 rows; shard_rows(10, 1, 2, seed=0) holds the other 5
+    >>> shard_rows(10, 0, 2, seed=0), shard_rows(10, 1, 2, seed=0)  # two ranks: the two halves of one shuffle
+    (array([2, 3, 4, 8, 9]), array([0, 1, 5, 6, 7]))
     ```
     """
     if not 0 <= rank < world_size:
@@ -157,9 +157,13 @@ def greedi(
 
     Example:
     ```py
+    >>> x = torch.nn.functional.normalize(torch.randn(200, 16, generator=torch.Generator().manual_seed(0)), dim=1)
+    >>> res = greedi(x, k=5, show_progress=False)  # no process group: one rank, the plain greedy
+    >>> res.world_size, res.indices.shape
+    (1, (5,))
     >>> # torchrun --nproc_per_node=2 script.py
-    >>> torch.distributed.init_process_group("gloo")
-    >>> res = greedi(embeddings, k=1000, seed=0)  # every rank gets the same res.indices
+    >>> torch.distributed.init_process_group("gloo")  # doctest: +SKIP
+    >>> res = greedi(embeddings, k=1000, seed=0)  # every rank gets the same res.indices  # doctest: +SKIP
     ```
     """
     rank, world = dist_info(group)

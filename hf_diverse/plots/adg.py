@@ -51,9 +51,13 @@ def plot_divergence_quadrant(
 
     Example:
     ```py
+    >>> from hf_diverse import select_diverse
     >>> from hf_diverse.plots.adg import plot_divergence_quadrant
-    >>> subset = select_diverse(scored_pool, k=100, method="adg")
-    >>> plot_divergence_quadrant(scored_pool, subset, path="quadrant.png")
+    >>> subset = select_diverse(scored_pool, k=100, method="adg")  # doctest: +SKIP
+    >>> plot_divergence_quadrant(scored_pool, subset, path="quadrant.png")  # doctest: +SKIP
+    >>> d, iso = np.random.default_rng(0).random((2, 200))  # any (D, I) values, e.g. read from a scored pool
+    >>> plot_divergence_quadrant((d, iso), selected=np.argsort(d + iso)[-20:], path="quadrant.png")
+    'quadrant.png'
     ```
     """
     from matplotlib.figure import Figure

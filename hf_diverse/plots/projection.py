@@ -30,8 +30,9 @@ def fit_pca_2d(embeddings, block_size: int = 65536) -> dict:
 
     Example:
     ```py
-    >>> pca = fit_pca_2d(torch.randn(100, 8))
-    >>> coords = project(torch.randn(5, 8), pca)     # (5, 2)
+    >>> pca = fit_pca_2d(torch.randn(100, 8, generator=torch.Generator().manual_seed(0)))
+    >>> project(torch.randn(5, 8), pca).shape
+    (5, 2)
     ```
     """
     x = _as_tensor(embeddings)
@@ -108,8 +109,11 @@ def plot_projection(
 
     Example:
     ```py
+    >>> from hf_diverse import select_diverse
     >>> from hf_diverse.plots.projection import plot_projection
-    >>> plot_projection(pool_with_embeddings, subset, path="projection.png")
+    >>> subset = select_diverse(pool, k=10)  # `pool` has an `embedding` column, `subset` keeps it
+    >>> plot_projection(pool, subset, path="projection.png")
+    'projection.png'
     ```
     """
     from matplotlib.figure import Figure

@@ -101,11 +101,17 @@ def diversity_report(
 
     Example:
     ```py
-    >>> from hf_diverse import diversity_report, load_pool, select_diverse
-    >>> pool = load_pool()
-    >>> subset = select_diverse(pool, k=30)
+    >>> from hf_diverse import diversity_report, select_diverse
+    >>> subset = select_diverse(pool, k=10)
     >>> report = diversity_report(pool, subset)
     >>> print(report)
+    Diversity report (subset 10 rows, pool 60 rows, random 10 rows; tokenizer ...)
+    <BLANKLINE>
+    instruction                            subset        pool      random
+    distinct-1 [NR] (+)                    0.5493       0.317      0.4686
+    distinct-2 [NR] (+)                    0.8947      0.6408      0.7673
+    ...
+    Subset rows matched to pool rows: 10 of 10.
     ```
     """
     t_start = time.perf_counter()

@@ -39,10 +39,16 @@ class DiversityReport:
 
     Example:
     ```py
-    >>> report = diversity_report(pool, subset)
-    >>> print(report)                                  # table
-    >>> report.metrics["response"]["subset"]["entropy_bits"]
-    >>> report.to_json("report.json"); report.plot("plots/")
+    >>> from hf_diverse import diversity_report, select_diverse
+    >>> report = diversity_report(pool, select_diverse(pool, k=10), components=["instruction"])
+    >>> print(report)  # a table
+    Diversity report (subset 10 rows, pool 60 rows, random 10 rows; ...)
+    ...
+    >>> round(report.metrics["instruction"]["subset"]["entropy_bits"], 3)
+    7.899
+    >>> text = report.to_json("report.json")
+    >>> report.plot("plots/")
+    ['plots/token_frequency_instruction.png', 'plots/metrics_instruction.png']
     ```
     """
 

@@ -70,6 +70,7 @@ def collect_sets(
 
     Example:
     ```py
+    >>> subset = pool.select(range(0, 60, 2))
     >>> sets = collect_sets(pool, subset, TextView.for_columns(pool.column_names),
     ...                     TextView.for_columns(subset.column_names))
     >>> sets.labels, sets.matching["matched"]

@@ -146,14 +146,15 @@ class AnswerDivergenceScorer(Scorer):
 
     Example:
     ```py
-    >>> from hf_diverse import load_pool
     >>> from hf_diverse.scorers import AnswerDivergenceScorer
-    >>> pool = load_pool(limit=8)
-    >>> scorer = AnswerDivergenceScorer(max_new_tokens=64)
+    >>> pool = Dataset.from_dict({"prompt": ["Name a prime number.", "Write a haiku."], "response": ["7", "..."]})
+    >>> scorer = AnswerDivergenceScorer(num_samples=3, max_new_tokens=8)  # short answers: a quick CPU run
     >>> scored = pool.map(scorer, batched=True, batch_size=16, features=scorer.features(pool))
-    >>> scored.sort("adg_score", reverse=True)[0]["prompt"]
+    >>> scored.column_names
+    ['prompt', 'response', 'adg_divergence', 'adg_isotropy', 'adg_score']
+    >>> most_divergent = scored.sort("adg_score", reverse=True)[0]["prompt"]
     >>> # several GPUs:
-    >>> scored = pool.map(scorer, batched=True, with_rank=True, num_proc=torch.cuda.device_count())
+    >>> scored = pool.map(scorer, batched=True, with_rank=True, num_proc=torch.cuda.device_count())  # doctest: +SKIP
     ```
     """
 

@@ -31,10 +31,13 @@ class EmbeddingScorer(Scorer):
 
     Example:
     ```py
-    >>> scorer = EmbeddingScorer()
+    >>> scorer = EmbeddingScorer()  # all-MiniLM-L6-v2, offline
+    >>> ds = Dataset.from_dict({"prompt": ["Name a prime number.", "Write a haiku."], "response": ["7", "..."]})
     >>> ds = ds.map(scorer, batched=True, features=scorer.features(ds))
+    >>> ds.features["embedding"]
+    List(Value('float32'), length=384)
     >>> # several GPUs:
-    >>> ds = ds.map(scorer, batched=True, with_rank=True, num_proc=torch.cuda.device_count())
+    >>> ds = ds.map(scorer, batched=True, with_rank=True, num_proc=torch.cuda.device_count())  # doctest: +SKIP
     ```
     """
 

@@ -76,9 +76,12 @@ class LMQualityScorer(Scorer):
     Example:
     ```py
     >>> scorer = LMQualityScorer()                       # SmolLM2-135M-Instruct, offline
+    >>> ds = Dataset.from_dict({"prompt": ["Name a prime number.", "Say hi."], "response": ["7 is prime.", "Hi!"]})
     >>> ds = ds.map(scorer, batched=True, batch_size=64)
+    >>> ds.column_names
+    ['prompt', 'response', 'lm_loglik', 'ifd']
     >>> ds = ds.filter(lambda r: r["ifd"] < 1)           # Cherry-LLM: drop pairs the instruction does not help
-    >>> subset = select_diverse(ds, k=1000, quality_column="ifd")
+    >>> subset = select_diverse(ds, k=1000, quality_column="ifd")  # on a pool of thousands  # doctest: +SKIP
     ```
     """
 
@@ -238,9 +241,9 @@ class RewardModelScorer(Scorer):
 
     Example:
     ```py
-    >>> scorer = RewardModelScorer("OpenAssistant/reward-model-deberta-v3-large-v2")
-    >>> ds = ds.map(scorer, batched=True, batch_size=64)
-    >>> subset = select_diverse(ds, k=1000, quality_column="reward")
+    >>> scorer = RewardModelScorer("OpenAssistant/reward-model-deberta-v3-large-v2")  # loaded on the first batch
+    >>> ds = ds.map(scorer, batched=True, batch_size=64)  # doctest: +SKIP
+    >>> subset = select_diverse(ds, k=1000, quality_column="reward")  # doctest: +SKIP
     ```
     """
 

@@ -25,7 +25,10 @@ class TokenStatsScorer(Scorer):
 
     Example:
     ```py
+    >>> ds = Dataset.from_dict({"prompt": ["Name a prime number."], "response": ["7 is prime."]})
     >>> ds = ds.map(TokenStatsScorer(), batched=True)
+    >>> ds[0]
+    {'prompt': 'Name a prime number.', 'response': '7 is prime.', 'n_tokens': 4, 'n_unique_tokens': 4}
     >>> ds = ds.filter(lambda r: r["n_tokens"] <= 2048)
     ```
     """

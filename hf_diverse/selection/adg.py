@@ -85,8 +85,11 @@ def select_adg(ctx: SelectionContext, config: AdgConfig) -> SelectionResult:
 
     Example:
     ```py
-    >>> subset = select_diverse(pool, k=1000, method="adg")  # computes adg_score with the default LM when missing
-    >>> subset = select_diverse(scored_pool, k=1000, method="adg", n_bins=200)  # re-uses its adg_score column
+    >>> from hf_diverse import select_diverse
+    >>> # computes adg_score with the default LM when the pool has none (slow on a CPU)
+    >>> subset = select_diverse(pool, k=1000, method="adg")  # doctest: +SKIP
+    >>> # a pool scored once with `AnswerDivergenceScorer`: re-uses its adg_score column
+    >>> subset = select_diverse(scored_pool, k=1000, method="adg", n_bins=200)  # doctest: +SKIP
     ```
     """
     n, k = ctx.n, ctx.k

@@ -119,7 +119,10 @@ def select_diverse(
     ```py
     >>> from datasets import load_dataset
     >>> from hf_diverse import select_diverse
-    >>> subset = select_diverse(load_dataset("tatsu-lab/alpaca", split="train"), k=3000, method="qdit")
+    >>> subset = select_diverse(pool, k=10, method="qdit", quality_column="reward")  # re-uses its embedding column
+    >>> subset.column_names
+    ['prompt', 'response', 'embedding', 'reward', 'selection_rank', 'selection_gain']
+    >>> subset = select_diverse(load_dataset("tatsu-lab/alpaca", split="train"), k=3000)  # doctest: +SKIP
     ```
     """
     t_start = time.perf_counter()

@@ -83,8 +83,10 @@ def select_clusters(ctx: SelectionContext, config: ClustersConfig) -> SelectionR
 
     Example:
     ```py
-    >>> subset = select_diverse(pool, k=1000, method="clusters", diversity=0.5)
-    >>> subset.unique("selection_cluster")
+    >>> from hf_diverse import select_diverse
+    >>> subset = select_diverse(pool, k=10, method="clusters", diversity=0.5, n_clusters=6)
+    >>> len(subset.unique("selection_cluster"))  # 1 cluster at diversity=0, all 6 at diversity=1
+    3
     ```
     """
     diversity, clustering, n_clusters = config.diversity, config.clustering, config.n_clusters

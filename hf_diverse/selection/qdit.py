@@ -118,7 +118,10 @@ def select_qdit(ctx: SelectionContext, config: QditConfig) -> SelectionResult:
 
     Example:
     ```py
-    >>> subset = select_diverse(pool, k=1000, method="qdit", quality_column="reward", alpha=0.7)
+    >>> from hf_diverse import get_provenance, select_diverse
+    >>> subset = select_diverse(pool, k=10, method="qdit", quality_column="reward", alpha=0.7)
+    >>> sorted(get_provenance(subset)["objective"])
+    ['coverage', 'facility_location', 'qd_score', 'quality_mean', 'quality_scaled_mean']
     ```
     """
     q = ctx.quality()

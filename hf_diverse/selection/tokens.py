@@ -363,8 +363,10 @@ def select_tokens(ctx: SelectionContext, config: TokensConfig) -> SelectionResul
 
     Example:
     ```py
-    >>> subset = select_diverse(pool, k=1000, method="tokens", diversity=1.0)
-    >>> get_provenance(subset)["objective"]["mid_band_coverage"]
+    >>> from hf_diverse import get_provenance, select_diverse
+    >>> subset = select_diverse(pool, k=10, method="tokens", diversity=1.0)
+    >>> round(get_provenance(subset)["objective"]["mid_band_coverage"], 4)
+    0.6311
     ```
     """
     diversity, what, tokenizer = config.diversity, ctx.what, config.tokenizer

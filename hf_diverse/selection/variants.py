@@ -133,7 +133,10 @@ def select_qdit_threshold(ctx: SelectionContext, config: ThresholdConfig) -> Sel
 
     Example:
     ```py
-    >>> subset = select_diverse(pool, k=1000, method="qdit-threshold", quality_column="reward", tau=0.6)
+    >>> from hf_diverse import select_diverse
+    >>> subset = select_diverse(pool, k=10, method="qdit-threshold", quality_column="reward", tau=0.6)
+    >>> max(subset["selection_max_similarity"]) <= 0.6  # no kept row is closer than tau to an earlier one
+    True
     ```
     """
     tau, block_size = config.tau, config.block_size
@@ -183,7 +186,10 @@ def select_qdit_cluster(ctx: SelectionContext, config: ClusterConfig) -> Selecti
 
     Example:
     ```py
-    >>> subset = select_diverse(pool, k=1000, method="qdit-cluster", quality_column="reward")
+    >>> from hf_diverse import select_diverse
+    >>> subset = select_diverse(pool, k=10, method="qdit-cluster", quality_column="reward", n_clusters=5)
+    >>> np.bincount(subset["selection_cluster"]).tolist()  # rows per cluster: an equal quota
+    [2, 2, 2, 2, 2]
     ```
     """
     n_clusters = config.n_clusters

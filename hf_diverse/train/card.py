@@ -156,6 +156,8 @@ def render_model_card(
     >>> card = render_model_card(model_name="smollm2-curated", dataset_name="curated", provenance=None,
     ...     base_model={"name": "HuggingFaceTB/SmolLM2-135M-Instruct"}, cfg=cfg, completion_only_loss=True,
     ...     chat_template="tokenizer", text_format="alpaca", num_rows=50, num_examples=50)
+    >>> card.data.base_model, card.data.tags
+    ('HuggingFaceTB/SmolLM2-135M-Instruct', ['hf_diverse', 'trl', 'sft'])
     >>> card.save("out/smollm2-curated/README.md")
     ```
     """

@@ -149,7 +149,12 @@ def ensure_chat_template(tokenizer) -> str:
 
     Example:
     ```py
-    >>> tokenizer = AutoTokenizer.from_pretrained("gpt2")  # a base model: no chat template
+    >>> from transformers import AutoTokenizer
+    >>> from hf_diverse.models import default_causal_lm_path
+    >>> tokenizer = AutoTokenizer.from_pretrained(default_causal_lm_path())  # SmolLM2-135M-Instruct, offline
+    >>> ensure_chat_template(tokenizer)  # an instruct model keeps its own
+    'tokenizer'
+    >>> tokenizer.chat_template = None  # as for a base model such as gpt2
     >>> ensure_chat_template(tokenizer)
     'fallback'
     ```
@@ -195,7 +200,15 @@ def check_max_length(rows: Dataset, tokenizer, max_length: int | None):
 
     Example:
     ```py
-    >>> check_max_length(to_prompt_completion(subset), tokenizer, max_length=8)  # raises when no completion fits
+    >>> from transformers import AutoTokenizer
+    >>> from hf_diverse.models import default_causal_lm_path
+    >>> tokenizer = AutoTokenizer.from_pretrained(default_causal_lm_path())  # SmolLM2-135M-Instruct, offline
+    >>> rows = to_prompt_completion(Dataset.from_dict({"instruction": ["Add"], "input": ["2+2"], "output": ["4"]}))
+    >>> check_max_length(rows, tokenizer, max_length=1024)  # a completion token fits: returns None
+    >>> check_max_length(rows, tokenizer, max_length=8)
+    Traceback (most recent call last):
+    ...
+    hf_diverse.errors.InvalidParameterError: max_length=8 is smaller than every example: ...
     ```
     """
     if max_length is None:

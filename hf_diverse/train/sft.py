@@ -329,9 +329,11 @@ def train_sft(
     Example:
     ```py
     >>> from hf_diverse import load_pool, select_diverse, train_sft
-    >>> subset = select_diverse(load_pool(), k=50)
-    >>> run = train_sft(subset, output_dir="out/smollm2-curated", max_steps=5, per_device_train_batch_size=2)
-    >>> run.metrics["train_loss"]
+    >>> subset = select_diverse(load_pool(), k=50)  # doctest: +SKIP
+    >>> run = train_sft(  # doctest: +SKIP
+    ...     subset, output_dir="out/smollm2-curated", max_steps=5, per_device_train_batch_size=2
+    ... )
+    >>> run.metrics["train_loss"]  # doctest: +SKIP
     ```
     """
     # Over 80 lines only for the docstring (the public entry point's every argument); the body is its stages.
