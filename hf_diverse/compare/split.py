@@ -42,7 +42,7 @@ class HeldoutSplit:
 
 
 def resolve_holdout(holdout, n: int) -> int:
-    """Held-out rows for `holdout`: a fraction of the pool in (0, 1) or a count in [1, n - 1].
+    """Held-out rows for `holdout`: a float is a fraction of the pool in (0, 1), an integer a count in [1, n - 1].
 
     Example:
     ```py
@@ -52,12 +52,14 @@ def resolve_holdout(holdout, n: int) -> int:
     """
     if isinstance(holdout, bool) or not isinstance(holdout, (int, float, np.integer, np.floating)):
         raise InvalidParameterError(f"holdout must be a fraction in (0, 1) or a row count, got {holdout!r}.")
-    if isinstance(holdout, (float, np.floating)) and 0 < holdout < 1:
+    if isinstance(holdout, (float, np.floating)):
+        if not 0 < holdout < 1:
+            raise InvalidParameterError(
+                f"holdout must be a fraction in (0, 1) or an integer row count, got {holdout!r}."
+            )
         count = int(round(float(holdout) * n))
-    elif float(holdout) == int(holdout):
-        count = int(holdout)
     else:
-        raise InvalidParameterError(f"holdout must be a fraction in (0, 1) or a row count, got {holdout!r}.")
+        count = int(holdout)
     if not 1 <= count <= n - 1:
         raise InvalidParameterError(
             f"holdout={holdout!r} gives {count} held-out rows of a pool of {n}: it must leave at least one row on "
