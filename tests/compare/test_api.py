@@ -153,3 +153,17 @@ def test_output_dir_is_written_atomically(rows_pool, tmp_path):
 def test_bad_arguments(rows_pool, kwargs, match):
     with pytest.raises(InvalidParameterError, match=match):
         compare_methods(rows_pool, K, **{**OPTIONS, **kwargs})
+
+
+def test_bar_panels_draw_random_as_the_reference_line(result):
+    from hf_diverse.plots.compare import plot_coverage_quality, plot_metric_panels
+
+    fig = plot_metric_panels(result, "selection", None)
+    panel = next(ax for ax in fig.axes if ax.get_title().startswith("held-out instruction coverage"))
+    (line,) = panel.get_lines()
+    assert line.get_ydata()[0] == pytest.approx(result.value("random", "heldout_coverage"))
+    heights = [bar.get_height() for bar in panel.patches]
+    assert heights == pytest.approx([result.value(label, "heldout_coverage") for label in result.labels])
+    fig = plot_coverage_quality(result, None)
+    xs = np.concatenate([line.get_xdata() for line in fig.axes[0].get_lines()])
+    assert sorted(xs) == pytest.approx(sorted(result.value(label, "heldout_coverage") for label in result.labels))
