@@ -21,7 +21,7 @@ from ..selection.api import resolve_k
 from ..textviews import TextView
 from ..tokens import get_tokenizer, tokenize_texts, tokenizer_name
 from ..utils.logging import get_logger
-from ..utils.progress import are_progress_bars_enabled
+from ..utils.progress import are_progress_bars_enabled, tqdm
 from .measure import CandidateData, measure_subsets
 from .result import ComparisonResult, optimises
 from .split import heldout_split
@@ -250,6 +250,7 @@ def _train(runs: dict, measured: dict, tokens: dict, heldout: Dataset, opts: _Op
         seed=opts.seed,
         text_columns=opts.text_columns,
         train_options=opts.train_options,
+        show_progress=opts.progress,
     )
     for label, run in trained.items():
         measured[label]["heldout_loss"] = run["heldout_loss"]
@@ -328,41 +329,49 @@ def _take(x: torch.Tensor | None, rows: np.ndarray) -> torch.Tensor | None:
     return None if x is None else x[torch.as_tensor(rows, dtype=torch.long, device=x.device)]
 
 
-def _select_all(candidates: Dataset, k: int, methods: list, alphas, opts: _Options, notes: list) -> dict[str, dict]:
-    """Every (method, alpha) subset, plus the random reference: `{label: {"method", "rows", "dataset", ...}}`."""
+def _plan(methods: list, alphas, opts: _Options, notes: list) -> list[tuple[str, str, dict]]:
+    """`(method, label, options)` of every subset to select: each method once, or once per alpha when it has an
+    `alpha` option and `alphas` is given; the random reference is added when missing."""
     if REFERENCE not in methods:
         methods = [*methods, REFERENCE]
         notes.append("random was added as the reference subset (held-out wins count against it).")
-    runs = {}
+    plan = []
     for name in methods:
         method = get_method(name)
         has_alpha = any(opt.name == "alpha" for opt in method.config.options())
         options = dict(opts.method_options.get(name, {}))
-        default = method.config().alpha if has_alpha else None
-        values = alphas if (alphas is not None and has_alpha) else [options.get("alpha", default)]
-        if alphas is not None and not has_alpha:
-            notes.append(f"alphas do not apply to {name!r} (it has no alpha option).")
-        for alpha in values:
-            if has_alpha:
-                options["alpha"] = float(alpha)
-            label = f"{name} (alpha={options['alpha']:g})" if has_alpha else name
-            logger.info("compare_methods: selecting %s", label)
-            subset = select_diverse(
-                candidates, k, method=name, quality_column=opts.quality_column,
-                embedding_column=opts.embedding_column, text_columns=opts.text_columns, seed=opts.seed,
-                device=opts.device, show_progress=opts.show_progress, **options,
-            )  # fmt: skip
-            record = get_provenance(subset) or {}
-            effective = (record.get("details") or {}).get("alpha_effective")
-            if has_alpha and effective is not None and effective != options["alpha"]:
-                notes.append(f"{label} ran with alpha={effective} (no quality column).")
-            runs[label] = {
-                "method": name,
-                "rows": np.asarray(subset[_ROW], dtype=np.int64),
-                "dataset": subset.remove_columns(_ROW),
-                "parameters": {key: v for key, v in (record.get("parameters") or {}).items() if v is not None},
-                "provenance": record,
-            }
+        if not has_alpha:
+            if alphas is not None:
+                notes.append(f"alphas do not apply to {name!r} (it has no alpha option).")
+            plan.append((name, name, options))
+            continue
+        for alpha in alphas if alphas is not None else [options.get("alpha", method.config().alpha)]:
+            plan.append((name, f"{name} (alpha={float(alpha):g})", {**options, "alpha": float(alpha)}))
+    return plan
+
+
+def _select_all(candidates: Dataset, k: int, methods: list, alphas, opts: _Options, notes: list) -> dict[str, dict]:
+    """Every (method, alpha) subset, plus the random reference: `{label: {"method", "rows", "dataset", ...}}`."""
+    runs = {}
+    plan = _plan(methods, alphas, opts, notes)
+    for name, label, options in tqdm(plan, desc="compare_methods: selections", disable=not opts.progress):
+        logger.info("compare_methods: selecting %s", label)
+        subset = select_diverse(
+            candidates, k, method=name, quality_column=opts.quality_column, embedding_column=opts.embedding_column,
+            text_columns=opts.text_columns, seed=opts.seed, device=opts.device, show_progress=opts.show_progress,
+            **options,
+        )  # fmt: skip
+        record = get_provenance(subset) or {}
+        effective = (record.get("details") or {}).get("alpha_effective")
+        if "alpha" in options and effective is not None and effective != options["alpha"]:
+            notes.append(f"{label} ran with alpha={effective} (no quality column).")
+        runs[label] = {
+            "method": name,
+            "rows": np.asarray(subset[_ROW], dtype=np.int64),
+            "dataset": subset.remove_columns(_ROW),
+            "parameters": {key: v for key, v in (record.get("parameters") or {}).items() if v is not None},
+            "provenance": record,
+        }
     return runs
 
 

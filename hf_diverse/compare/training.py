@@ -22,7 +22,7 @@ from ..errors import InvalidParameterError
 from ..train import train_sft
 from ..train.data import to_prompt_completion
 from ..utils.logging import get_logger
-from ..utils.progress import are_progress_bars_enabled
+from ..utils.progress import are_progress_bars_enabled, tqdm
 
 logger = get_logger(__name__)
 
@@ -59,6 +59,7 @@ def train_subsets(
     output_dir: str | None = None,
     text_columns=None,
     train_options: dict | None = None,
+    show_progress: bool = True,
 ) -> tuple[dict[str, dict], dict]:
     """Fine-tune `model` on every subset (see the module docstring) and measure the held-out loss.
 
@@ -72,6 +73,7 @@ def train_subsets(
         output_dir (`str`, *optional*): keep each run's model in `output_dir/<label>`; default: a temporary folder.
         text_columns (*optional*): passed to `train_sft` and the held-out conversion.
         train_options (`dict`, *optional*): `SFTConfig` fields for every run (e.g. `max_steps`, `learning_rate`).
+        show_progress (`bool`, defaults to `True`): progress bars (over the subsets, and the trainer's).
 
     Returns:
         `(runs, settings)`: per label `{"heldout_loss", "train_loss", "losses", "examples", "tokens",
@@ -79,7 +81,8 @@ def train_subsets(
     """
     if budget not in BUDGETS:
         raise InvalidParameterError(f"Unknown budget {budget!r}. Valid values of budget: {list(BUDGETS)}.")
-    options = {"seed": seed, "data_seed": seed, "disable_tqdm": not are_progress_bars_enabled()}
+    progress = show_progress and are_progress_bars_enabled()
+    options = {"seed": seed, "data_seed": seed, "disable_tqdm": not progress}
     options.update(train_options or {})
     rows = {label: len(ds) for label, ds in subsets.items()}
     token_budget = None
@@ -89,7 +92,7 @@ def train_subsets(
     root = Path(output_dir) if output_dir is not None else Path(tempfile.mkdtemp(prefix="hf_diverse_compare_"))
     runs = {}
     try:
-        for label, subset in subsets.items():
+        for label, subset in tqdm(subsets.items(), desc="compare_methods: fine-tuning", disable=not progress):
             used = subset.select(range(rows[label]))
             if len(used) == 0:
                 raise InvalidParameterError(
