@@ -191,7 +191,9 @@ def _range_ends(ctx, config, strategy, run, q_scaled, details) -> tuple[RangeEnd
     key = (ctx.dataset._fingerprint, ctx.embedding_column, ctx.quality_column, ctx.n, ctx.k, ctx.seed,
            str(ctx.device), strategy, options)  # fmt: skip
     ends = range_ends(q_scaled, ctx.k, diversity_end, quality_coverage, key=key)
-    details["range_ends"] = {**ends.to_dict(), "seconds": round(time.perf_counter() - t0, 3)}
+    # no timing in the details: every GreeDi rank must record the same provenance
+    details["range_ends"] = ends.to_dict()
+    logger.info("QDIT scaling='range': ends %s in %.1fs.", ends.to_dict(), time.perf_counter() - t0)
     if ends.is_empty(ctx.n):
         note = (
             "scaling='range' fell back to 'mean': the alpha=0 subset and the top-quality subset do not differ in "
