@@ -175,8 +175,10 @@ def _range_ends(ctx, config, strategy, run, q_scaled, details) -> tuple[RangeEnd
     `"range"`, or `"mean"` when a range is empty (logged and recorded)."""
     t0 = time.perf_counter()
 
+    scratch = {}
+
     def diversity_end():
-        res = run(ctx, config, strategy, 1.0, None, {})
+        res = run(ctx, config, strategy, 1.0, None, scratch)
         return res.indices, res.coverage
 
     def quality_coverage(rows):
@@ -193,6 +195,8 @@ def _range_ends(ctx, config, strategy, run, q_scaled, details) -> tuple[RangeEnd
     ends = range_ends(q_scaled, ctx.k, diversity_end, quality_coverage, key=key)
     # no timing in the details: every GreeDi rank must record the same provenance
     details["range_ends"] = ends.to_dict()
+    if "knn_cache" in scratch:  # the alpha=0 run built (or loaded) the kNN graph the main run then re-uses
+        details["range_ends"]["knn_cache"] = scratch["knn_cache"]
     logger.info("QDIT scaling='range': ends %s in %.1fs.", ends.to_dict(), time.perf_counter() - t0)
     if ends.is_empty(ctx.n):
         note = (

@@ -219,6 +219,7 @@ def test_range_with_the_full_knn_graph_and_greedi_equals_lazy(scored_pool):
     sparse = select_diverse(ds, 15, strategy="sparse", n_neighbors=len(x), knn_cache=False, **kwargs)
     assert sparse["row"] == lazy["row"]
     ends = get_provenance(sparse)["details"]["range_ends"]
+    assert ends.pop("knn_cache") == "off"  # knn_cache=False: the graph is built, not stored
     assert ends == get_provenance(lazy)["details"]["range_ends"]
     greedi_ends = get_provenance(select_diverse(ds, 15, strategy="greedi", **kwargs))["details"]["range_ends"]
     q = np.array(ds["reward"])
