@@ -6,6 +6,7 @@ Data flow: text views -> scorers (columns) -> selection (indices) -> report/card
 __version__ = "0.1.0"
 
 from .card import render_card
+from .compare import ComparisonResult, compare_methods
 from .data import load_pool
 from .errors import (
     ColumnNotFoundError,
@@ -54,6 +55,7 @@ __all__ = [
     "ClusterConfig",
     "ClustersConfig",
     "ColumnNotFoundError",
+    "ComparisonResult",
     "DiversityReport",
     "EmbeddingError",
     "EmbeddingScorer",
@@ -76,6 +78,7 @@ __all__ = [
     "ThresholdConfig",
     "TokenStatsScorer",
     "TokensConfig",
+    "compare_methods",
     "detect_format",
     "disable_progress_bars",
     "diversity_report",

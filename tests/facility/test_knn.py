@@ -71,8 +71,15 @@ def test_knn_graph_cache(knn_cache_dir):
     ds = Dataset.from_dict({"embedding": x.numpy().tolist(), "q": np.linspace(0, 1, 500)})
     runs = [
         get_provenance(
-            select_diverse(ds, k, quality_column="q", alpha=a, strategy="sparse", n_neighbors=5, show_progress=False)
+            select_diverse(
+                ds, k, quality_column="q", alpha=a, strategy="sparse", n_neighbors=5, scaling="mean",
+                show_progress=False,
+            )
         )["details"]["knn_cache"]
         for k, a in ((20, 0.7), (40, 0.2))
-    ]
+    ]  # fmt: skip
     assert runs == ["miss", "hit"]
+    # scaling="range": the alpha=0 run of the ends builds the graph (m=4 is new), the main run re-uses it
+    sub = select_diverse(ds, 20, quality_column="q", alpha=0.5, strategy="sparse", n_neighbors=4, show_progress=False)
+    details = get_provenance(sub)["details"]
+    assert details["range_ends"]["knn_cache"] == "miss" and details["knn_cache"] == "hit"
