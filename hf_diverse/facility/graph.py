@@ -182,8 +182,8 @@ def _exact_greedy(graph: KnnGraph, k: int, w_div: float, modular: torch.Tensor, 
             # every candidate c adjacent to a risen v loses max(0, s - old) - max(0, s - new) of gain
             seg, pos = _gather_rows(indptr, v)
             c = cols[pos].long()
-            s_cv = vals[pos]
-            loss = (s_cv - old[seg]).clamp_(min=0).double() - (s_cv - new[seg]).clamp_(min=0).double()
+            s_cv = vals[pos].double()  # float64 terms: exact differences of float32 values
+            loss = (s_cv - old[seg].double()).clamp_(min=0) - (s_cv - new[seg].double()).clamp_(min=0)
             div.index_add_(0, c, -loss)
             score[c] = torch.where(selected[c], neg_inf, w_div * div[c] + modular[c])
             touched += int(pos.numel())
@@ -206,7 +206,7 @@ def _stochastic_greedy(graph: KnnGraph, k: int, w_div: float, modular: torch.Ten
             rest = torch.nonzero(~selected).squeeze(1).cpu()
             cand = rest[torch.randperm(rest.numel(), generator=gen)[:sample]].sort().values.to(device)
         seg, pos = _gather_rows(indptr, cand)
-        contrib = (vals[pos] - cur[cols[pos].long()]).clamp_(min=0).double()
+        contrib = (vals[pos].double() - cur[cols[pos].long()].double()).clamp_(min=0)
         div_c = torch.zeros(cand.numel(), dtype=torch.float64, device=device).index_add_(0, seg, contrib)
         score_c = w_div * div_c + modular[cand]
         best = int(torch.argmax(score_c))
