@@ -29,7 +29,6 @@ import torch
 import xxhash
 
 from ..errors import InvalidParameterError, MissingDependencyError
-from ..io import atomic_directory
 from ..models import cache_dir as default_cache_dir
 from ..utils.logging import get_logger
 from ..utils.progress import tqdm
@@ -295,6 +294,9 @@ def _load_graph(path, device) -> KnnGraph | None:
 
 
 def _save_graph(graph: KnnGraph, path) -> None:
+    # imported here: `hf_diverse.io` brings in `datasets`, and the engine must import without it (GPU check script)
+    from ..io import atomic_directory
+
     try:
         with atomic_directory(path, overwrite=True) as tmp:
             np.save(tmp / "indptr.npy", graph.indptr.cpu().numpy())
