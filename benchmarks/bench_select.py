@@ -174,7 +174,11 @@ def bench(n, k, alpha, strategies, peers, m):
             add(f"hf_diverse {strategy} (m={m})", lambda s=strategy: ours_graph(x, k, m, w, bonus, s))
         else:
             need = 4 * n * n if strategy != "blocked" else 0
-            add(f"hf_diverse {strategy}", lambda s=strategy: facility_location_greedy(x, k, strategy=s, **kwargs).indices, need)
+            add(
+                f"hf_diverse {strategy}",
+                lambda s=strategy, kw=kwargs: facility_location_greedy(x, k, strategy=s, **kw).indices,
+                need,
+            )
     if alpha == 0:
         if "apricot" in peers:
             add("apricot lazy (dense, float32)", lambda: apricot_dense(xn, k), 3 * 4 * n * n)
