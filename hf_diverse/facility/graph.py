@@ -6,15 +6,16 @@ d(j | A) ~ sum_{v in N(j)} max(0, S[j, v] - cur[v]).
 **Dense cover** (`embeddings=` given, as `knn_greedy` and QDIT do): the cover cur[v] = max_{a in A} max(0, sim(a, v))
 is kept on the full similarity rows of the picks, computed `cover_batch` picks at a time (one `(B, d) x (d, N)`
 product, k N d flops in all, no N x N matrix; B = k / 64 within [1, 64]), with the graph's own values on the graph's
-pairs, which are applied at each pick; the rest of a pick's cover lags by at most B - 1 picks. Without it the cover only counts graph pairs, so a point
-covered by a similar pick that is not among its m nearest looks uncovered and later gains are inflated: with
-alpha > 0 that mis-weighs diversity against quality (on clustered data, N = 20k, m = 32: 0.982 of exact greedy's
-quality-diversity objective for `sparse` and 0.959 for `stochastic` with the graph-only cover, >= 0.99 with the dense
-one; benchmarks/RESULTS.md). The result's `coverage` is then the exact dense d(A), so no separate pass measures it.
-Gains still ignore similarities outside the graph (lower bounds of the dense gains).
+pairs, which are applied at each pick; the rest of a pick's cover lags by at most B - 1 picks. Without it the cover
+only counts graph pairs, so a point covered by a similar pick that is not among its m nearest looks uncovered and
+later gains are inflated: with alpha > 0 that mis-weighs diversity against quality (clustered data, N = 20k, m = 32,
+alpha 0.3 / 0.7: 0.982 of exact greedy's quality-diversity objective for `sparse` and 0.959 for `stochastic` with the
+graph-only cover; >= 0.99 with the dense one, benchmarks/RESULTS.md). The result's `coverage` is then the exact dense
+d(A), so no separate pass measures it. Gains still ignore similarities outside the graph (lower bounds of the dense
+gains).
 
-- `"sparse"`: exact greedy. Gains are kept exact incrementally: when pick j raises cur[v] for its neighbours v, only
-  the candidates adjacent to those v lose gain, by exactly what they lose. Same picks as plain (or lazy) greedy on the
+- `"sparse"`: greedy. Gains are kept exact incrementally: when a pick raises cur[v], only the candidates adjacent to
+  v lose gain, by exactly what they lose. With the graph-only cover: the same picks as plain (or lazy) greedy on the
   sparsified objective; total work ~ sum over v of (times cur[v] rose) x degree(v).
 - `"stochastic"`: stochastic greedy (Mirzasoleiman et al. 2015): each step scores a uniform sample of
   ceil(N/k ln(1/epsilon)) rows (drawn with replacement from a seeded CPU generator, already-picked rows dropped)
@@ -192,7 +193,8 @@ def _raise_cur(graph: KnnGraph, cur: torch.Tensor, j: int) -> tuple[torch.Tensor
 def _raise_cur_dense(graph: KnnGraph, x: torch.Tensor, cur: torch.Tensor, pending: list[int]):
     """cur = max(cur, max(0, x_j . X^T)) for the picks `pending` (one product for all), with the graph's own values
     on the graph's pairs so both agree; returns the rows v that rose, with their old and new cur."""
-    rows = (x[torch.as_tensor(pending, device=x.device)] @ x.T).float().clamp_(min=0)
+    # X @ x_p^T (tall and skinny) is the fast orientation of the product on CPU BLAS
+    rows = (x @ x[torch.as_tensor(pending, device=x.device)].T).float().clamp_(min=0).T
     for b, j in enumerate(pending):
         lo, hi = int(graph.indptr[j]), int(graph.indptr[j + 1])
         rows[b, graph.indices[lo:hi].long()] = graph.values[lo:hi]

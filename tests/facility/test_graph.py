@@ -66,7 +66,7 @@ def _qd_ratios(n, k, d, n_clusters, alphas, dense_cover=True):
     out = {}
     for alpha in alphas:
 
-        def qd(idx):
+        def qd(idx, alpha=alpha):
             return (1 - alpha) * facility_location_objective(x, idx) / n + alpha * q[idx].mean()
 
         exact = qdit_greedy(x, k, quality=q, alpha=alpha, strategy="lazy", show_progress=False)
