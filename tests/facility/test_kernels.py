@@ -256,3 +256,21 @@ def test_cuda_exact_ties_go_to_the_lower_row():
     expected = numpy_greedy(x, k, w, bonus)
     for strategy, extra in STRATEGIES:
         assert run(x, k, w, bonus, strategy, device="cuda", **extra).indices.tolist() == expected, strategy
+
+
+@needs_cuda
+@pytest.mark.gpu
+def test_cuda_knn_graph_and_sparse_greedy_match_cpu():
+    from hf_diverse.facility import build_knn_graph, sparse_facility_location_greedy
+
+    x = torch.from_numpy(clustered(n=4000, d=32, n_clusters=40, seed=13))
+    cpu = build_knn_graph(x, 16, knn="exact", cache=False, show_progress=False)
+    gpu = build_knn_graph(x.cuda(), 16, knn="exact", cache=False, show_progress=False)
+    assert gpu.info["search_dtype"] == "bfloat16" and cpu.info["search_dtype"] == "float32"
+    assert abs(gpu.nnz - cpu.nnz) <= cpu.nnz // 100  # bfloat16 candidates, float32 decisions: nearly the same graph
+    w, bonus = terms(4000, 100, 0.7, np.random.default_rng(13).random(4000))
+    for strategy in ("sparse", "stochastic"):
+        kw = dict(bonus=torch.from_numpy(bonus), diversity_weight=w, strategy=strategy, show_progress=False)
+        on_cpu = sparse_facility_location_greedy(cpu, 100, embeddings=x, **kw)
+        on_gpu = sparse_facility_location_greedy(cpu.to("cuda"), 100, embeddings=x.cuda(), **kw)
+        np.testing.assert_array_equal(on_gpu.indices, on_cpu.indices, err_msg=strategy)
