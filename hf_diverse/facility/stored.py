@@ -40,6 +40,9 @@ logger = get_logger(__name__)
 
 STRATEGIES = ("auto", "dense", "lazy", "incremental", "blocked")
 BACKENDS = ("auto", "numba", "torch")
+# `backend="auto"` compiles (or loads) the numba kernels from this pool size up; below it the torch loops take well
+# under a second and a first call in a fresh environment does not wait ~10 s for the compilation
+NUMBA_MIN_ROWS = 4096
 _warned_no_numba = False
 
 
@@ -83,7 +86,8 @@ def facility_location_greedy(
             blocks (numba).
         backend (`str`, defaults to `"auto"`): `"numba"` (compiled CPU kernels, `hf_diverse.facility.kernels`),
             `"torch"` (torch loops on the embeddings' device) or `"auto"`: numba for the stored-matrix strategies on
-            CPU when it is installed, else torch. Both give the same picks.
+            CPU from 4096 rows (`NUMBA_MIN_ROWS`; smaller pools do not wait for the first compilation), else torch.
+            Both give the same picks.
 
     Example:
     ```py
@@ -104,7 +108,7 @@ def facility_location_greedy(
         strategy = choose_strategy(n, device, memory_budget)
     else:
         check_dense_fits(strategy, n, device, memory_budget)
-    backend = _resolve_backend(backend, strategy, device)
+    backend = _resolve_backend(backend, strategy, device, n)
     logger.info(
         "facility location: N=%d k=%d w=%s strategy=%s backend=%s device=%s",
         n,
@@ -146,8 +150,9 @@ def facility_location_greedy(
     )
 
 
-def _resolve_backend(backend: str, strategy: str, device: torch.device) -> str:
-    """`"auto"`: numba for the stored-matrix strategies on CPU when it is importable, else torch."""
+def _resolve_backend(backend: str, strategy: str, device: torch.device, n: int) -> str:
+    """`"auto"`: numba for the stored-matrix strategies on CPU from `NUMBA_MIN_ROWS` rows when it is importable,
+    else torch."""
     global _warned_no_numba
     stored_on_cpu = strategy in ("dense", "lazy", "incremental") and device.type == "cpu"
     if backend == "numba" and not stored_on_cpu:
@@ -164,7 +169,7 @@ def _resolve_backend(backend: str, strategy: str, device: torch.device) -> str:
                 "Install it with `pip install numba`."
             )
             _warned_no_numba = True
-        backend = "numba" if stored_on_cpu and kernels.HAS_NUMBA else "torch"
+        backend = "numba" if stored_on_cpu and kernels.HAS_NUMBA and n >= NUMBA_MIN_ROWS else "torch"
     return backend
 
 

@@ -117,12 +117,20 @@ def test_incremental_phase_runs_and_matches_lazy_on_a_larger_pool():
     x = clustered(n=3000, d=32, n_clusters=60, seed=3)
     k = 300
     w, bonus = terms(len(x), k, 0.3, np.random.default_rng(2).random(len(x)))
-    lazy = run(x, k, w, bonus, "lazy")
-    inc = run(x, k, w, bonus, "incremental", incremental_after=8)
+    lazy = run(x, k, w, bonus, "lazy", backend="numba")
+    inc = run(x, k, w, bonus, "incremental", incremental_after=8, backend="numba")
     assert inc.details["incremental_from_pick"] > 0  # both phases ran
     np.testing.assert_array_equal(inc.indices, lazy.indices)
     np.testing.assert_array_equal(inc.gains, lazy.gains)  # decided on the same directly computed numbers
     assert lazy.evaluations < 3000 * k / 10  # lazy greedy re-scores far fewer rows than plain greedy
+
+
+def test_auto_backend_compiles_only_for_larger_pools():
+    x = clustered(n=400)
+    assert facility_location_greedy(torch.from_numpy(x), 5, show_progress=False).details["backend"] == "torch"
+    if kernels.HAS_NUMBA:
+        big = clustered(n=4096, d=8, seed=1)
+        assert facility_location_greedy(torch.from_numpy(big), 5, show_progress=False).details["backend"] == "numba"
 
 
 @needs_numba
@@ -239,7 +247,7 @@ def test_cuda_same_picks_as_cpu(alpha):
     x = clustered(n=2000, d=32, n_clusters=40, seed=11)
     k = 100
     w, bonus = terms(len(x), k, alpha, np.random.default_rng(11).random(len(x)))
-    cpu = run(x, k, w, bonus, "lazy")
+    cpu = run(x, k, w, bonus, "lazy", backend="numba" if kernels.HAS_NUMBA else "torch")
     for strategy, extra in STRATEGIES[1:] + [("blocked", {})]:
         gpu = run(x, k, w, bonus, strategy, device="cuda", **extra)
         assert gpu.details["backend"] == "torch"
