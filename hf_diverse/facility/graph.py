@@ -40,6 +40,7 @@ from .knn import KnnGraph, build_knn_graph
 from .objective import GreedyResult, check_score
 
 SPARSE_STRATEGIES = ("sparse", "stochastic")
+_product_threads = None  # torch threads outside the greedy loop (it runs on one CPU thread)
 
 
 def _gather_rows(indptr: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -123,6 +124,8 @@ def sparse_facility_location_greedy(
         cover_batch = min(64, max(1, k // 64))
     loop = _exact_greedy if strategy == "sparse" else _stochastic_greedy
     bar = tqdm(total=k, desc=f"Facility location ({strategy})", disable=not show_progress)
+    global _product_threads
+    _product_threads = torch.get_num_threads()  # the dense cover's products run on all of them
     with torch_threads(1 if device.type == "cpu" else None):  # k steps of small ops: extra threads only add latency
         out = loop(graph, k, diversity_weight, b, epsilon, seed, bar, embeddings, cover_batch)
     picks, gains, div_gains, coverage, touched, details = out
@@ -194,7 +197,8 @@ def _raise_cur_dense(graph: KnnGraph, x: torch.Tensor, cur: torch.Tensor, pendin
     """cur = max(cur, max(0, x_j . X^T)) for the picks `pending` (one product for all), with the graph's own values
     on the graph's pairs so both agree; returns the rows v that rose, with their old and new cur."""
     # X @ x_p^T (tall and skinny) is the fast orientation of the product on CPU BLAS
-    rows = (x @ x[torch.as_tensor(pending, device=x.device)].T).float().clamp_(min=0).T
+    with torch_threads(_product_threads if x.device.type == "cpu" else None):
+        rows = (x @ x[torch.as_tensor(pending, device=x.device)].T).float().clamp_(min=0).T
     for b, j in enumerate(pending):
         lo, hi = int(graph.indptr[j]), int(graph.indptr[j + 1])
         rows[b, graph.indices[lo:hi].long()] = graph.values[lo:hi]
