@@ -242,13 +242,15 @@ def _run_knn(ctx, config, strategy, w, bonus, details):
         cache=config.knn_cache,
         show_progress=ctx.show_progress,
     )
-    t0 = time.perf_counter()
-    graph_coverage, res.coverage = res.coverage, facility_location_objective(x, res.indices)  # the dense objective
-    details["objective_s"] = round(time.perf_counter() - t0, 3)
+    graph_coverage = None
+    if res.details.get("cover") != "dense":  # with the dense cover, res.coverage already is the dense d(A)
+        t0 = time.perf_counter()
+        graph_coverage, res.coverage = res.coverage, facility_location_objective(x, res.indices)
+        details["objective_s"] = round(time.perf_counter() - t0, 3)
     approximation = (
-        "stochastic greedy (Mirzasoleiman et al. 2015) on the kNN-sparsified objective"
+        "stochastic greedy (Mirzasoleiman et al. 2015), gains on the kNN graph's pairs, dense cover"
         if strategy == "stochastic"
-        else "exact greedy on the kNN-sparsified objective"
+        else "greedy with gains on the kNN graph's pairs and the cover on the dense similarities"
     )
     details.update(
         strategy=strategy,
@@ -259,11 +261,12 @@ def _run_knn(ctx, config, strategy, w, bonus, details):
         graph_nnz=graph.nnz,
         knn_cache=graph.info.get("cache"),
         embedding_dtype=config.embedding_dtype,
-        objective_sparse=graph_coverage,
         approximation=approximation,
         **{k: v for k, v in graph.info.items() if k in ("build_s", "load_s", "nprobe", "nlist")},
         **res.details,
     )
+    if graph_coverage is not None:
+        details["objective_sparse"] = graph_coverage
     return res
 
 

