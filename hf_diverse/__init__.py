@@ -25,6 +25,7 @@ from .hub import push_curated
 from .provenance import get_provenance
 from .report import DiversityReport, diversity_report
 from .scorers import AnswerDivergenceScorer, EmbeddingScorer, LMQualityScorer, RewardModelScorer, TokenStatsScorer
+from .scoring import score, score_with_ray
 from .selection import (
     METHODS,
     VALID_METHODS,
@@ -88,6 +89,8 @@ __all__ = [
     "method_parameters",
     "push_curated",
     "render_card",
+    "score",
+    "score_with_ray",
     "select_diverse",
     "set_verbosity",
     "train_sft",
