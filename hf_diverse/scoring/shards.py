@@ -168,8 +168,10 @@ def run_in_workers(job: ShardJob, shards: list[Shard], num_proc: int, first_rank
     `ScoringError`: what it finished is kept, and a new run resumes from there.
     """
     import multiprocess
+    import torch
 
-    ctx = multiprocess.get_context()
+    # a forked child cannot use CUDA once the parent has: start fresh interpreters then (as `datasets` advises)
+    ctx = multiprocess.get_context("spawn" if torch.cuda.is_initialized() else None)
     progress, counter = ctx.Queue(), ctx.Value("i", 0)
     counts = Counts()
     with ctx.Pool(num_proc, initializer=_init_worker, initargs=(job, progress, counter, first_rank)) as pool:

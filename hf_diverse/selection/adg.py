@@ -171,8 +171,9 @@ def _compute_scores(ctx: SelectionContext, batch_size: int, **scorer_kwargs):
     info = scorer.model_info
     logger.warning(
         "No `adg_score` column: computing ADG scores for %d rows with %s on %s: %d sampled answers of up to %d "
-        "tokens each (%d generations). This is the expensive step; to re-use it, score once with "
-        "`pool.map(AnswerDivergenceScorer(...), batched=True)` and select from the scored pool.",
+        "tokens each (%d generations). This is the expensive step: it is kept in the score store (checkpoint_dir), "
+        "so an interrupted call resumes and rows scored before are found again; or score once with "
+        "`hf_diverse.score(pool, AnswerDivergenceScorer(...))` and select from the scored pool.",
         ctx.n,
         info["name"],
         ctx.device,

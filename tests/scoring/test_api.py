@@ -9,7 +9,9 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from datasets import Dataset, DatasetDict, IterableDatasetDict
 
 from hf_diverse import EmbeddingScorer, InvalidParameterError, get_provenance, score
@@ -228,6 +230,18 @@ def test_embedding_scorer_equals_map(tmp_path, ifbench):
     assert scored.features == mapped.features
     assert scored.to_dict() == mapped.to_dict()  # same batches, same numbers
     assert get_provenance(scored)["models"]["embedding"] == scorer.model_info
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_embedding_scorer_on_cuda_with_two_workers(tmp_path, ifbench):
+    rows = ifbench.select(range(64))
+    one = score(rows, EmbeddingScorer(device="cuda"), checkpoint_dir=tmp_path / "a", batch_size=8, shard_size=16)
+    two = score(
+        rows, EmbeddingScorer(device="cuda"), checkpoint_dir=tmp_path / "b", batch_size=8, shard_size=16, num_proc=2
+    )
+    np.testing.assert_allclose(np.asarray(one["embedding"]), np.asarray(two["embedding"]), atol=1e-5)
+    cpu = rows.map(EmbeddingScorer(device="cpu"), batched=True, batch_size=8)
+    np.testing.assert_allclose(np.asarray(one["embedding"]), np.asarray(cpu["embedding"]), atol=1e-3)
 
 
 def test_leftovers_of_a_killed_writer_are_never_read(tmp_path):
