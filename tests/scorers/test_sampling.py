@@ -43,7 +43,7 @@ def test_generate_vllm_sends_one_seeded_request_per_prompt_and_cuts_at_eos(monke
 
     fake = fake_vllm.install(monkeypatch)
     llm = fake.LLM()
-    prompts, seeds = [[5, 6, 7], [9], [5, 6, 7]], [2**40 + 3, 11, 2**40 + 3]
+    prompts, seeds = [[5, 6, 7], [9], [5, 6, 7]], [2**40 + 2**30 + 3, 11, 2**40 + 2**30 + 3]
     settings = SamplingSettings(num_samples=4, temperature=1.4, top_p=0.9, max_new_tokens=6)
     flat = generate_vllm(llm, prompts, seeds, settings, eos=[2])
     assert len(flat) == 3 * 4  # row-major: the 4 answers of prompt 0, then of prompt 1, ...

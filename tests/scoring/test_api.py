@@ -128,9 +128,11 @@ def test_rows_are_found_again_by_content_in_any_order_and_subset(tmp_path):
     again = run(part, tmp_path, log="part.log")
     assert logged_ids(tmp_path / "part.log") == []
     assert again.to_dict() == full.select([200, 3, 150, 7]).to_dict()
-    mixed = Dataset.from_dict({"id": [1000, 5], "prompt": ["a prompt never seen", ds[5]["prompt"]]})
-    run(mixed, tmp_path, log="mixed.log")
-    assert logged_ids(tmp_path / "mixed.log") == [1000]  # only the new row is computed
+    prompts = ["a prompt never seen", ds[9]["prompt"], "another new one", ds[5]["prompt"], ds[120]["prompt"]]
+    mixed = Dataset.from_dict({"id": [1000, 9, 1001, 5, 120], "prompt": prompts})
+    scored = run(mixed, tmp_path, log="mixed.log")
+    assert logged_ids(tmp_path / "mixed.log") == [1000, 1001]  # only the new rows are computed
+    assert scored.to_dict() == reference(mixed, tmp_path).to_dict()  # stored and new rows, each in its place
     run(part, tmp_path, log="finished.log", reuse=False)
     assert logged_ids(tmp_path / "finished.log") == []  # a finished shard is skipped all the same
     run(ds.select([3, 7, 150]), tmp_path, log="noreuse.log", reuse=False)
@@ -173,8 +175,9 @@ def test_ranks_share_a_store_and_each_returns_the_whole_result(tmp_path, monkeyp
     ds = make_rows()
     results = {}
 
-    def rank(r):
-        results[r] = run(ds, tmp_path, log=f"rank{r}.log", rank=r, world_size=2)
+    def rank(r):  # rank 1 is slower: rank 0 has to wait for its shards
+        slow = {"delay": 0.05 * r}
+        results[r] = run(ds, tmp_path, log=f"rank{r}.log", rank=r, world_size=2, scorer=slow)
 
     threads = [threading.Thread(target=rank, args=(r,)) for r in (0, 1)]
     for t in threads:
