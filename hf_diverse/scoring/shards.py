@@ -87,7 +87,7 @@ class ShardJob:
         counts = Counts()
         pos = self.store.rows_in_batches(shard.key)
         counts.resumed = pos
-        while pos < shard.n_rows:
+        while pos < shard.n_rows and not self.store.finished(shard.key):  # (or another process finished it)
             stop = min(pos + self.batch_size, shard.n_rows)
             table, reused = self._score_rows(shard, pos, stop, rank)
             keys = pa.array(shard.row_keys[pos:stop], type=pa.binary())

@@ -90,7 +90,7 @@ class ScoreStore:
             with atomic_file(about) as tmp:
                 tmp.write_text(json.dumps(self.about, indent=2, sort_keys=True) + "\n")
         folders = [self.folder / "shards", *(p for p in (self.folder / "partial").iterdir() if p.is_dir())]
-        for folder in folders:
+        for folder in [*folders, self.root / "inputs"]:
             for path in stale_temporary_files(folder):
                 path.unlink(missing_ok=True)
         return self
@@ -130,12 +130,19 @@ class ScoreStore:
 
     def finish_shard(self, key: str, n_rows: int) -> None:
         """Merge the shard's batches into its finished file (atomically), then drop the batch files."""
-        batches = self.done_batches(key)
-        covered = batches[-1][1] if batches else 0
-        if covered != n_rows:
-            raise StoreError(f"The batches of shard {key} in {self.folder} cover {covered} of its {n_rows} rows.")
-        tables = [read_table(path) for _, _, path in batches]
-        write_table(pa.concat_tables(tables).combine_chunks(), self.shard_path(key))
+        try:
+            if not self.finished(key):
+                batches = self.done_batches(key)
+                covered = batches[-1][1] if batches else 0
+                if covered != n_rows:
+                    raise StoreError(
+                        f"The batches of shard {key} in {self.folder} cover {covered} of its {n_rows} rows."
+                    )
+                tables = [read_table(path) for _, _, path in batches]
+                write_table(pa.concat_tables(tables).combine_chunks(), self.shard_path(key))
+        except (OSError, StoreError):
+            if not self.finished(key):  # else another process sharing the store finished it meanwhile
+                raise
         self.drop_partial(key)
 
     def drop_partial(self, key: str) -> None:

@@ -191,6 +191,26 @@ def test_ranks_share_a_store_and_each_returns_the_whole_result(tmp_path, monkeyp
         assert mine == {s for s in range(6) if s % 2 == r}  # shard i goes to rank i % 2
 
 
+def test_two_runs_of_the_same_job_at_once_do_not_trip_over_each_other(tmp_path):
+    ds = make_rows(120)
+    results, errors = {}, []
+
+    def one(r):
+        try:
+            results[r] = run(ds, tmp_path, log=f"run{r}.log", scorer={"delay": 0.01})
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=one, args=(r,)) for r in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors
+    expected = reference(ds, tmp_path)
+    assert_same(results[0], expected) and assert_same(results[1], expected)
+
+
 def test_streamed_input_is_scored_into_an_on_disk_dataset_and_resumes(tmp_path):
     ds = make_rows()
     stream = ds.to_iterable_dataset(num_shards=3)
