@@ -335,3 +335,29 @@ def test_sigkill_after_some_shards_then_resume(tmp_path, num_proc):
     assert not again & done  # finished rows are not recomputed
     assert again | done == set(range(N))
     assert_same(scored, reference(ds, tmp_path))
+
+
+def test_select_diverse_computes_its_costly_columns_into_the_store(tmp_path, ifbench, tiny_llama_path, monkeypatch):
+    from hf_diverse import AnswerDivergenceScorer, select_diverse
+
+    calls = []
+    for cls in (EmbeddingScorer, AnswerDivergenceScorer):
+        real = cls.score_batch
+
+        def counting(self, batch, indices, device, real=real):
+            calls.append((type(self).__name__, len(indices)))
+            return real(self, batch, indices, device)
+
+        monkeypatch.setattr(cls, "score_batch", counting)
+    pool = ifbench.select(range(12))
+    options = dict(k=4, method="adg", model=tiny_llama_path, num_samples=2, max_new_tokens=4, show_progress=False)
+    first = select_diverse(pool, checkpoint_dir=tmp_path, **options)
+    assert sorted({name for name, _ in calls}) == ["AnswerDivergenceScorer", "EmbeddingScorer"]
+    assert {p.name.split("-")[0] for p in tmp_path.iterdir() if p.is_dir()} >= {
+        "EmbeddingScorer",
+        "AnswerDivergenceScorer",
+    }
+    calls.clear()
+    again = select_diverse(pool, checkpoint_dir=tmp_path, **options)  # both columns found again
+    assert calls == []
+    assert again["adg_score"] == first["adg_score"] and again["prompt"] == first["prompt"]
