@@ -8,7 +8,7 @@ What it does, for a `Dataset` (an `IterableDataset` and the dicts of splits are 
    rows the store already holds for this scorer (same content, same configuration: computed by any earlier call,
    from Python, the CLI or the Space) are copied; the rest are scored, batch by batch, each batch written atomically.
 4. With `num_proc`, shards go to worker processes; with `rank` / `world_size` (several processes or machines sharing
-   the store's folder) each takes its share of the shards and then waits for the others'.
+   the store's folder) each takes its share of the shards, then helps with the shards still unfinished.
 5. The result is the dataset with the scorer's columns, read from the shard files (memory-mapped), equal to
    `dataset.map(scorer, batched=True, batch_size=batch_size)`.
 """
@@ -66,8 +66,9 @@ def score(
         num_proc (`int`, *optional*): worker processes (rank r runs on `cuda:{r % n_gpus}`, as `map(with_rank=True)`).
             Not for streamed datasets.
         rank (`int`, *optional*), world_size (`int`, *optional*): this process's share of the shards when several
-            processes score the same dataset into one store (shard i goes to rank `i % world_size`); each waits for
-            the others and returns the whole result. Defaults from `torch.distributed` when it is initialised.
+            processes score the same dataset into one store (shard i goes to rank `i % world_size`); a rank done with
+            its share scores the shards still unfinished (last first) and every rank returns the whole result.
+            Defaults from `torch.distributed` when it is initialised.
         reuse (`bool`, defaults to `True`): copy the stored results of rows seen before (same content, same scorer
             configuration). `False` still resumes, but scores every row of an unfinished shard.
         show_progress (`bool`, defaults to `True`): a progress bar over rows, starting at the rows already done.
@@ -202,23 +203,20 @@ def _score_dataset(dataset, scorer, store, shard_size, batch_size, reuse, num_pr
         else:
             for shard in todo:
                 counts.add(job.run_shard(shard, rank if world_size > 1 else None, report=bar.update))
-        _wait_for_other_ranks(store, shards, bar)
+        counts.add(_finish_the_rest(job, shards, rank if world_size > 1 else None, bar))
     outputs = concatenate_datasets([store.read_shard(s.key) for s in shards])
     return _join(dataset, outputs), counts
 
 
-def _wait_for_other_ranks(store: ScoreStore, shards: list[Shard], bar, poll_s: float = 2.0) -> None:
-    """Wait until every shard is finished (by the other ranks), counting their rows on the bar."""
-    missing = [s for s in shards if not store.finished(s.key)]
-    last_note = time.monotonic()
-    while missing:
-        time.sleep(poll_s)
-        done = [s for s in missing if store.finished(s.key)]
-        bar.update(sum(s.n_rows - store.rows_in_batches(s.key) for s in done))
-        missing = [s for s in missing if s not in done]
-        if missing and time.monotonic() - last_note > 60:
-            logger.warning("Waiting for %d shard(s) scored by other ranks in %s.", len(missing), store.folder)
-            last_note = time.monotonic()
+def _finish_the_rest(job: ShardJob, shards: list[Shard], rank, bar) -> Counts:
+    """Score the shards no rank has finished yet, last first (each rank takes its own first to last): a rank that is
+    done helps the others instead of waiting, and a rank that died or a store the ranks do not share costs time, not
+    a hang. Two processes on one shard write the same batches; whichever finishes it first, the other stops."""
+    counts = Counts()
+    for shard in reversed(shards):
+        if not job.store.finished(shard.key):
+            counts.add(job.run_shard(shard, rank, report=bar.update))
+    return counts
 
 
 def _join(dataset: Dataset, outputs: Dataset) -> Dataset:
