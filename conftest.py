@@ -19,6 +19,8 @@ os.environ.setdefault("HF_DATASETS_CACHE", os.path.join(_TMP, "datasets"))
 os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["HF_DIVERSE_DISABLE_PROGRESS_BARS"] = "1"
+# computed columns are stored and found again (hf_diverse.scoring): one store per test session
+os.environ["HF_DIVERSE_SCORE_CACHE"] = os.path.join(_TMP, "scores")
 os.environ.pop("HF_TOKEN", None)
 os.environ["HF_TOKEN_PATH"] = os.path.join(_TMP, "no_token")
 # the converted SmolLM2 is re-used across runs (it is a pure function of the installed package)

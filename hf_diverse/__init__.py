@@ -29,6 +29,8 @@ from .utils.progress import disable_progress_bars, enable_progress_bars
 _LAZY = {
     "render_card": ".card",
     "ComparisonResult": ".compare",
+    "score": ".scoring",
+    "score_with_ray": ".scoring",
     "compare_methods": ".compare",
     "load_pool": ".data",
     "facility_location_greedy": ".facility",

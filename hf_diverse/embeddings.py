@@ -3,8 +3,8 @@ the report, publishing and the Space.
 
 - `read_embeddings_chunked` reads a list-of-floats column straight from Arrow into one preallocated `(N, d)` tensor on
   the device (no Python lists), validating every chunk: one dimension, no missing rows, finite values.
-- `compute_embeddings` adds the column with `EmbeddingScorer` through `Dataset.map` (cached by `datasets`) and returns
-  the model record for the provenance.
+- `compute_embeddings` adds the column with `EmbeddingScorer` through `hf_diverse.scoring.score` (resumable, rows
+  embedded before by any entry point found again) and returns the model record for the provenance.
 """
 
 import contextlib
@@ -18,6 +18,7 @@ from datasets.utils import logging as ds_logging
 
 from .errors import ColumnNotFoundError, EmbeddingError
 from .scorers.embedding import EmbeddingScorer
+from .scoring import score, store_enabled
 from .textviews import TextView
 from .utils.progress import are_progress_bars_enabled, tqdm
 
@@ -118,11 +119,31 @@ def _embedding_chunk(arr, column: str, offset: int, dim: int | None) -> np.ndarr
     return mat
 
 
-def compute_embeddings(dataset, column, model, text_columns, what, device, batch_size, num_proc, show_progress):
+def compute_embeddings(
+    dataset, column, model, text_columns, what, device, batch_size, num_proc, show_progress, checkpoint_dir=None
+):
+    """`(dataset with the embedding column, model record)`, computed with `EmbeddingScorer`.
+
+    Through `hf_diverse.scoring.score` (resumable, and rows embedded before with the same model and text view, by any
+    entry point, are found again in the store at `checkpoint_dir`, default `$HF_DIVERSE_CACHE/scores`); with
+    `HF_DIVERSE_SCORE_CACHE=0` and no `checkpoint_dir`, a plain `Dataset.map` (cached by `datasets`).
+    """
     TextView.for_columns(dataset.column_names, text_columns=text_columns)  # fail before loading the model
     scorer = EmbeddingScorer(
         model=model, what=what, text_columns=text_columns, output_column=column, device=device, batch_size=batch_size
     )
+    if checkpoint_dir is not None or store_enabled():
+        shown = show_progress and are_progress_bars_enabled()
+        embedded = score(
+            dataset,
+            scorer,
+            checkpoint_dir=checkpoint_dir,
+            batch_size=max(batch_size, 256),
+            num_proc=num_proc,
+            show_progress=shown,
+            desc="Embedding",
+        )
+        return embedded, scorer.model_info
     kwargs = dict(
         batched=True,
         batch_size=max(batch_size, 256),

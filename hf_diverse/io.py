@@ -1,9 +1,10 @@
-"""Writing results atomically: everything goes to a temporary folder beside the target, renamed at the end, so a
-failure leaves nothing at the output path."""
+"""Writing results atomically: everything goes to a temporary folder (or file) beside the target, renamed at the end,
+so a failure leaves nothing at the output path and a reader never sees a half-written file."""
 
 import json
 import os
 import shutil
+import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,6 +50,63 @@ def atomic_directory(output: str | os.PathLike, overwrite: bool = False):
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+TMP_MARKER = ".tmp-"
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike):
+    """Yield a temporary path beside `path` to write to; it becomes `path` (one `os.replace`) only if the block
+    succeeds, so `path` is either absent or complete, even when the process is killed mid-write.
+
+    The temporary name starts with a dot and holds `.tmp-<host>-<pid>-`, so a crashed writer's leftovers are known
+    by name (`stale_temporary_files`) and never mistaken for a finished file. An existing `path` is replaced.
+
+    Example:
+    ```py
+    >>> with atomic_file("scores.json") as tmp:
+    ...     _ = tmp.write_text("[1, 2]")
+    >>> Path("scores.json").read_text()
+    '[1, 2]'
+    ```
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(
+        prefix=f".{path.name}{TMP_MARKER}{socket.gethostname()}-{os.getpid()}-", dir=path.parent
+    )
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def stale_temporary_files(folder: str | os.PathLike) -> list[Path]:
+    """The temporary files `atomic_file` left in `folder` when its writer died: those of this host whose process no
+    longer runs (a live writer's, or another host's, are left alone)."""
+    host, out = socket.gethostname(), []
+    for path in Path(folder).glob(f".*{TMP_MARKER}*"):
+        owner = path.name.split(TMP_MARKER, 1)[1]
+        owner_host, _, rest = owner.rpartition("-")[0].rpartition("-")
+        pid = rest
+        if owner_host == host and pid.isdigit() and not _pid_alive(int(pid)):
+            out.append(path)
+    return out
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_subset(subset: Dataset, folder: str | os.PathLike) -> None:

@@ -139,6 +139,23 @@ class TextView:
                 )
         return view
 
+    def source_columns(self, column_names: Sequence[str]) -> list[str]:
+        """The columns of `column_names` this view reads its texts from, in their order (a view made by `for_columns`).
+
+        Example:
+        ```py
+        >>> TextView.for_columns(["instruction", "input", "output", "id"]).source_columns(["instruction", "input",
+        ...     "output", "id"])
+        ['instruction', 'input', 'output']
+        ```
+        """
+        if self.text_columns is not None:
+            named = {c for cols in self.text_columns.values() for c in cols}
+        else:
+            fmt = self.format or detect_format(column_names)
+            named = set(_REQUIRED[fmt]) | ({"input"} if fmt == "alpaca" else set())
+        return [c for c in column_names if c in named]
+
     # --- public views -------------------------------------------------------------------------------------
     def texts(
         self, batch: dict[str, list], what: str = "instruction", indices: Sequence[int] | None = None

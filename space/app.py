@@ -37,9 +37,10 @@ from hf_diverse import (
     TextView,
     detect_format,
     load_pool,
+    score,
     select_diverse,
 )
-from hf_diverse.provenance import get_provenance, update_provenance
+from hf_diverse.provenance import get_provenance
 from hf_diverse.selection import resolve_k
 from hf_diverse.utils.logging import get_logger
 
@@ -218,12 +219,9 @@ def _pool_with_embeddings(state: dict, text_columns, progress):
             pool = pool.remove_columns(EMBEDDING_COLUMN)
         progress(0.05, desc="Embedding the pool (all-MiniLM-L6-v2)")
         scorer = EmbeddingScorer(text_columns=text_columns)
-        embedded = pool.map(
-            scorer, batched=True, batch_size=256, with_indices=True, features=scorer.features(pool), desc="Embedding"
-        )
-        models = dict((get_provenance(pool) or {}).get("models") or {})
-        models["embedding"] = scorer.model_info
-        state["cache"][key] = update_provenance(embedded, models=models)
+        # through the shared store: rows embedded before (here, in Python or by the CLI) are not embedded again;
+        # the provenance gets the model under `models.embedding`
+        state["cache"][key] = score(pool, scorer, batch_size=256, show_progress=False)
     return state["cache"][key]
 
 
@@ -242,17 +240,8 @@ def _pool_with_adg_scores(state: dict, pool, text_columns, seed: int, progress):
             seed=seed,
             text_columns=text_columns,
         )
-        scored = pool.map(
-            scorer,
-            batched=True,
-            batch_size=16,
-            with_indices=True,
-            features=scorer.features(pool),
-            desc="ADG answer divergence",
-        )
-        models = dict((get_provenance(pool) or {}).get("models") or {})
-        models["lm"] = scorer.model_info
-        state["cache"][key] = update_provenance(scored, models=models)
+        # resumable and stored: a page reload or another visitor with the same rows finds the scores again
+        state["cache"][key] = score(pool, scorer, batch_size=16, show_progress=False)
     return state["cache"][key]
 
 

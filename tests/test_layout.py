@@ -14,6 +14,7 @@ LAYERS = [
     {"facility"},
     {"metrics"},
     {"scorers"},
+    {"scoring"},
     {"embeddings"},
     {"selection"},
     {"plots"},

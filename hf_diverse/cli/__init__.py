@@ -11,6 +11,7 @@ from .config import apply_config
 # subcommand -> module in hf_diverse.cli
 SUBCOMMANDS = {
     "select": "hf_diverse.cli.select",
+    "score": "hf_diverse.cli.score",
     "env": "hf_diverse.cli.env",
     "report": "hf_diverse.cli.report",
     "push": "hf_diverse.cli.push",

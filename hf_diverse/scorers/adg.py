@@ -159,6 +159,8 @@ class AnswerDivergenceScorer(Scorer):
     """
 
     repr_fields = ("model", "num_samples", "temperature", "top_p", "max_new_tokens", "pooling", "backend", "seed")
+    # how the work is batched and placed, not what it computes (scores agree to float rounding)
+    reuse_ignores = ("device", "batch_size", "max_batch_tokens", "gpu_memory_utilization")
     # runtime caches: the per-vocabulary token weights and the vLLM engine
     _weights: torch.Tensor | None = None
     _vllm = None
@@ -238,6 +240,10 @@ class AnswerDivergenceScorer(Scorer):
         if self.keep_answers:
             feats[ANSWERS_COLUMN] = List(Value("string"))
         return feats
+
+    def input_columns(self, column_names: list[str]) -> list[str]:
+        """The text columns its text view reads: a row's result depends on them only."""
+        return self.text_view_columns(column_names)
 
     def load_model(self, device: torch.device):
         """`(model, tokenizer)` on `device` (called once per device by `load`); the tokenizer gets a pad token."""

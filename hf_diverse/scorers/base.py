@@ -13,14 +13,23 @@ and how to score one batch.
   changes.
 - Calling: `__call__(batch, indices=None, rank=None)` accepts every calling convention of `map(batched=True)`:
   `with_indices`, `with_rank` (rank `r` runs on `cuda:{r % n_gpus}`), and the rank passed second when there are no
-  indices. It resolves the device and hands over to the subclass's `score_batch(batch, indices, device)`.
+  indices. It resolves the device and hands over to the subclass's `score_batch(batch, indices, device)`. A
+  `pyarrow.Table` batch (Ray Data's `map_batches(..., batch_format="pyarrow")`) comes back as the same table with the
+  scorer's columns added, typed by `output_features`, so the class runs unchanged as a Ray Data callable class.
+- Re-use (`hf_diverse.scoring.score`): results are stored and found again by row content and scorer configuration.
+  `input_columns` names the columns a row's result depends on (default: all), `reuse_ignores` the configuration
+  fields that do not change results (device, batch sizes). A scorer's output must depend only on the row's content
+  and its configuration, not on the row's position.
 """
 
 from abc import ABC, abstractmethod
 
+import pyarrow as pa
 import torch
 from datasets import Dataset, Features
+from datasets.arrow_writer import TypedSequence
 
+from ..textviews import TextView
 from ..utils.device import resolve_device
 
 
@@ -57,6 +66,8 @@ class Scorer(ABC):
     # the device a subclass runs on (`None`: auto); subclasses that take a `device` argument set it in `__init__`
     device: str | None = None
     repr_fields: tuple[str, ...] = ()
+    # configuration fields that do not change the results: left out of the key results are stored under
+    reuse_ignores: tuple[str, ...] = ("device", "batch_size")
     # runtime state, never pickled nor hashed: what `load_model` returned and the device it is on
     _loaded = None
     _loaded_device: torch.device | None = None
@@ -108,10 +119,24 @@ class Scorer(ABC):
         feats.update(self.output_features())
         return feats
 
+    def input_columns(self, column_names: list[str]) -> list[str]:
+        """The columns of a dataset with `column_names` that this scorer's result for a row depends on; rows equal on
+        these columns share a stored result (`hf_diverse.scoring`). The default is every column."""
+        return list(column_names)
+
+    def text_view_columns(self, column_names: list[str]) -> list[str]:
+        """`input_columns` of a scorer that reads rows through a `TextView` (its `text_columns`, else the detected
+        format): the text columns only."""
+        view = TextView.for_columns(column_names, text_columns=getattr(self, "text_columns", None))
+        return view.source_columns(column_names)
+
     def __call__(self, batch: dict[str, list], indices=None, rank: int | None = None) -> dict[str, list]:
         # map(with_rank=True) without with_indices passes the rank second
         if isinstance(indices, int):
             indices, rank = None, indices
+        if isinstance(batch, pa.Table):  # Ray Data, batch_format="pyarrow": the whole table back, columns added
+            scored = self.score_batch(batch.to_pydict(), indices, resolve_device(self.device, rank))
+            return append_columns(batch, columns_to_table(scored, self.output_features()))
         return self.score_batch(batch, indices, resolve_device(self.device, rank))
 
     @abstractmethod
@@ -126,3 +151,46 @@ class Scorer(ABC):
         Returns:
             `dict[str, list]`: one list (or array) per output column, one entry per row of `batch`.
         """
+
+
+def columns_to_table(columns: dict, features: dict | None = None) -> pa.Table:
+    """A scorer's output batch (`{column: list or array}`) as an Arrow table, encoded as `Dataset.map` encodes it;
+    `features` (`{column: datasets feature}`) fixes the types of the columns it names, the rest are inferred. The
+    `datasets` features go into the schema metadata, so `Dataset.from_file` reads the same types back.
+
+    Example:
+    ```py
+    >>> from datasets import List, Value
+    >>> table = columns_to_table({"e": np.ones((2, 3), dtype="float32")}, {"e": List(Value("float32"), length=3)})
+    >>> table.schema.field("e").type
+    FixedSizeListType(fixed_size_list<item: float>[3])
+    ```
+    """
+    features = features or {}
+    arrays = [pa.array(TypedSequence(values, type=features.get(name))) for name, values in columns.items()]
+    table = pa.Table.from_arrays(arrays, names=list(columns))
+    return _with_features(table, {name: features[name] for name in columns if name in features})
+
+
+def append_columns(table: pa.Table, columns: pa.Table) -> pa.Table:
+    """`table` with the columns of `columns` added (a column of the same name is replaced), as `Dataset.map` does."""
+    known = {**_features_of(table), **_features_of(columns)}
+    out = table.drop_columns([name for name in columns.column_names if name in table.column_names])
+    for name in columns.column_names:
+        out = out.append_column(columns.schema.field(name), columns.column(name))
+    return _with_features(out, known)
+
+
+def _features_of(table: pa.Table) -> dict:
+    """The `datasets` feature of each column of `table` (from its schema metadata when it has one)."""
+    try:
+        feats = Features.from_arrow_schema(table.schema)
+    except Exception:  # metadata of other columns (a table whose columns were changed): the Arrow types alone
+        feats = Features.from_arrow_schema(table.schema.remove_metadata())
+    return {name: feats[name] for name in table.column_names if name in feats}
+
+
+def _with_features(table: pa.Table, known: dict) -> pa.Table:
+    inferred = Features.from_arrow_schema(table.schema.remove_metadata())
+    feats = Features({name: known.get(name, inferred[name]) for name in table.column_names})
+    return table.replace_schema_metadata(feats.arrow_schema.metadata)

@@ -72,6 +72,10 @@ class EmbeddingScorer(Scorer):
         _, info = resolve_embedding_model(self.model)
         return {**info, "revision": self.revision}
 
+    def input_columns(self, column_names: list[str]) -> list[str]:
+        """The text columns its text view reads: a row's result depends on them only."""
+        return self.text_view_columns(column_names)
+
     def load_model(self, device: torch.device):
         """The sentence-transformers model on `device` (called once per device by `load`)."""
         model = load_sentence_transformer(self.model, device=device, revision=self.revision)

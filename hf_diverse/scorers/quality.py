@@ -186,6 +186,10 @@ class LMQualityScorer(Scorer):
                 out[i] = float(-logp.mean())
         return out
 
+    def input_columns(self, column_names: list[str]) -> list[str]:
+        """The text columns its text view reads: a row's result depends on them only."""
+        return self.text_view_columns(column_names)
+
     def score_batch(self, batch: dict[str, list], indices, device: torch.device) -> dict[str, list]:
         view = TextView.for_columns(list(batch.keys()), text_columns=self.text_columns)
         convs = view.conversations(batch, indices=indices)
@@ -332,6 +336,10 @@ class RewardModelScorer(Scorer):
         return tokenizer(
             firsts, seconds, padding=True, truncation="longest_first", max_length=self.max_length, return_tensors="pt"
         )
+
+    def input_columns(self, column_names: list[str]) -> list[str]:
+        """The text columns its text view reads: a row's result depends on them only."""
+        return self.text_view_columns(column_names)
 
     def score_batch(self, batch: dict[str, list], indices, device: torch.device) -> dict[str, list]:
         view = TextView.for_columns(list(batch.keys()), text_columns=self.text_columns)

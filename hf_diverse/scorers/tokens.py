@@ -65,6 +65,10 @@ class TokenStatsScorer(Scorer):
         names = [self.tokens_column] if self.unique_column is None else [self.tokens_column, self.unique_column]
         return {name: Value("int64") for name in names}
 
+    def input_columns(self, column_names: list[str]) -> list[str]:
+        """The text columns its text view reads: a row's result depends on them only."""
+        return self.text_view_columns(column_names)
+
     def score_batch(self, batch: dict[str, list], indices, device: torch.device) -> dict[str, list]:
         view = TextView.for_columns(list(batch.keys()), text_columns=self.text_columns)
         ids = tokenize_texts(view.texts(batch, what=self.what, indices=indices), self.load(device))

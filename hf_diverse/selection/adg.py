@@ -24,6 +24,7 @@ from ..embeddings import datasets_progress
 from ..errors import ColumnNotFoundError
 from ..quota import binned_quota
 from ..scorers.adg import ANSWERS_COLUMN, COLUMNS, AnswerDivergenceScorer, combined_score
+from ..scoring import score, store_enabled
 from ..utils.logging import get_logger
 from .base import Method, SelectionContext, SelectionResult, read_quality
 from .config import MethodConfig, option
@@ -170,8 +171,9 @@ def _compute_scores(ctx: SelectionContext, batch_size: int, **scorer_kwargs):
     info = scorer.model_info
     logger.warning(
         "No `adg_score` column: computing ADG scores for %d rows with %s on %s: %d sampled answers of up to %d "
-        "tokens each (%d generations). This is the expensive step; to re-use it, score once with "
-        "`pool.map(AnswerDivergenceScorer(...), batched=True)` and select from the scored pool.",
+        "tokens each (%d generations). This is the expensive step: it is kept in the score store (checkpoint_dir), "
+        "so an interrupted call resumes and rows scored before are found again; or score once with "
+        "`hf_diverse.score(pool, AnswerDivergenceScorer(...))` and select from the scored pool.",
         ctx.n,
         info["name"],
         ctx.device,
@@ -180,6 +182,18 @@ def _compute_scores(ctx: SelectionContext, batch_size: int, **scorer_kwargs):
         ctx.n * scorer.num_samples,
     )
     rows_per_call = max(1, batch_size // scorer.num_samples)
+    keep = [*COLUMNS, ANSWERS_COLUMN] if scorer.keep_answers else list(COLUMNS)
+    drop = [c for c in ctx.dataset.column_names if c not in keep]
+    if ctx.checkpoint_dir is not None or store_enabled():  # resumable, and rows scored before are found again
+        scored = score(
+            ctx.dataset,
+            scorer,
+            checkpoint_dir=ctx.checkpoint_dir,
+            batch_size=rows_per_call * 4,
+            show_progress=ctx.show_progress,
+            desc="ADG answer divergence",
+        )
+        return scored.remove_columns(drop).to_dict(), info
     kwargs = dict(
         batched=True,
         batch_size=rows_per_call * 4,
@@ -187,8 +201,6 @@ def _compute_scores(ctx: SelectionContext, batch_size: int, **scorer_kwargs):
         features=scorer.features(ctx.dataset),
         desc="ADG answer divergence",
     )
-    keep = [*COLUMNS, ANSWERS_COLUMN] if scorer.keep_answers else list(COLUMNS)
-    drop = [c for c in ctx.dataset.column_names if c not in keep]
     with datasets_progress(ctx.show_progress):
         scored = ctx.dataset.map(scorer, **kwargs)
     return scored.remove_columns(drop).to_dict(), info

@@ -88,6 +88,7 @@ def select_diverse(
     embedding_batch_size: int = 64,
     num_proc: int | None = None,
     show_progress: bool = True,
+    checkpoint_dir: str | None = None,
     **options,
 ) -> Dataset:
     """Select `k` rows of `pool` that are diverse (and, with a quality column, good).
@@ -111,6 +112,9 @@ def select_diverse(
         embedding_batch_size (`int`, defaults to 64): encoder batch size.
         num_proc (`int`, *optional*): processes for the embedding `map`.
         show_progress (`bool`, defaults to `True`): progress bars for embedding and selection.
+        checkpoint_dir (`str`, *optional*): the store a costly column (embeddings, ADG scores) is computed into, shard
+            by shard, so an interrupted call resumes where it stopped and rows computed before (by any entry point)
+            are found again (`hf_diverse.scoring.score`); default `$HF_DIVERSE_CACHE/scores`.
         **options: the method's options (fields of its config, e.g. `alpha=0.5` for `"qdit"`); see
             `hf-diverse select --help` or `method_parameters(method)`.
 
@@ -145,7 +149,7 @@ def select_diverse(
         t0 = time.perf_counter()
         pool, embedding_info = _ensure_embeddings(
             pool, source_record, embedding_column, embedding_model, text_columns, what, device,
-            embedding_batch_size, num_proc, show_progress,
+            embedding_batch_size, num_proc, show_progress, checkpoint_dir,
         )  # fmt: skip
         t_embed = time.perf_counter() - t0
     elif text_columns is not None:
@@ -160,6 +164,7 @@ def select_diverse(
         show_progress=show_progress and are_progress_bars_enabled(),
         text_columns=text_columns,
         what=what,
+        checkpoint_dir=checkpoint_dir,
     )
     t0 = time.perf_counter()
     result = _run(m, ctx, cfg)
@@ -212,11 +217,15 @@ def _check_pool(pool) -> None:
         raise EmptyDatasetError("The pool is empty: nothing to select from.")
 
 
-def _ensure_embeddings(pool, source_record, column, model, text_columns, what, device, batch_size, num_proc, progress):
+def _ensure_embeddings(
+    pool, source_record, column, model, text_columns, what, device, batch_size, num_proc, progress, checkpoint_dir
+):
     """The pool with its embedding column (computed when missing) and the embedding model's record."""
     if column in pool.column_names:
         return pool, (source_record.get("models") or {}).get("embedding") or {"name": "precomputed"}
-    return compute_embeddings(pool, column, model, text_columns, what, device, batch_size, num_proc, progress)
+    return compute_embeddings(
+        pool, column, model, text_columns, what, device, batch_size, num_proc, progress, checkpoint_dir=checkpoint_dir
+    )
 
 
 def _run(method: Method, ctx: SelectionContext, config: MethodConfig) -> SelectionResult:

@@ -78,6 +78,8 @@ class SelectionContext:
     text_columns: object = None
     # the text view the method reads: "instruction", "response" or "both"
     what: str = "instruction"
+    # the store costly columns are computed into (`hf_diverse.scoring.score`); `None` is the shared default
+    checkpoint_dir: object = None
     _embeddings: torch.Tensor | None = None
     _quality: np.ndarray | None = None
 

@@ -171,3 +171,68 @@ def test_real_smollm2_on_ifbench(ifbench):
     d, i = np.array(a["adg_divergence"]), np.array(a["adg_isotropy"])
     assert ((d > 0) & (d < 1)).all() and ((i > 0) & (i <= 0.5 + 1e-6)).all()
     assert all(any(t.strip() for t in answers) for answers in a["adg_answers"])
+
+
+# --- backend="vllm", on a fake engine with vLLM's interface (tests/scorers/fake_vllm.py) -----------------------------
+def _pooled(model, tok, prompt, answer):
+    """The answer vector written out: layers -4..-2 of one forward pass over prompt + answer, averaged over the answer
+    tokens with the reference weights (each token decoded alone), L2-normalised."""
+    with torch.no_grad():
+        states = model(torch.tensor([prompt + answer]), output_hidden_states=True).hidden_states
+    h = torch.stack([states[-4], states[-3], states[-2]]).mean(0)[0, len(prompt) :]
+    w = torch.tensor([adg_module.token_weight(tok.decode([t])) for t in answer])
+    v = (h * w[:, None]).sum(0) / w.sum()
+    return (v / v.norm()).numpy().astype(np.float64)
+
+
+def _divergence(vectors):
+    """D = tr(Sc) / K and I = 1 - lambda_1 / tr(Sc) of the centred Gram matrix, with numpy."""
+    k = len(vectors)
+    centre = np.eye(k) - np.ones((k, k)) / k
+    sc = centre @ (vectors @ vectors.T) @ centre
+    eig = np.clip(np.linalg.eigvalsh(sc), 0, None)
+    return np.trace(sc) / k, 1 - eig.max() / eig.sum()
+
+
+def test_vllm_backend_on_a_fake_engine(small_pool, tiny_llama_path, monkeypatch):
+    from tests.scorers import fake_vllm
+
+    fake = fake_vllm.install(monkeypatch)
+    scorer = AnswerDivergenceScorer(
+        model=tiny_llama_path, backend="vllm", num_samples=K, max_new_tokens=TOKENS, keep_answers=True, device="cpu"
+    )
+    out = scorer(small_pool[:4])
+    assert len(fake.LLM.built) == 1 and fake.LLM.built[0]["seed"] == 0
+    assert fake.LLM.built[0]["gpu_memory_utilization"] == 0.5
+    model, tok = scorer.load("cpu")
+    assert tok.eos_token_id == 2  # the fake's EOS
+    messages, _ = scorer._messages(small_pool[:4], None)
+    for i, m in enumerate(messages):
+        prompt = scorer._prompt_ids(model, tok, m)
+        params = fake.SamplingParams(n=K, temperature=1.4, top_p=0.9, max_tokens=TOKENS, seed=row_seed(0, m) % 2**31)
+        drawn = [a[:-1] if a and a[-1] == 2 else a for a in fake_vllm.answers(prompt, params)]  # EOS dropped
+        assert out["adg_answers"][i] == [tok.decode(a, skip_special_tokens=True).strip() for a in drawn]
+        d, iso = _divergence(np.stack([_pooled(model, tok, prompt, a) for a in drawn]))
+        assert out["adg_divergence"][i] == pytest.approx(d, abs=1e-5)
+        assert out["adg_isotropy"][i] == pytest.approx(iso, abs=1e-4)
+    # each request carried the row's seed, K samples and the sampling settings
+    _, params = scorer._vllm.requests[0]
+    assert (params.n, params.temperature, params.top_p, params.max_tokens) == (K, 1.4, 0.9, TOKENS)
+
+
+def test_vllm_backend_results_do_not_depend_on_the_other_rows(small_pool, tiny_llama_path, monkeypatch):
+    from tests.scorers import fake_vllm
+
+    fake_vllm.install(monkeypatch)
+    scorer = AnswerDivergenceScorer(
+        model=tiny_llama_path, backend="vllm", num_samples=K, max_new_tokens=TOKENS, keep_answers=True
+    )
+    all_rows = scorer(small_pool[:5])
+    some = scorer(small_pool.select([4, 1])[:])
+    assert some["adg_answers"] == [all_rows["adg_answers"][4], all_rows["adg_answers"][1]]  # the same samples
+    # the same scores, to the rounding of another batch in the embedding pass
+    assert some["adg_score"] == pytest.approx([all_rows["adg_score"][4], all_rows["adg_score"][1]], abs=1e-6)
+    other_seed = AnswerDivergenceScorer(
+        model=tiny_llama_path, backend="vllm", num_samples=K, max_new_tokens=TOKENS, seed=1
+    )(small_pool[:5])
+    assert other_seed["adg_score"] != all_rows["adg_score"]

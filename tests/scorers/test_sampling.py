@@ -35,3 +35,23 @@ def test_row_seed_is_stable_and_content_keyed():
     assert row_seed(0, msgs) != row_seed(1, msgs)
     assert row_seed(0, msgs) != row_seed(0, [{"role": "user", "content": "Name a prime!"}])
     assert 0 <= row_seed(0, msgs) < 2**63
+
+
+def test_generate_vllm_sends_one_seeded_request_per_prompt_and_cuts_at_eos(monkeypatch):
+    from hf_diverse.scorers.sampling import SamplingSettings, generate_vllm
+    from tests.scorers import fake_vllm
+
+    fake = fake_vllm.install(monkeypatch)
+    llm = fake.LLM()
+    prompts, seeds = [[5, 6, 7], [9], [5, 6, 7]], [2**40 + 2**30 + 3, 11, 2**40 + 2**30 + 3]
+    settings = SamplingSettings(num_samples=4, temperature=1.4, top_p=0.9, max_new_tokens=6)
+    flat = generate_vllm(llm, prompts, seeds, settings, eos=[2])
+    assert len(flat) == 3 * 4  # row-major: the 4 answers of prompt 0, then of prompt 1, ...
+    sent = [p for _, p in llm.requests]
+    assert [p.seed for p in sent] == [s % 2**31 for s in seeds] and {p.n for p in sent} == {4}
+    assert {(p.temperature, p.top_p, p.max_tokens) for p in sent} == {(1.4, 0.9, 6)}
+    assert flat[:4] == flat[8:]  # same prompt, same seed: the same answers
+    for row, (prompt, p) in enumerate(zip(prompts, sent, strict=True)):
+        expected = [a[: a.index(2)] if 2 in a else a for a in fake_vllm.answers(prompt, p)]
+        assert flat[row * 4 : (row + 1) * 4] == expected
+    assert all(2 not in a for a in flat)
