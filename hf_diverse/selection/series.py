@@ -5,6 +5,8 @@ from datasets import Dataset
 
 from ..errors import InvalidParameterError
 from ..provenance import get_provenance, update_provenance
+from ..textviews import TextView
+from ..tokens import get_tokenizer, tokenize_texts
 from .api import select_diverse
 from .registry import METHODS, method_parameters
 
@@ -15,7 +17,10 @@ def diversity_series(
     """Select `n_points` subsets of `k` rows at `diversity` = 0, 1/(n_points-1), ..., 1 (the paper used 7 points).
 
     Each subset is a `select_diverse(dataset, k, method=method, diversity=d, **kwargs)` result; its provenance
-    also records `series = {"index", "n_points", "diversity"}`. With `method="tokens"` the pool is tokenized once
+    also records `series = {"index", "n_points", "diversity", "mean_response_tokens", "total_response_tokens"}`:
+    the length of the subset's responses in tokens (the `tokenizer` of `kwargs`, else the embedded SmolLM2 one), so
+    that a series that changes diversity can be read next to the training tokens it changes too. With
+    `method="tokens"` the pool is tokenized once
     for the whole series (an in-process cache of the last pool's token ids). Coverage of the mid-band token types
     (`tokens`) or the number of clusters used (`clusters`) is non-decreasing along the list.
 
@@ -34,7 +39,14 @@ def diversity_series(
     >>> from hf_diverse.selection import diversity_series
     >>> series = diversity_series(pool, k=10)
     >>> [round(get_provenance(s)["objective"]["mid_band_coverage"], 3) for s in series]
-    [0.11, 0.172, 0.236, 0.352, 0.414, 0.53, 0.631]
+    [0.187, 0.25, 0.327, 0.398, 0.474, 0.539, 0.631]
+    >>> [round(get_provenance(s)["details"]["series"]["mean_response_tokens"]) for s in series]  # length follows
+    [279, 352, 452, 650, 778, 991, 1172]
+    >>> matched = diversity_series(pool, k=10, length="matched")  # mean length within 10% of a random subset's
+    >>> [round(get_provenance(s)["objective"]["mid_band_coverage"], 3) for s in matched]
+    [0.236, 0.238, 0.256, 0.273, 0.273, 0.273, 0.312]
+    >>> [round(get_provenance(s)["details"]["series"]["mean_response_tokens"]) for s in matched]  # random: 358
+    [331, 335, 392, 393, 393, 393, 393]
     ```
     """
     if "diversity" not in method_parameters(method):
@@ -45,9 +57,18 @@ def diversity_series(
     if isinstance(n_points, bool) or not isinstance(n_points, (int, np.integer)) or n_points < 2:
         raise InvalidParameterError(f"n_points must be an integer >= 2, got {n_points!r}.")
     out = []
+    tokenizer = get_tokenizer(kwargs.get("tokenizer"))
     for index, level in enumerate(np.linspace(0.0, 1.0, int(n_points))):
         subset = select_diverse(dataset, k, method=method, diversity=float(level), **kwargs)
         details = dict(get_provenance(subset).get("details") or {})
-        details["series"] = {"index": index, "n_points": int(n_points), "diversity": float(level)}
+        view = TextView.for_columns(subset.column_names, text_columns=kwargs.get("text_columns"))
+        lengths = [len(t) for t in tokenize_texts(view.texts(subset[:], what="response"), tokenizer)]
+        details["series"] = {
+            "index": index,
+            "n_points": int(n_points),
+            "diversity": float(level),
+            "mean_response_tokens": float(np.mean(lengths)) if lengths else 0.0,
+            "total_response_tokens": int(np.sum(lengths)),
+        }
         out.append(update_provenance(subset, details=details))
     return out
