@@ -39,14 +39,14 @@ def diversity_series(
     >>> from hf_diverse.selection import diversity_series
     >>> series = diversity_series(pool, k=10)
     >>> [round(get_provenance(s)["objective"]["mid_band_coverage"], 3) for s in series]
-    [0.187, 0.25, 0.327, 0.398, 0.474, 0.539, 0.631]
+    [0.161, 0.243, 0.316, 0.396, 0.466, 0.511, 0.605]
     >>> [round(get_provenance(s)["details"]["series"]["mean_response_tokens"]) for s in series]  # length follows
-    [279, 352, 452, 650, 778, 991, 1172]
+    [155, 238, 389, 555, 642, 714, 960]
     >>> matched = diversity_series(pool, k=10, length="matched")  # mean length within 10% of a random subset's
     >>> [round(get_provenance(s)["objective"]["mid_band_coverage"], 3) for s in matched]
-    [0.236, 0.238, 0.256, 0.273, 0.273, 0.273, 0.312]
+    [0.236, 0.238, 0.262, 0.275, 0.275, 0.304, 0.328]
     >>> [round(get_provenance(s)["details"]["series"]["mean_response_tokens"]) for s in matched]  # random: 358
-    [331, 335, 392, 393, 393, 393, 393]
+    [331, 335, 374, 392, 392, 392, 392]
     ```
     """
     if "diversity" not in method_parameters(method):

@@ -5,12 +5,12 @@
   seeded random order) together with every alive row holding it; types left without an alive holder leave too. The
   chain ends before a step would leave fewer than k rows. Along the chain the number of kept types |K| and of alive
   rows only fall, so the chain is nested and |K| is non-increasing.
-- `token_aware_sample`: Algorithm 2, *token-aware sampling* of k rows from the alive rows. A greedy whose step takes
-  the row with the most kept types not yet covered, and among those the row that raises most the entropy of the kept
-  types' occurrence counts in the sample (even representation), ties to a seeded random order. Once every kept type
-  is covered, only the entropy counts: the rest of the sample evens out the kept types. Entropy is not submodular,
-  so every step re-scores every candidate exactly (vectorised; only rows sharing a type with the last pick change
-  their sums).
+- `token_aware_sample`: Algorithm 2, *token-aware sampling* of k rows from the alive rows: a greedy on the entropy
+  of the kept types' occurrence counts in the sample (the evenness of their representation). A row holding types the
+  sample lacks raises the entropy most, so coverage grows with it, but not at any price: a row that brings a new type
+  while piling more occurrences onto types already frequent can lose to one that brings fewer new types and evens
+  the counts out. Ties go to a seeded random order. Entropy is not submodular, so every step re-scores every candidate
+  exactly (vectorised; only rows sharing a type with the last pick change their sums).
 - `TokenPlan`: the chain of a pool and where the dial lands on it; `length_plan`: the `length="matched"` target.
 - `LengthBudget`: the `length="matched"` constraint. Rows fall in length bins (pool quantiles); the sample takes as
   many rows from each bin as a random reference subset does, and its total length stays within
@@ -149,6 +149,8 @@ class LengthBudget:
         self.quotas = np.asarray(quotas, dtype=np.int64).copy()
         self.lo, self.hi = float(lo_total), float(hi_total)
         self.total = 0.0
+        self.missed = 0  # picks made without an eligible row (the band may then be missed)
+        self._taken: list[int] = []
         self.left = [np.sort(self.lengths[self.bins == b]) for b in range(len(self.quotas))]
 
     def _sums(self, b: int, q: int) -> tuple[float, float]:
@@ -164,24 +166,68 @@ class LengthBudget:
         return self.total + small <= self.hi + 1e-9 and self.total + large >= self.lo - 1e-9
 
     def eligible(self) -> np.ndarray:
-        """Rows whose pick leaves a feasible completion (exact: per-bin sums of the shortest / longest rows left)."""
+        """Rows whose pick leaves a completion inside the band.
+
+        Exact for the last two picks (the last row must land in the band; before it, some row of the bin still
+        needing one must). Earlier, the rows still to pick can end anywhere between the sums of the shortest and of
+        the longest rows left in their bins: a pick is allowed when the band meets that range (sums of several rows
+        are dense, so a gap is unlikely; `token_aware_sample` falls back, logged, if one occurs).
+        """
+        b, x = self.bins, self.lengths
+        quota_left = np.array([0 < q <= len(r) for q, r in zip(self.quotas, self.left, strict=True)])
+        rest = int(self.quotas.sum()) - 1  # rows to pick after this one
+        if rest <= 0:
+            ok = (self.total + x >= self.lo - 1e-9) & (self.total + x <= self.hi + 1e-9)
+        elif rest == 1:
+            ok = self._last_row_fits(b, x)
+        else:
+            ok = self._range_meets_band(b, x)
+        return ok & quota_left[b]
+
+    def _last_row_fits(self, b: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Two rows left: after picking a row, is there a row of the bin still needing one that lands in the band?"""
+        needing = np.flatnonzero(self.quotas > 0)
+        # the bin of the last row: the candidate's own when it needs two, else the other one needing a row
+        last = np.where(
+            self.quotas[b] >= 2,
+            b,
+            needing[0] if len(needing) == 1 else np.where(b == needing[0], needing[-1], needing[0]),
+        )
+        lower, upper = self.lo - self.total - x - 1e-9, self.hi - self.total - x + 1e-9
+        count = np.zeros(len(x), dtype=np.int64)
+        for bin_ in np.unique(last).tolist():
+            rows = self.left[bin_]
+            sel = last == bin_
+            count[sel] = np.searchsorted(rows, upper[sel], side="right") - np.searchsorted(rows, lower[sel])
+            count[sel] -= (b[sel] == bin_) & (x[sel] >= lower[sel]) & (x[sel] <= upper[sel])  # not the row itself
+        return count > 0
+
+    def _range_meets_band(self, b: np.ndarray, x: np.ndarray) -> np.ndarray:
         nb = len(self.quotas)
         small_q, small_q1, large_q, large_q1 = (np.zeros(nb) for _ in range(4))
         t_small, t_large = np.full(nb, -np.inf), np.full(nb, np.inf)
-        for b, q in enumerate(self.quotas.tolist()):
-            rows = self.left[b]
+        for bin_, q in enumerate(self.quotas.tolist()):
+            rows = self.left[bin_]
             if q == 0 or q > len(rows):
                 continue
-            small_q[b], large_q[b] = self._sums(b, q)
-            small_q1[b], large_q1[b] = self._sums(b, q - 1)
+            small_q[bin_], large_q[bin_] = self._sums(bin_, q)
+            small_q1[bin_], large_q1[bin_] = self._sums(bin_, q - 1)
             if q > 1:
-                t_small[b], t_large[b] = rows[q - 2], rows[len(rows) - (q - 1)]
-        b, x = self.bins, self.lengths
+                t_small[bin_], t_large[bin_] = rows[q - 2], rows[len(rows) - (q - 1)]
+        # the q - 1 shortest rows of the bin other than this one (this one is among them when it is short enough)
         rest_small = small_q.sum() - small_q[b] + np.where(x > t_small[b], small_q1[b], small_q[b] - x)
         rest_large = large_q.sum() - large_q[b] + np.where(x < t_large[b], large_q1[b], large_q[b] - x)
-        ok = (self.total + x + rest_small <= self.hi + 1e-9) & (self.total + x + rest_large >= self.lo - 1e-9)
-        quota_left = np.array([q > 0 and q <= len(r) for q, r in zip(self.quotas, self.left, strict=True)])
-        return ok & quota_left[b]
+        return (self.total + x + rest_small <= self.hi + 1e-9) & (self.total + x + rest_large >= self.lo - 1e-9)
+
+    def nearest(self, free: np.ndarray) -> int | None:
+        """The free row of a bin still needing rows that brings the total nearest the band's centre, assuming the
+        rows after it are of the mean length the band asks for (the fallback when no row is eligible)."""
+        rest = int(self.quotas.sum()) - 1
+        centre = (self.lo + self.hi) / 2
+        per_row = centre / (rest + 1 + len(self._taken))
+        gap = np.abs(self.total + self.lengths + rest * per_row - centre)
+        gap = np.where(free & (self.quotas > 0)[self.bins], gap, np.inf)
+        return int(np.argmin(gap)) if np.isfinite(gap.min()) else None
 
     def take(self, row: int) -> None:
         b, x = int(self.bins[row]), self.lengths[row]
@@ -189,6 +235,7 @@ class LengthBudget:
         self.left[b] = np.delete(rows, int(np.searchsorted(rows, x)))
         self.quotas[b] -= 1
         self.total += x
+        self._taken.append(row)
 
 
 @dataclass
@@ -200,6 +247,7 @@ class Sample:
     covered: int  # kept types covered by the sample
     complete: bool  # every kept type (column) is covered
     entropy: float  # entropy (nats) of the kept types' occurrence counts in the sample
+    budget_misses: int = 0  # picks made when no row kept the length band reachable (`LengthBudget.nearest`)
 
 
 def _xlogx(x: np.ndarray) -> np.ndarray:
@@ -229,16 +277,16 @@ def token_aware_sample(
     stop_when_complete: bool = False,
     show_progress: bool = False,
 ) -> Sample:
-    """Algorithm 2: k rows of `x` (candidate rows x kept types, occurrence counts) by the greedy of the module
-    docstring.
+    """Algorithm 2: k rows of `x` (candidate rows x kept types, occurrence counts), each step the row that raises the
+    entropy of the kept types' counts in the sample most (see the module docstring).
 
     Args:
         x (`scipy.sparse.csr_matrix`): occurrence counts of the kept types in each candidate row.
         k (`int`): rows to pick (at most the number of rows of `x`).
         tie_rank (`np.ndarray`): tie order of the candidate rows (lower first).
         budget (`LengthBudget`, *optional*): the `length="matched"` constraint over the same rows.
-        evenness (`bool`, defaults to `True`): rank rows by the entropy gain after the new types (`False` keeps the
-            coverage order only, ties to `tie_rank`: an ablation).
+        evenness (`bool`, defaults to `True`): rank rows by the entropy gain (`False` ranks them by the number of
+            uncovered kept types they hold, ties to `tie_rank`: plain greedy coverage, an ablation).
         stop_when_complete (`bool`, defaults to `False`): stop as soon as every kept type is covered (to test whether
             k rows can cover them).
     """
@@ -258,15 +306,19 @@ def token_aware_sample(
     bar = tqdm(total=k, desc="Token-aware sampling", disable=not show_progress, leave=False)
     while len(picked) < k:
         allowed = free if budget is None else free & budget.eligible()
-        if not allowed.any():
+        forced = None
+        if budget is not None and not allowed.any():
+            # a gap in the sums of the rows left (see `LengthBudget.eligible`): keep the quotas, head for the target
+            forced = budget.nearest(free)
+            budget.missed += 1
+        if forced is None and not allowed.any():
             break
         after = np.maximum(total + row_len, 1e-300)
         gain = np.where(total + row_len > 0, np.log(after) - (a + d_a) / after, 0.0) - _entropy(total, a)
-        # lexicographic (new kept types, entropy gain): the gain squashed into (0, 1) below one new type
-        key = new + ((0.5 + np.arctan(gain) / np.pi) if evenness else 0.0)
+        key = gain if evenness else new.astype(np.float64)
         key = np.where(allowed, key, -np.inf)
         best = np.flatnonzero(key == key.max())
-        i = int(best[np.argmin(tie_rank[best])])
+        i = int(best[np.argmin(tie_rank[best])]) if forced is None else forced
         types, c = x.indices[x.indptr[i] : x.indptr[i + 1]], x.data[x.indptr[i] : x.indptr[i + 1]]
         new_types.append(int((~covered[types]).sum()))
         # every candidate holding one of the pick's types: its entropy sums and its count of uncovered types change
@@ -299,6 +351,7 @@ def token_aware_sample(
         covered=int(covered.sum()),
         complete=bool(covered.all()),
         entropy=_entropy(total, a),
+        budget_misses=0 if budget is None else budget.missed,
     )
 
 

@@ -21,18 +21,21 @@ of the pool's mid-band types occurring in it; this is what `diversity` controls.
    number of kept types |K|; the chain ends before fewer than k rows would remain (with `length="matched"`, before
    the length quotas below could no longer be met). |K| falls strictly along the chain, from every mid-band type to
    `T_min`.
-2. *Token-aware sampling* (Algorithm 2, `token_aware_sample`) of k rows from the pruned pool: greedy, most kept
-   types not yet covered first, then the largest rise of the entropy of the kept types' occurrence counts in the
-   sample (even representation, a real objective: once the kept types are covered it alone picks the rows).
-3. *The dial.* `diversity=1` samples the whole pool (no pruning): the maximal-coverage sample. Below 1 the target is
-   `T = T_min + diversity * (T_top - T_min)` kept types, where `T_top` is the most kept types at a point of the chain
-   whose kept types k rows still cover completely (found by bisection over a fixed grid of chain points, at most
-   1024). The pool is pruned to the first grid point at or below both T and T_top whose kept types the sample
-   covers completely, so the subset covers exactly |K| types there. First passage over a fixed set of points on a
-   non-increasing |K| makes coverage monotone non-decreasing in `diversity` by construction (and `diversity=1`
-   covers at least `T_top`: when the unpruned sample would cover fewer, the `T_top` point is returned, logged).
+2. *Token-aware sampling* (Algorithm 2, `token_aware_sample`) of k rows from the pruned pool: greedy on the entropy
+   of the kept types' occurrence counts in the sample (their even representation). Rows bringing types the sample
+   lacks raise it most, so coverage comes with it, but a row piling occurrences onto frequent types loses to one that
+   evens the counts out.
+3. *The dial.* The dial lands on a fixed grid of chain points: every step, or at most 64 spread evenly over |K|
+   (the first, unpruned point and the last one included). The sample of a point covers c(g) mid-band types (its
+   pool holds kept types only). With c_max = c(first point) (the whole pool) and c_min = c(last point), the target is
+   `c_min + diversity * (c_max - c_min)` and the subset is the sample of the *first* grid point whose coverage is at
+   most the target. First passage over one fixed sequence makes the coverage monotone non-decreasing in `diversity`
+   by construction, even where c(g) is not monotone along the chain: for targets T1 < T2 with first points
+   g1 >= g2, c(g2) < c(g1) <= T1 would make g2 a point at most T1 earlier than g1, a contradiction. `diversity=1` is
+   the unpruned sample, `diversity=0` the smallest coverage the chain reaches. Samples are computed when the dial
+   first needs them and kept for the pool (a `diversity_series` samples each point once).
 
-**Length** (`length=`). The coverage greedy prefers long rows (they hold more types), so with `length="free"` (the
+**Length** (`length=`). The sampling greedy prefers long rows (they hold more types), so with `length="free"` (the
 paper's main experiments, the default) the mean response length rises with `diversity`. `length="matched"` (the
 paper's length-controlled ablation, Section 4.2) keeps the subset's mean length within `length_tolerance` (10%) of
 a random subset of k rows (`numpy.random.default_rng(seed).choice(N, k, replace=False)`, the random baseline of
@@ -201,8 +204,8 @@ class TokensConfig(MethodConfig):
     """Options of `method="tokens"` (the text view is `select_diverse`'s `what=`, responses by default)."""
 
     diversity: float = diversity_option(
-        "0 prunes the pool to the fewest mid-band token types k rows can come from, 1 samples the whole pool for the "
-        "most types k rows cover (the paper's Algorithm 1 then Algorithm 2)."
+        "0 prunes the pool to the fewest mid-band token types k rows can come from, 1 samples the whole pool (the "
+        "paper's Algorithm 1, pruning, then Algorithm 2, token-aware sampling); coverage is monotone in between."
     )
     length: str = option(
         "free",
@@ -264,7 +267,7 @@ def select_tokens(ctx: SelectionContext, config: TokensConfig) -> SelectionResul
     >>> from hf_diverse import get_provenance, select_diverse
     >>> subset = select_diverse(pool, k=10, method="tokens", diversity=1.0)
     >>> round(get_provenance(subset)["objective"]["mid_band_coverage"], 4)
-    0.6311
+    0.6052
     ```
     """
     t0 = time.perf_counter()
@@ -302,7 +305,7 @@ def select_tokens(ctx: SelectionContext, config: TokensConfig) -> SelectionResul
     }
     if not math.isfinite(objective["token_entropy_bits"]):
         objective["token_entropy_bits"] = 0.0
-    details = _details(ctx, config, inc, plan, step, target)
+    details = _details(ctx, config, inc, plan, g, target)
     details["timings_s"] = {"tokenize": round(t_tok, 3), "plan": round(t_plan, 3), "total": round(t_total, 3)}
     details["models"] = {
         "tokenizer": {"name": tokenizer_name(tok), "source": "user" if config.tokenizer else "default"}
@@ -312,7 +315,7 @@ def select_tokens(ctx: SelectionContext, config: TokensConfig) -> SelectionResul
     )
 
 
-def _details(ctx, config, inc, plan: TokenPlan, step: int, target: float) -> dict:
+def _details(ctx, config, inc, plan: TokenPlan, g: int, target: float) -> dict:
     details = {
         "what": ctx.what,
         "diversity": config.diversity,
@@ -328,19 +331,33 @@ def _details(ctx, config, inc, plan: TokenPlan, step: int, target: float) -> dic
             "rule": "s = T / reference_tokens; low = max(2, round(10 s)); high = max(50 low, round(500 s))",
         },
         "chain_length": plan.end,
-        "chain_step": step,
-        "pruned_pool_rows": int(plan.chain.alive[step]),
+        "chain_step": int(plan.grid[g]),
+        "pruned_pool_rows": int(plan.chain.alive[plan.grid[g]]),
         "target_types": target,
         "coverage_max": plan.coverage(0) / inc.n_mid,
         "coverage_min": plan.coverage(len(plan.grid) - 1) / inc.n_mid,
         "grid_points": len(plan.grid),
         "length": config.length,
         "procedure": "inverse greedy pruning of the pool to the target number of mid-band types, then token-aware "
-        "sampling (new kept types, then the entropy of the kept types' counts); see hf_diverse.selection.tokens",
+        "sampling (greedy on the entropy of the kept types' counts); see hf_diverse.selection.tokens",
     }
     if plan.lengths is not None:
         lp = plan.lengths
+        rows, sample = plan.sample(g)
+        mean = float(inc.lengths[rows].mean())
+        met = lp.low - 1e-9 <= mean <= lp.high + 1e-9
+        if not met or sample.budget_misses:
+            logger.warning(
+                "tokens: length='matched' mean %.1f tokens vs the band [%.1f, %.1f] (%d picks without an eligible "
+                "row).",
+                mean,
+                lp.low,
+                lp.high,
+                sample.budget_misses,
+            )
         details["length_control"] = {
+            "band_met": met,
+            "picks_without_eligible_row": sample.budget_misses,
             "target_mean_tokens": lp.target,
             "band": [lp.low, lp.high],
             "tolerance": config.length_tolerance,
@@ -363,9 +380,9 @@ METHOD = Method(
     choices=(
         "The frequency bands (high / mid / low) are parameters: the paper's thresholds were set for a 117K pool. The "
         "paper's full pseudo-code was not available, so the procedure is hf_diverse's design of its two algorithms: "
-        "pruning drops the type held by the fewest rows; sampling takes the most uncovered kept types, then the "
-        "largest rise in the entropy of the kept types' counts; the dial lands on the first chain point at or below "
-        "its target whose kept types k rows cover, so coverage is monotone in `diversity`.",
+        "pruning drops the type held by the fewest rows; sampling takes the row that raises the entropy of the kept "
+        "types' counts most; the dial lands on the first point of a fixed grid of the chain whose sample covers at "
+        "most its target, so coverage is monotone in `diversity`.",
         "`length='matched'` keeps the subset's mean response length within 10% of a random subset's (bin quotas and "
         "an exact length budget); `length='free'` (default, the paper's main setting) lets length follow the dial. "
         "`details.length` says which ran.",
