@@ -24,7 +24,15 @@ from .facility import facility_location_greedy, facility_location_objective
 from .hub import push_curated
 from .provenance import get_provenance
 from .report import DiversityReport, diversity_report
-from .scorers import AnswerDivergenceScorer, EmbeddingScorer, LMQualityScorer, RewardModelScorer, TokenStatsScorer
+from .scorers import (
+    AnswerDivergenceScorer,
+    EmbeddingScorer,
+    LMQualityScorer,
+    RewardModelScorer,
+    TagScorer,
+    TokenStatsScorer,
+    normalize_tags,
+)
 from .selection import (
     METHODS,
     VALID_METHODS,
@@ -35,6 +43,7 @@ from .selection import (
     QditConfig,
     QualityConfig,
     RandomConfig,
+    TagsConfig,
     ThresholdConfig,
     TokensConfig,
     diversity_series,
@@ -71,6 +80,8 @@ __all__ = [
     "QualityError",
     "RandomConfig",
     "RewardModelScorer",
+    "TagScorer",
+    "TagsConfig",
     "TextFormatError",
     "TextView",
     "ThresholdConfig",
@@ -86,6 +97,7 @@ __all__ = [
     "get_provenance",
     "load_pool",
     "method_parameters",
+    "normalize_tags",
     "push_curated",
     "render_card",
     "select_diverse",

@@ -9,8 +9,9 @@ scorer is the first step, written for this project:
   (`EXAMPLES`, as earlier chat turns: a 135M model follows the format far more often with them); it is rendered
   with the model's chat template (plain "Text: ... Tags: ..." lines without one).
 - Parsing (`parse_tags`) takes a JSON list (of strings, or of InsTag's `{"tag": ..., "explanation": ...}` objects,
-  also when the list is cut short by `max_new_tokens`), else one tag per line (bullets and numbers stripped), else
-  comma-separated tags. Each tag goes through `clean_tag`: lowercase, whitespace collapsed, surrounding quotes and
+  also when the list is cut short by `max_new_tokens`), else one tag per line (bullets and numbers stripped, text
+  after a colon dropped), else comma-separated tags (a single line with an item that is no tag is a sentence: no
+  tags). Each tag goes through `clean_tag`: lowercase, whitespace collapsed, surrounding quotes and
   punctuation stripped; a tag without a letter (a non-word), longer than `MAX_TAG_WORDS` words or
   `MAX_TAG_CHARS` characters, or repeated, is dropped; at most `max_tags` are kept.
 - A row whose output yields no tag is asked once more, with the answer started as `["` (the chat template's
@@ -136,14 +137,21 @@ def parse_tags(text: str, max_tags: int = 8) -> list[str]:
     ['math', 'algeb']
     >>> parse_tags("1. travel planning\\n2. budget")
     ['travel planning', 'budget']
-    >>> parse_tags("I cannot help with that request, sorry about it.")
+    >>> parse_tags("I cannot help with that request, sorry about it.")   # a sentence, not tags
     []
+    >>> parse_tags("math, geometry, proofs")
+    ['math', 'geometry', 'proofs']
     ```
     """
     items = _json_items(text)
     if items is None:
         lines = [_BULLET.sub("", line) for line in text.splitlines() if line.strip()]
-        items = lines[0].split(",") if len(lines) == 1 else lines
+        if len(lines) == 1:  # comma-separated tags, or a sentence (then no tag at all)
+            items = lines[0].split(",")
+            if any(clean_tag(item) is None for item in items):
+                return []
+        else:  # one tag per line, InsTag's "tag: explanation" cut at the colon
+            items = [line.split(":")[0] for line in lines]
     out: list[str] = []
     for item in items:
         tag = clean_tag(item)
