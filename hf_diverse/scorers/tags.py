@@ -10,8 +10,8 @@ scorer is the first step, written for this project:
   with the model's chat template (plain "Text: ... Tags: ..." lines without one).
 - Parsing (`parse_tags`) takes a JSON list (of strings, or of InsTag's `{"tag": ..., "explanation": ...}` objects,
   also when the list is cut short by `max_new_tokens`), else one tag per line (bullets and numbers stripped, text
-  after a colon dropped), else comma-separated tags (a single line with an item that is no tag is a sentence: no
-  tags). Each tag goes through `clean_tag`: lowercase, whitespace collapsed, surrounding quotes and
+  after a colon dropped), else comma-separated tags (a single line that ends like a sentence, or with an item that
+  is no tag, is a sentence: no tags). Each tag goes through `clean_tag`: lowercase, whitespace collapsed, surrounding quotes and
   punctuation stripped; a tag without a letter (a non-word), longer than `MAX_TAG_WORDS` words or
   `MAX_TAG_CHARS` characters, or repeated, is dropped; at most `max_tags` are kept.
 - A row whose output yields no tag is asked once more, with the answer started as `["` (the chat template's
@@ -148,7 +148,7 @@ def parse_tags(text: str, max_tags: int = 8) -> list[str]:
         lines = [_BULLET.sub("", line) for line in text.splitlines() if line.strip()]
         if len(lines) == 1:  # comma-separated tags, or a sentence (then no tag at all)
             items = lines[0].split(",")
-            if any(clean_tag(item) is None for item in items):
+            if lines[0].rstrip().endswith((".", "!", "?")) or any(clean_tag(item) is None for item in items):
                 return []
         else:  # one tag per line, InsTag's "tag: explanation" cut at the colon
             items = [line.split(":")[0] for line in lines]
@@ -187,15 +187,17 @@ class TagScorer(Scorer):
         dtype (`str`, *optional*): model dtype, e.g. `"bfloat16"`; default bf16/fp16 on GPU, fp32 on CPU.
         revision (`str`, *optional*): model revision on the Hub.
         gpu_memory_utilization (`float`, defaults to 0.9): vLLM's share of GPU memory.
+        keep_answers (`bool`, defaults to `False`): also write the model's raw answers as `<column>_answers` (the
+            first attempt's, then the retry's when there was one), to inspect what the tagger said.
 
     Example:
     ```py
     >>> from collections import Counter
-    >>> scorer = TagScorer(max_new_tokens=16)  # short answers: a quick CPU run
+    >>> scorer = TagScorer(max_new_tokens=16)
     >>> rows = Dataset.from_dict({"prompt": ["Write a haiku about autumn leaves."], "response": ["..."]})
-    >>> tagged = rows.map(scorer, batched=True, features=scorer.features(rows))
-    >>> tagged.column_names
-    ['prompt', 'response', 'tags', 'tags_status']
+    >>> scorer.features(rows)["tags"]
+    List(Value('string'))
+    >>> tagged = rows.map(scorer, batched=True, features=scorer.features(rows))  # doctest: +SKIP
     >>> tagged[0]["tags"]  # doctest: +SKIP
     ['haiku', 'poetry', 'autumn', 'nature']
     >>> Counter(tagged["tags_status"])  # doctest: +SKIP
@@ -224,6 +226,7 @@ class TagScorer(Scorer):
         dtype: str | None = None,
         revision: str | None = None,
         gpu_memory_utilization: float = 0.9,
+        keep_answers: bool = False,
     ):
         _check_arguments(component, max_tags, max_new_tokens, max_input_tokens, temperature, top_p, num_samples)
         _check_backend(backend, batch_size, dtype)
@@ -243,6 +246,7 @@ class TagScorer(Scorer):
         self.dtype = dtype
         self.revision = revision
         self.gpu_memory_utilization = float(gpu_memory_utilization)
+        self.keep_answers = bool(keep_answers)
         # part of the pickled state, so `datasets` caches made by an older algorithm are not re-used
         self.algorithm_version = ALGORITHM_VERSION
 
@@ -259,7 +263,10 @@ class TagScorer(Scorer):
 
     def output_features(self) -> dict:
         tags, status = self.columns
-        return {tags: List(Value("string")), status: Value("string")}
+        feats = {tags: List(Value("string")), status: Value("string")}
+        if self.keep_answers:
+            feats[f"{tags}_answers"] = List(Value("string"))
+        return feats
 
     def load_model(self, device: torch.device):
         """`(model, tokenizer)`; the model is `None` with the vLLM backend (only its tokenizer is needed here)."""
@@ -361,10 +368,11 @@ class TagScorer(Scorer):
         column, status_column = self.columns
         n = len(next(iter(batch.values()))) if batch else 0
         if n == 0:
-            return {column: [], status_column: []}
+            return {name: [] for name in self.output_features()}
         model, tokenizer = self.load(device)
         texts, cut = self._texts(batch, indices, tokenizer)
         tags: list[list[str]] = [[] for _ in range(n)]
+        raw: list[list[str]] = [[] for _ in range(n)]
         status = ["no_text" if not t else "failed" for t in texts]
         todo = [i for i in range(n) if texts[i]]
         k = self.num_samples
@@ -376,6 +384,7 @@ class TagScorer(Scorer):
             answers = self._generate(model, tokenizer, prompts, seeds, device)
             still = []
             for pos, i in enumerate(todo):
+                raw[i].extend(('["' if attempt else "") + a for a in answers[pos * k : (pos + 1) * k])
                 found = self._vote(answers[pos * k : (pos + 1) * k], prefix='["' if attempt else "")
                 if found:
                     tags[i], status[i] = found, label
@@ -393,7 +402,10 @@ class TagScorer(Scorer):
             cut,
             self.max_input_tokens,
         )
-        return {column: tags, status_column: status}
+        out = {column: tags, status_column: status}
+        if self.keep_answers:
+            out[f"{column}_answers"] = raw
+        return out
 
 
 def _check_arguments(component, max_tags, max_new_tokens, max_input_tokens, temperature, top_p, num_samples):
