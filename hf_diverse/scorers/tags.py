@@ -11,9 +11,9 @@ scorer is the first step, written for this project:
 - Parsing (`parse_tags`) takes a JSON list (of strings, or of InsTag's `{"tag": ..., "explanation": ...}` objects,
   also when the list is cut short by `max_new_tokens`), else one tag per line (bullets and numbers stripped, text
   after a colon dropped), else comma-separated tags (a single line that ends like a sentence, or with an item that
-  is no tag, is a sentence: no tags). Each tag goes through `clean_tag`: lowercase, whitespace collapsed, surrounding quotes and
-  punctuation stripped; a tag without a letter (a non-word), longer than `MAX_TAG_WORDS` words or
-  `MAX_TAG_CHARS` characters, or repeated, is dropped; at most `max_tags` are kept.
+  is no tag, is a sentence: no tags). Each tag goes through `clean_tag`: lowercase, whitespace collapsed,
+  surrounding quotes and punctuation stripped; a tag without a letter (a non-word), longer than `MAX_TAG_WORDS`
+  words or `MAX_TAG_CHARS` characters, or repeated, is dropped; at most `max_tags` are kept.
 - A row whose output yields no tag is asked once more, with the answer started as `["` (the chat template's
   `continue_final_message`) so the model has to write a JSON list. Still nothing: the row gets `[]` and its status
   column says `"failed"` (`"ok"` or `"retried"` otherwise, `"no_text"` for an empty text); each batch logs its

@@ -3,9 +3,9 @@
 import numpy as np
 from datasets import Dataset
 
-from ..errors import InvalidParameterError
+from ..errors import InvalidParameterError, TextFormatError
 from ..provenance import get_provenance, update_provenance
-from ..textviews import TextView
+from ..textviews import _REQUIRED, TextView
 from ..tokens import get_tokenizer, tokenize_texts
 from .api import select_diverse
 from .registry import METHODS, method_parameters
@@ -57,18 +57,32 @@ def diversity_series(
     if isinstance(n_points, bool) or not isinstance(n_points, (int, np.integer)) or n_points < 2:
         raise InvalidParameterError(f"n_points must be an integer >= 2, got {n_points!r}.")
     out = []
-    tokenizer = get_tokenizer(kwargs.get("tokenizer"))
     for index, level in enumerate(np.linspace(0.0, 1.0, int(n_points))):
         subset = select_diverse(dataset, k, method=method, diversity=float(level), **kwargs)
         details = dict(get_provenance(subset).get("details") or {})
-        view = TextView.for_columns(subset.column_names, text_columns=kwargs.get("text_columns"))
-        lengths = [len(t) for t in tokenize_texts(view.texts(subset[:], what="response"), tokenizer)]
-        details["series"] = {
-            "index": index,
-            "n_points": int(n_points),
-            "diversity": float(level),
-            "mean_response_tokens": float(np.mean(lengths)) if lengths else 0.0,
-            "total_response_tokens": int(np.sum(lengths)),
-        }
+        details["series"] = {"index": index, "n_points": int(n_points), "diversity": float(level)}
+        details["series"].update(_response_tokens(subset, kwargs.get("tokenizer"), kwargs.get("text_columns")))
         out.append(update_provenance(subset, details=details))
     return out
+
+
+def _response_tokens(subset: Dataset, tokenizer, text_columns) -> dict:
+    """Mean and total response length in tokens of a subset (`None` when it has no text, e.g. embeddings only)."""
+    try:
+        view = TextView.for_columns(subset.column_names, text_columns=text_columns)
+        texts = view.texts(subset.select_columns(_text_columns(view, subset))[:], what="response")
+    except TextFormatError:
+        return {"mean_response_tokens": None, "total_response_tokens": None}
+    lengths = [len(t) for t in tokenize_texts(texts, get_tokenizer(tokenizer))]
+    return {
+        "mean_response_tokens": float(np.mean(lengths)) if lengths else 0.0,
+        "total_response_tokens": int(np.sum(lengths)),
+    }
+
+
+def _text_columns(view: TextView, subset: Dataset) -> list[str]:
+    if view.text_columns is not None:
+        named = {c for cols in view.text_columns.values() for c in cols}
+    else:
+        named = set(_REQUIRED[view.format]) | ({"input"} if view.format == "alpaca" else set())
+    return [c for c in subset.column_names if c in named]
