@@ -288,7 +288,7 @@ def select_tokens(ctx: SelectionContext, config: TokensConfig) -> SelectionResul
     t_plan = time.perf_counter() - t1
     g, target = plan.landing(config.diversity)
     rows, sample = plan.sample(g)
-    step = int(plan.grid[g])
+    t_sample = time.perf_counter() - t1 - t_plan
     if len(rows) != ctx.k:  # cannot happen: the chain keeps >= k rows and the budget starts feasible
         raise InvalidParameterError(f"tokens: the sample has {len(rows)} rows instead of k={ctx.k}.")
     t_total = time.perf_counter() - t0
@@ -296,7 +296,7 @@ def select_tokens(ctx: SelectionContext, config: TokensConfig) -> SelectionResul
         "mid_band_coverage": inc.coverage(rows),
         "mid_band_types_covered": inc.covered_types(rows),
         "mid_band_types": inc.n_mid,
-        "kept_types": int(plan.chain.sizes[step]),
+        "kept_types": int(plan.chain.sizes[plan.grid[g]]),
         "kept_types_covered": sample.covered,
         "token_entropy_bits": token_entropy(inc.subset_counts(rows)),
         "kept_type_entropy_bits": sample.entropy / math.log(2),
@@ -306,7 +306,12 @@ def select_tokens(ctx: SelectionContext, config: TokensConfig) -> SelectionResul
     if not math.isfinite(objective["token_entropy_bits"]):
         objective["token_entropy_bits"] = 0.0
     details = _details(ctx, config, inc, plan, g, target)
-    details["timings_s"] = {"tokenize": round(t_tok, 3), "plan": round(t_plan, 3), "total": round(t_total, 3)}
+    details["timings_s"] = {
+        "tokenize": round(t_tok, 3),
+        "prune": round(t_plan, 3),
+        "sample": round(t_sample, 3),
+        "total": round(t_total, 3),
+    }
     details["models"] = {
         "tokenizer": {"name": tokenizer_name(tok), "source": "user" if config.tokenizer else "default"}
     }
