@@ -162,6 +162,7 @@ class TokenIncidence:
 
 
 _PLAN_CACHE: dict = {}
+_INC_CACHE: dict = {}
 PLANS_KEPT = 4
 
 
@@ -275,7 +276,11 @@ def select_tokens(ctx: SelectionContext, config: TokensConfig) -> SelectionResul
         ctx.dataset, ctx.what, config.tokenizer, ctx.text_columns, ctx.show_progress
     )
     t_tok = time.perf_counter() - t0
-    inc = TokenIncidence(lists, config.low_threshold, config.high_threshold, config.reference_tokens)
+    inc_key = (tokens_key, config.low_threshold, config.high_threshold, config.reference_tokens)
+    if _INC_CACHE.get("key") != inc_key:  # the cached plans of this pool share one incidence matrix
+        _INC_CACHE.clear()
+        _INC_CACHE.update(key=inc_key, value=TokenIncidence(lists, *inc_key[1:]))
+    inc = _INC_CACHE["value"]
     if inc.n_mid == 0:
         raise InvalidParameterError(
             f"The pool's {ctx.what} texts have no mid-band token types: none of the {inc.n_types_pool} token types "
