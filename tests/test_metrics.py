@@ -2,6 +2,7 @@
 
 import gzip
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -50,14 +51,49 @@ def test_gini_of_known_distributions():
     assert M.gini_index(np.array([0, 0, 10, 0])) == pytest.approx(0.0)
 
 
-def test_kurtosis_matches_scipy_and_the_moment_formula():
+def test_kurtosis_is_appendix_e_rank_index_kurtosis():
+    # Appendix E: sort the types by frequency, x_i = rank, weight by p_i. Independently: every token contributes the
+    # rank of its type, and the (Pearson, not excess) kurtosis of that sample of ranks is the paper's K.
     counts = np.array([1, 2, 3, 10, 50, 0, 0])
+    ranks = np.repeat(np.arange(1, 6), np.sort(counts[counts > 0])[::-1])
+    assert M.token_kurtosis(counts) == pytest.approx(stats.kurtosis(ranks, fisher=True, bias=True) + 3)
+    # by hand: counts (3, 1) -> p = (3/4, 1/4) at ranks (1, 2): mu = 5/4, var = 3/16, m4 = 21/256, K = 7/3
+    p, x = [Fraction(3, 4), Fraction(1, 4)], [1, 2]
+    mu = sum(pi * xi for pi, xi in zip(p, x, strict=True))
+    var = sum(pi * (xi - mu) ** 2 for pi, xi in zip(p, x, strict=True))
+    m4 = sum(pi * (xi - mu) ** 4 for pi, xi in zip(p, x, strict=True))
+    assert m4 / var**2 == Fraction(7, 3)
+    assert M.token_kurtosis(np.array([0, 1, 3])) == pytest.approx(7 / 3)
+    # uniform over n ranks: the discrete uniform's kurtosis 3/5 (3n^2 - 7) / (n^2 - 1) + ... -> 1.8 for large n
+    assert M.token_kurtosis(np.full(1000, 7)) == pytest.approx(1.8, abs=1e-3)
+    # a peaked head with a long tail is more kurtic than a flat distribution; one type has no spread
+    assert M.token_kurtosis(np.array([1000, 1, 1, 1, 1])) > M.token_kurtosis(np.array([10, 20, 30, 40, 50]))
+    assert math.isnan(M.token_kurtosis(np.array([0, 4, 0])))
+    # the raw-count kurtosis the report used before, kept under its own name
     x = counts[counts > 0].astype(float)
-    m2, m4 = ((x - x.mean()) ** 2).mean(), ((x - x.mean()) ** 4).mean()
-    assert M.token_kurtosis(counts) == pytest.approx(m4 / m2**2 - 3)
-    assert M.token_kurtosis(counts) == pytest.approx(stats.kurtosis(x))
-    assert M.token_kurtosis(np.array([1, 1, 1, 1, 100])) > M.token_kurtosis(np.array([10, 20, 30, 40, 50]))
-    assert math.isnan(M.token_kurtosis(np.array([4, 4, 4])))
+    m2, m4c = ((x - x.mean()) ** 2).mean(), ((x - x.mean()) ** 4).mean()
+    assert M.count_kurtosis(counts) == pytest.approx(m4c / m2**2 - 3)
+    assert M.count_kurtosis(counts) == pytest.approx(stats.kurtosis(x))
+    assert math.isnan(M.count_kurtosis(np.array([4, 4, 4])))
+
+
+def test_subsample_counts_draws_the_budget_without_replacement():
+    counts = np.array([500, 0, 300, 200, 1])
+    sub = M.subsample_counts(counts, 100, seed=3)
+    assert sub.sum() == 100 and np.all(sub <= counts) and sub[1] == 0
+    assert np.array_equal(sub, M.subsample_counts(counts, 100, seed=3))  # seeded
+    assert np.array_equal(M.subsample_counts(counts, 10_000), counts)  # under the budget: unchanged
+    # the mean of many draws is the hypergeometric mean budget * n_i / N
+    draws = np.stack([M.subsample_counts(counts, 100, seed=s) for s in range(300)])
+    np.testing.assert_allclose(draws.mean(0), 100 * counts / counts.sum(), atol=1.5)
+    with pytest.raises(InvalidParameterError, match="budget"):
+        M.subsample_counts(counts, -1)
+
+
+def test_tag_diversity_is_distinct_over_total():
+    assert M.tag_diversity([["a", "b"], ["a"], ["c", "a"]]) == pytest.approx(3 / 5)
+    assert M.tag_diversity([["a"], ["b"]]) == 1.0
+    assert math.isnan(M.tag_diversity([[], []]))
 
 
 def test_compression_ratio_bounds():

@@ -34,7 +34,8 @@ from .embedding_metrics import KMEANS_SETTINGS, component_embeddings, embedding_
 from .options import ReportOptions
 from .result import COMPONENTS, LABELS, DiversityReport
 from .sets import ReportSets, collect_sets
-from .text_metrics import compression_metrics, self_bleu_metrics, token_metrics, tokenize_sets
+from .tag_metrics import tag_metrics
+from .text_metrics import compression_metrics, self_bleu_metrics, token_budget, token_metrics, tokenize_sets
 
 # the metric labels table lives in `hf_diverse.metrics`; this name stays for `card.py` and the Space
 
@@ -69,6 +70,8 @@ def diversity_report(
     device: str | None = None,
     batch_size: int = 64,
     show_progress: bool = True,
+    tag_column: str | None = None,
+    response_tag_column: str | None = None,
 ) -> DiversityReport:
     """Diversity metrics of `dataset` (the pool) and, when given, of `subset` and of a random pool subset of the same
     size, for instructions and responses separately.
@@ -95,6 +98,11 @@ def diversity_report(
         device (`str`, *optional*): device for embeddings and coverage (`None`: auto).
         batch_size (`int`, defaults to 64): encoder batch size when embeddings are computed.
         show_progress (`bool`, defaults to `True`): progress bars.
+        tag_column (`str`, *optional*): instruction tags for the tag diversity row (distinct tag categories / total
+            tags); default `tags_normalized`, else `tags`, when the pool or subset has it (`TagScorer`). No tag column,
+            no row.
+        response_tag_column (`str`, *optional*): response tags; default `response_tags_normalized`, else
+            `response_tags`.
 
     Returns:
         `DiversityReport`: prints as a table; `to_dict()`, `to_json()`, `plot(dir)`.
@@ -131,6 +139,8 @@ def diversity_report(
         device=device,
         batch_size=batch_size,
         show_progress=show_progress,
+        tag_column=tag_column,
+        response_tag_column=response_tag_column,
     )
     _check_not_empty(dataset, subset)
     return _run_stages(dataset, subset, options, t_start)
@@ -187,6 +197,7 @@ class ComponentResult:
         embedding_sources (`dict`): where the pool and subset embeddings came from.
         notes (`list[str]`): caveats of this component.
         timings (`dict`): seconds per stage (`tokenize_s`, `token_metrics_s`, ...).
+        token_budget (`int`): the equal token budget at which kurtosis and Gini were measured.
     """
 
     rows: dict
@@ -195,6 +206,7 @@ class ComponentResult:
     embedding_sources: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
+    token_budget: int | None = None
 
 
 def measure_component(
@@ -228,8 +240,10 @@ def measure_component(
     texts = sets.texts(component)
     tokens = tokenize_sets(sets, component, tokenizer, show_progress=options.progress)
     lap("tokenize_s")
-    token_rows, curves = token_metrics(tokens, len(tokenizer))
+    token_rows, curves = token_metrics(tokens, len(tokenizer), seed=options.seed)
     lap("token_metrics_s")
+    tag_rows, tag_notes = tag_metrics(dataset, subset, sets, component, options.tag_column_of(component))
+    lap("tag_metrics_s")
     ratios = compression_metrics(texts)
     lap("compression_s")
     bleu, sampled = self_bleu_metrics(texts, options.self_bleu_samples, seed=options.seed)
@@ -239,10 +253,18 @@ def measure_component(
     emb_rows = embedding_metrics(emb, sets, options.n_clusters, seed=options.seed)
     lap("embedding_metrics_s")
     rows = {
-        label: {**token_rows[label], "compression_ratio": ratios[label], "self_bleu": bleu[label], **emb_rows[label]}
+        label: {
+            **token_rows[label],
+            **tag_rows.get(label, {}),
+            "compression_ratio": ratios[label],
+            "self_bleu": bleu[label],
+            **emb_rows[label],
+        }
         for label in sets.labels
     }
-    return ComponentResult(rows, curves, sampled, emb.sources, emb.notes, timings)
+    return ComponentResult(
+        rows, curves, sampled, emb.sources, emb.notes + tag_notes, timings, token_budget=token_budget(tokens)
+    )
 
 
 def _settings(options: ReportOptions, tok, n: int, subset: Dataset | None) -> dict:
@@ -255,8 +277,9 @@ def _settings(options: ReportOptions, tok, n: int, subset: Dataset | None) -> di
         "self_bleu_samples": options.self_bleu_samples,
         "self_bleu": "sacrebleu BLEU(effective_order=True), 13a, 0-100",
         "entropy_base": 2,
-        "kurtosis": "scipy.stats.kurtosis(fisher=True, bias=True) of counts of occurring types",
-        "gini": "over counts of occurring token types",
+        "kurtosis": "Appendix E: frequency-sorted rank index weighted by p_i (Pearson), at the equal token budget",
+        "gini": "over counts of occurring token types, at the equal token budget",
+        "token_budget": "fewest tokens of any set; larger sets subsampled without replacement (seeded)",
         "distinct_n": "token n-grams within each text",
         "compression": "gzip level 9, texts joined by newline, UTF-8",
         "embedding_distance": "exact mean over all pairs of 1 - cosine",
@@ -285,7 +308,11 @@ def assemble_report(
         timings (`dict`): seconds per stage (rounded to ms here).
         self_bleu (`bool`, defaults to `True`): whether Self-BLEU ran (then `settings["self_bleu_sampled"]` is set).
     """
-    settings = {**settings, "embeddings": {c: r.embedding_sources for c, r in results.items()}}
+    settings = {
+        **settings,
+        "embeddings": {c: r.embedding_sources for c, r in results.items()},
+        "token_budgets": {c: r.token_budget for c, r in results.items()},
+    }
     if self_bleu:
         settings["self_bleu_sampled"] = {c: r.self_bleu_sampled for c, r in results.items()}
     notes = list(sets.notes) + [note for r in results.values() for note in r.notes]

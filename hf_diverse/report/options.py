@@ -26,6 +26,10 @@ class ReportOptions:
         device (`str`, *optional*): device for embeddings and coverage (`None`: auto).
         batch_size (`int`, defaults to 64): encoder batch size when embeddings are computed.
         show_progress (`bool`, defaults to `True`): progress bars.
+        tag_column (`str`, *optional*): instruction tag column for tag diversity (default: `tags_normalized`, else
+            `tags`, when present).
+        response_tag_column (`str`, *optional*): response tag column (default: `response_tags_normalized`, else
+            `response_tags`, when present).
 
     Example:
     ```py
@@ -49,6 +53,8 @@ class ReportOptions:
     device: str | None = None
     batch_size: int = 64
     show_progress: bool = True
+    tag_column: str | None = None
+    response_tag_column: str | None = None
 
     def __post_init__(self):
         self.components = tuple(self.components)
@@ -70,3 +76,7 @@ class ReportOptions:
     def embedding_column_of(self, component: str) -> str:
         """The embedding column of `component`."""
         return self.embedding_column if component == "instruction" else self.response_embedding_column
+
+    def tag_column_of(self, component: str) -> str | None:
+        """The tag column asked for `component` (`None`: found by name, see `hf_diverse.report.tag_metrics`)."""
+        return self.tag_column if component == "instruction" else self.response_tag_column

@@ -122,13 +122,16 @@ class DiversityReport:
             lines.append("")
             lines.append(f"{component:<{width}}" + "".join(f"{label:>12}" for label in labels))
             for key in METRIC_LABELS:
+                if not any(key in by_label.get(label, {}) for label in labels):
+                    continue  # not measured for this component (e.g. tag diversity without a tag column)
                 values = [by_label.get(label, {}).get(key) for label in labels]
                 cells = "".join(f"{_fmt(v):>12}" for v in values)
                 lines.append(f"{metric_label(key):<{width}}{cells}")
         lines.append("")
         lines.append(
             "(+) higher = more diverse, (-) lower = more diverse. Self-BLEU on "
-            f"{self.settings.get('self_bleu_samples')} sampled texts per set; entropy in bits."
+            f"{self.settings.get('self_bleu_samples')} sampled texts per set; entropy in bits; kurtosis and Gini at "
+            f"an equal token budget ({_budgets(self.settings.get('token_budgets'))})."
         )
         if self.matching:
             lines.append(
@@ -140,6 +143,12 @@ class DiversityReport:
 
     def __repr__(self):
         return f"DiversityReport(sizes={self.sizes}, components={self.components})"
+
+
+def _budgets(budgets) -> str:
+    if not budgets:
+        return "n/a"
+    return ", ".join(f"{component} {budget} tokens" for component, budget in budgets.items())
 
 
 def _fmt(value) -> str:

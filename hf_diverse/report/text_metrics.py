@@ -39,25 +39,37 @@ def _subset_tokens(texts: list[str], pool_tokens: list, match_idx: np.ndarray, t
     return [pool_tokens[j] if j >= 0 else extra[i] for i, j in enumerate(match_idx.tolist())]
 
 
-def token_metrics(tokens: dict[str, list], vocab_size: int) -> tuple[dict, dict]:
+def token_budget(tokens: dict[str, list]) -> int:
+    """The equal token budget of the sets: the fewest tokens any of them holds (where kurtosis and Gini are taken)."""
+    return min(int(sum(len(t) for t in token_lists)) for token_lists in tokens.values())
+
+
+def token_metrics(tokens: dict[str, list], vocab_size: int, seed: int = 0) -> tuple[dict, dict]:
     """Distinct-n, mean length, entropy, kurtosis and Gini of each set, and its rank-frequency curve.
+
+    Kurtosis (Appendix E) and Gini grow with the number of tokens in a set, so they are measured at the equal budget
+    `token_budget(tokens)`: a set holding more tokens is subsampled to it (`hf_diverse.metrics.subsample_counts`,
+    seeded); the other metrics use every token.
 
     Args:
         tokens (`dict[str, list[np.ndarray]]`): token ids per label, from `tokenize_sets`.
         vocab_size (`int`): the tokenizer's vocabulary size (grown to the largest id seen).
+        seed (`int`, defaults to 0): seed of the subsampling to the budget.
 
     Returns:
         `(rows, curves)`: `rows[label]` maps metric keys to floats or `None`; `curves[label]` is
         `{"rank": [...], "frequency": [...]}`.
     """
     rows, curves = {}, {}
+    budget = token_budget(tokens) if tokens else 0
     for label, token_lists in tokens.items():
         counts = token_frequencies(token_lists, vocab_size=max(vocab_size, _max_id(token_lists) + 1))
         row = {f"distinct_{n}": finite_or_none(v) for n, v in M.distinct_ns(token_lists, (1, 2, 3, 4)).items()}
         row["mean_length_tokens"] = finite_or_none(M.mean_length(token_lists))
         row["entropy_bits"] = finite_or_none(M.token_entropy(counts, base=2))
-        row["kurtosis"] = finite_or_none(M.token_kurtosis(counts))
-        row["gini"] = finite_or_none(M.gini_index(counts))
+        at_budget = M.subsample_counts(counts, budget, seed=seed)
+        row["kurtosis"] = finite_or_none(M.token_kurtosis(at_budget))
+        row["gini"] = finite_or_none(M.gini_index(at_budget))
         rows[label] = row
         curves[label] = rank_frequency(counts)
     return rows, curves

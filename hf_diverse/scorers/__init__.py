@@ -9,6 +9,8 @@ from .adg import AnswerDivergenceScorer
 from .base import Scorer
 from .embedding import EmbeddingScorer
 from .quality import LMQualityScorer, RewardModelScorer
+from .tag_categories import TagCategories, fit_tag_categories, normalize_tags
+from .tags import TagScorer
 from .tokens import TokenStatsScorer
 
 __all__ = [
@@ -17,5 +19,9 @@ __all__ = [
     "LMQualityScorer",
     "RewardModelScorer",
     "Scorer",
+    "TagCategories",
+    "TagScorer",
     "TokenStatsScorer",
+    "fit_tag_categories",
+    "normalize_tags",
 ]

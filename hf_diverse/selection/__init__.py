@@ -10,6 +10,7 @@ from .config import MethodConfig, Option, option
 from .qdit import QditConfig
 from .registry import METHODS, VALID_METHODS, get_method, method_parameters
 from .series import diversity_series
+from .tags import TagsConfig
 from .tokens import TokensConfig
 from .variants import ClusterConfig, ThresholdConfig
 
@@ -27,6 +28,7 @@ __all__ = [
     "RandomConfig",
     "SelectionContext",
     "SelectionResult",
+    "TagsConfig",
     "ThresholdConfig",
     "TokensConfig",
     "build_config",

@@ -13,10 +13,12 @@ Procedure (hf_diverse's choices where the paper is silent are marked *choice*):
    from the `umap` extra (`hdbscan` package, else scikit-learn's `HDBSCAN`). HDBSCAN noise rows (label -1) belong to
    no cluster: they are only used to top up when all clusters together hold fewer than k rows (*choice*).
 2. **Which clusters** (*choice*). Clusters are ranked by size, largest first (ties: lower label). `C_min` is the
-   smallest number of leading clusters that together hold at least k rows, `C` the number of clusters. The subset
-   is drawn from the first `c = C_min + round(diversity * (C - C_min))` clusters. So `diversity=0` is the fewest
-   clusters that can supply k rows and `diversity=1` is every cluster; the chosen sets are nested, and because `c`
-   never drops below `C_min` the chosen clusters can always supply k rows.
+   smallest number of leading clusters that together hold at least k rows, `C` the number of clusters, and
+   `C_max = max(C_min, min(C, k))` the most clusters k rows can reach (one row each). The subset is drawn from the
+   first `c = C_min + round(diversity * (C_max - C_min))` clusters. So `diversity=0` is the fewest clusters that can
+   supply k rows and `diversity=1` every cluster k rows can reach: all of them when k >= C, else the k largest (one
+   row from each). Every point of the dial uses a different number of clusters as long as `C_max - C_min` allows; the
+   chosen sets are nested, and because `c` never drops below `C_min` the chosen clusters can always supply k rows.
 3. **Uniform across the chosen clusters.** Equal quotas by water-filling: every chosen cluster gets
    `min(size, L)` rows for the largest level L that fits, and the remaining rows go one each to clusters that
    still have rows (those whose next row has the best quality, else the lower cluster position). Counts of
@@ -57,8 +59,9 @@ class ClustersConfig(MethodConfig):
     """Options of `method="clusters"`."""
 
     diversity: float = diversity_option(
-        "0 draws from the fewest (largest) clusters that can supply k rows, 1 from every cluster; the number of "
-        "clusters grows linearly in between."
+        "0 draws from the fewest (largest) clusters that can supply k rows, 1 from every cluster k rows can reach "
+        "(all of them, or the k largest when k is below the number of clusters); the number of clusters grows "
+        "linearly in between."
     )
     clustering: str = option(
         "kmeans", "'kmeans' (seeded) or 'umap-hdbscan' (the paper's; the `umap` extra).", choices=CLUSTERINGS
@@ -111,7 +114,8 @@ def select_clusters(ctx: SelectionContext, config: ClustersConfig) -> SelectionR
     n_total = len(groups)
     cum = np.cumsum(sizes)
     c_min = int(np.searchsorted(cum, k) + 1) if n_total and cum[-1] >= k else n_total
-    c_used = c_min + int(round(diversity * (n_total - c_min)))
+    c_max = max(c_min, min(n_total, k))  # k rows reach at most k clusters
+    c_used = c_min + int(round(diversity * (c_max - c_min)))
     chosen, chosen_sizes = groups[:c_used], sizes[:c_used]
     orders = within_cluster_orders(labels, chosen, quality, ctx.seed)
     k_clusters = min(k, int(chosen_sizes.sum()))
@@ -143,6 +147,7 @@ def select_clusters(ctx: SelectionContext, config: ClustersConfig) -> SelectionR
             "clusters_used": int((quota > 0).sum()),
             "clusters_total": n_total,
             "clusters_min": c_min,
+            "clusters_max": c_max,
             "rows_per_cluster_min": int(counts.min()) if len(counts) else 0,
             "rows_per_cluster_max": int(counts.max()) if len(counts) else 0,
         },

@@ -11,10 +11,13 @@ from .base import Method
 from .baselines import QUALITY, RANDOM
 from .clusters import METHOD as CLUSTERS
 from .qdit import METHOD as QDIT
+from .tags import METHOD as TAGS
 from .tokens import METHOD as TOKENS
 from .variants import CLUSTER, THRESHOLD
 
-METHODS: dict[str, Method] = {m.name: m for m in (QDIT, ADG, TOKENS, CLUSTERS, RANDOM, QUALITY, THRESHOLD, CLUSTER)}
+METHODS: dict[str, Method] = {
+    m.name: m for m in (QDIT, ADG, TOKENS, TAGS, CLUSTERS, RANDOM, QUALITY, THRESHOLD, CLUSTER)
+}
 VALID_METHODS = tuple(METHODS)
 
 

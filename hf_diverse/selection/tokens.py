@@ -13,37 +13,40 @@ the paper's length-controlled ablation; the paper gives no total), with floors s
 (at s = 1 this is the paper's 10 / 500; a type seen once is never mid-band). *Coverage* of a subset is the fraction
 of the pool's mid-band types occurring in it; this is what `diversity` controls.
 
-**Procedure** (the paper's pseudo-code was not available; this design is hf_diverse's). Let X be the binary
-row x mid-band-type incidence matrix (scipy.sparse CSR/CSC) and n_j(S) the number of rows of S holding type j.
+**Procedure: the paper's order** (its pseudo-code was not available; the details are hf_diverse's design, in
+`hf_diverse.selection.token_sampling`):
 
-1. *Token-aware sampling* (the paper's Algorithm 2, at maximal diversity). Lazy greedy maximisation of the
-   concave-over-modular (submodular) function
+1. *Inverse greedy pruning of the pool* (Algorithm 1, `prune_pool`): drop the mid-band type held by the fewest
+   remaining rows together with those rows, step after step, so that the pool keeps as many rows as possible for its
+   number of kept types |K|; the chain ends before fewer than k rows would remain (with `length="matched"`, before
+   the length quotas below could no longer be met). |K| falls strictly along the chain, from every mid-band type to
+   `T_min`.
+2. *Token-aware sampling* (Algorithm 2, `token_aware_sample`) of k rows from the pruned pool: greedy on the entropy
+   of the kept types' occurrence counts in the sample (their even representation). Rows bringing types the sample
+   lacks raise it most, so coverage comes with it, but a row piling occurrences onto frequent types loses to one that
+   evens the counts out.
+3. *The dial.* The dial lands on a fixed grid of chain points: every step, or at most 64 spread evenly over |K|
+   (the first, unpruned point and the last one included). The sample of a point covers c(g) mid-band types (its
+   pool holds kept types only). With c_max = c(first point) (the whole pool) and c_min = c(last point), the target is
+   `c_min + diversity * (c_max - c_min)` and the subset is the sample of the *first* grid point whose coverage is at
+   most the target. First passage over one fixed sequence makes the coverage monotone non-decreasing in `diversity`
+   by construction, even where c(g) is not monotone along the chain: for targets T1 < T2 with first points
+   g1 >= g2, c(g2) < c(g1) <= T1 would make g2 a point at most T1 earlier than g1, a contradiction. `diversity=1` is
+   the unpruned sample, `diversity=0` the smallest coverage the chain reaches. Samples are computed when the dial
+   first needs them and kept for the pool (a `diversity_series` samples each point once).
 
-       F(S) = sum_j phi(n_j(S)),  with increments  phi(1) - phi(0) = W  and  phi(n+1) - phi(n) = 1 / (n + 1), n >= 1
+**Length** (`length=`). The sampling greedy prefers long rows (they hold more types), so with `length="free"` (the
+paper's main experiments, the default) the mean response length rises with `diversity`. `length="matched"` (the
+paper's length-controlled ablation, Section 4.2) keeps the subset's mean length within `length_tolerance` (10%) of
+a random subset of k rows (`numpy.random.default_rng(seed).choice(N, k, replace=False)`, the random baseline of
+`diversity_report` with the same seed) at every point: rows fall in length bins (pool quantiles, up to 10), the
+subset takes as many rows from each bin as the random subset does, and a row is taken only while the rest can still
+complete the subset inside the band (`LengthBudget`).
 
-   with W = max types per row, so a row adding more new types always wins (greedy maximum coverage), and among
-   rows adding the same number, the one whose types are least represented so far wins (even representation).
-   This gives S_0: k rows, the maximal-diversity sample.
-2. *Inverse greedy pruning* (the paper's Algorithm 1) to a target number of types, keeping exactly k rows. Let K
-   be the types covered by S (|K| / mid-band types = coverage). Starting from S_0, repeat: drop the type of K held
-   by the fewest rows of S (ties: the type held by the fewest rows of the pool, then a random order from `seed`);
-   remove the rows of S holding it (types left without a holder leave K); refill S to k rows, one row at a time,
-   with unused rows that hold no dropped type, the row bringing the fewest types new to K first (ties: the row
-   with more mid-band types, then a random order from `seed`). A row leaves S at most once and never returns, so
-   the chain ends (at most N - k steps), when too few rows are left to refill. |K| mostly falls along the chain
-   (a refill may bring a few new types) down to its minimum u_min.
-3. *The dial.* The target is `u_min + diversity * (u_0 - u_min)` types, u_0 = |K| of S_0, and the *first* step of
-   the chain with |K| <= target is returned. One chain serves every `diversity` and first passage is monotone
-   (for targets T1 < T2, the first step under T2 cannot have fewer types than the first step under T1), so coverage
-   is monotone non-decreasing in `diversity` by construction. `diversity=1` returns S_0 (no chain is computed),
-   `diversity=0` the least-covering step.
-
-Everything is deterministic for a `seed` (it only orders ties). The subset is ordered: rows of S_0 in greedy pick
-order, then refill rows in the order they came in. `selection_gain` is the number of mid-band types new to the
-selection that a row brought when it came in (into S_0, or as a refill).
+Everything is deterministic for a `seed` (it orders ties). The subset is in pick order; `selection_gain` is the number
+of kept types new to the subset that a row covered.
 """
 
-import heapq
 import math
 import time
 from dataclasses import dataclass
@@ -56,15 +59,16 @@ from ..metrics import token_entropy
 from ..textviews import _REQUIRED, TextView
 from ..tokens import get_tokenizer, tokenize_texts, tokenizer_name
 from ..utils.logging import get_logger
-from ..utils.progress import tqdm
 from .base import Method, SelectionContext, SelectionResult
 from .config import MethodConfig, diversity_option, option
+from .token_sampling import TokenPlan, length_plan
 
 logger = get_logger(__name__)
 
 PAPER_LOW, PAPER_HIGH = 10, 500
 # 117K responses x ~500 tokens: the paper's thresholds were set at this scale (see the module docstring)
 REFERENCE_TOKENS = 58_500_000
+LENGTHS = ("free", "matched")
 
 
 def band_thresholds(
@@ -99,7 +103,7 @@ def band_thresholds(
 
 
 class TokenIncidence:
-    """Mid-band token types of a pool: counts, thresholds and the binary row x type matrix.
+    """Mid-band token types of a pool: counts, thresholds and the row x type matrix of occurrence counts.
 
     Args:
         token_lists (`list[np.ndarray]`): token ids per row (`tokenize_texts`).
@@ -129,12 +133,10 @@ class TokenIncidence:
         rows = np.repeat(np.arange(self.n_rows, dtype=np.int64), lengths)
         cols = remap[flat] if flat.size else flat
         keep = cols >= 0
-        data = np.ones(int(keep.sum()), dtype=np.int32)
-        x = sp.csr_matrix((data, (rows[keep], cols[keep])), shape=(self.n_rows, len(self.mid_types)))
-        x.sum_duplicates()
-        x.data[:] = 1
-        self.csr = x
-        self.csc = x.tocsc()
+        data = np.ones(int(keep.sum()), dtype=np.int64)
+        # duplicates are summed: entry (i, j) is how often row i holds mid-band type j
+        self.csr = sp.csr_matrix((data, (rows[keep], cols[keep])), shape=(self.n_rows, len(self.mid_types)))
+        self.csr.sum_duplicates()
         self._flat, self._offsets = flat, np.concatenate([[0], np.cumsum(lengths)])
 
     @property
@@ -148,144 +150,20 @@ class TokenIncidence:
         flat = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
         return np.bincount(flat, minlength=len(self.counts))
 
+    def covered_types(self, rows) -> int:
+        """How many of the pool's mid-band types occur in `rows`."""
+        if self.n_mid == 0 or len(rows) == 0:
+            return 0
+        return int((np.asarray(self.csr[np.asarray(rows, dtype=np.int64)].sum(axis=0)).ravel() > 0).sum())
+
     def coverage(self, rows) -> float:
         """Fraction of the pool's mid-band types that occur in `rows`."""
-        if self.n_mid == 0:
-            return 0.0
-        covered = np.asarray(self.csr[np.asarray(rows, dtype=np.int64)].sum(axis=0)).ravel() > 0
-        return float(covered.sum()) / self.n_mid
+        return self.covered_types(rows) / self.n_mid if self.n_mid else 0.0
 
 
-def token_aware_sample(x: sp.csr_matrix, k: int, tie_rank: np.ndarray, show_progress: bool = False):
-    """Step 1: lazy greedy on F(S) = sum_j phi(n_j(S)) (coverage first, then even representation). Returns
-    `(rows in pick order, new types per pick, n_j after the k picks)`."""
-    n, m = x.shape
-    indptr, indices = x.indptr, x.indices
-    degree = np.diff(indptr)
-    big = float(max(1, int(degree.max()) if n else 1))
-    counts = np.zeros(m, dtype=np.int64)
-
-    def gain(i):
-        nj = counts[indices[indptr[i] : indptr[i + 1]]]
-        return float(np.where(nj == 0, big, 1.0 / (nj + 1)).sum())
-
-    # (-gain, tie rank, row, picks when computed): an entry computed at the current pick count is exact
-    heap = [(-big * float(d), int(r), int(i), 0) for i, (d, r) in enumerate(zip(degree, tie_rank, strict=True))]
-    heapq.heapify(heap)
-    picked, new_types = [], []
-    bar = tqdm(total=k, desc="Token-aware sampling", disable=not show_progress, leave=False)
-    while len(picked) < k:
-        neg, rank, i, stamp = heapq.heappop(heap)
-        if stamp != len(picked):
-            heapq.heappush(heap, (-gain(i), rank, i, len(picked)))
-            continue
-        types = indices[indptr[i] : indptr[i + 1]]
-        new_types.append(int((counts[types] == 0).sum()))
-        counts[types] += 1
-        picked.append(i)
-        bar.update(1)
-    bar.close()
-    return np.asarray(picked, dtype=np.int64), np.asarray(new_types, dtype=np.int64), counts
-
-
-def prune_chain(
-    inc: TokenIncidence,
-    s0: np.ndarray,
-    counts0: np.ndarray,
-    tie_rank: np.ndarray,
-    seed: int = 0,
-    show_progress: bool = False,
-):
-    """Step 2: inverse greedy pruning from S_0, keeping k rows (see the module docstring).
-
-    Returns `(sizes, steps)`: |K| after each step (`sizes[0]` is S_0's) and, per step, `(rows out, rows in,
-    new types each row in brought)`.
-    """
-    csr, csc = inc.csr, inc.csc
-    n, m = csr.shape
-    never = np.iinfo(np.int64).max
-    in_s = np.zeros(n, dtype=bool)
-    in_s[s0] = True
-    holders = counts0.astype(np.int64).copy()  # rows of S holding each type
-    in_k = holders > 0
-    degree = np.diff(csr.indptr).astype(np.int64)
-    new_count = degree - np.asarray(csr[:, in_k].sum(axis=1)).ravel().astype(np.int64)  # types of a row not in K
-    max_degree = int(degree.max()) if n else 0
-
-    def row_key(rows):  # refill order: fewest new types, then richest, then the seeded rank
-        return new_count[rows] * ((max_degree + 1) * n) + (max_degree - degree[rows]) * n + tie_rank[rows]
-
-    row_keys = np.where(in_s, never, row_key(np.arange(n)))  # `never` = not eligible (used, or holds a pruned type)
-    pool_holders = np.diff(csc.indptr)
-    type_rank = np.empty(m, dtype=np.int64)
-    type_rank[np.lexsort((np.random.default_rng(seed).permutation(m), pool_holders))] = np.arange(m)
-    type_keys = np.where(in_k, holders * (m + 1) + type_rank, never)  # prune order: fewest holders in S, ...
-    eligible = int((row_keys != never).sum())
-
-    def column_rows(types):
-        return np.concatenate([csc.indices[csc.indptr[t] : csc.indptr[t + 1]] for t in types])
-
-    def row_types(rows):
-        return np.concatenate([csr.indices[csr.indptr[i] : csr.indptr[i + 1]] for i in rows])
-
-    def move_k(types, entering: bool):
-        in_k[types] = entering
-        if len(types):
-            rows = column_rows(types)
-            np.add.at(new_count, rows, -1 if entering else 1)
-            rows = np.unique(rows[row_keys[rows] != never])
-            row_keys[rows] = row_key(rows)
-
-    sizes, steps = [int(in_k.sum())], []
-    bar = tqdm(desc="Pruning", disable=not show_progress, leave=False)
-    while True:
-        j = int(np.argmin(type_keys)) if m else 0
-        if not m or type_keys[j] == never:
-            break
-        holding_j = csc.indices[csc.indptr[j] : csc.indptr[j + 1]]
-        out_rows = holding_j[in_s[holding_j]]
-        newly_blocked = holding_j[row_keys[holding_j] != never]
-        if eligible - len(newly_blocked) < len(out_rows):
-            break  # too few rows left to refill: the chain ends
-        row_keys[newly_blocked] = never  # rows holding a pruned type never enter S
-        eligible -= len(newly_blocked)
-        in_s[out_rows] = False
-        lost = row_types(out_rows)
-        np.subtract.at(holders, lost, 1)
-        leaving = np.unique(lost[holders[lost] == 0])
-        move_k(leaving, False)
-        type_keys[leaving] = never
-        fresh, brought = [], []
-        for _ in range(len(out_rows)):
-            i = int(np.argmin(row_keys))
-            brought.append(int(new_count[i]))
-            fresh.append(i)
-            row_keys[i] = never
-            eligible -= 1
-            in_s[i] = True
-            types = csr.indices[csr.indptr[i] : csr.indptr[i + 1]]
-            holders[types] += 1
-            move_k(types[~in_k[types]], True)
-        touched = np.unique(np.concatenate([lost, row_types(fresh)]))
-        touched = touched[in_k[touched]]
-        type_keys[touched] = holders[touched] * (m + 1) + type_rank[touched]
-        sizes.append(int(in_k.sum()))
-        steps.append((out_rows, np.asarray(fresh, dtype=np.int64), np.asarray(brought, dtype=np.int64)))
-        bar.update(1)
-    bar.close()
-    return np.asarray(sizes, dtype=np.int64), steps
-
-
-def chain_step(sizes: np.ndarray, diversity: float) -> tuple[int, float]:
-    """The first step whose |K| is at most `u_min + diversity * (u_0 - u_min)`, u_min = min(sizes).
-
-    First passage makes the returned |K| monotone non-decreasing in the target even where the chain goes up and
-    down: for targets T1 < T2 with first steps t1 >= t2, |K(t2)| < |K(t1)| <= T1 would put t2's |K| below T1,
-    so t1 <= t2, a contradiction.
-    """
-    lowest = int(sizes.min())
-    target = float(lowest + diversity * (int(sizes[0]) - lowest))
-    return int(np.flatnonzero(sizes <= target + 1e-9)[0]), target
+_PLAN_CACHE: dict = {}
+_INC_CACHE: dict = {}
+PLANS_KEPT = 4
 
 
 _CACHE: dict = {}
@@ -293,12 +171,13 @@ _CACHE: dict = {}
 
 def pool_token_lists(dataset, what: str, tokenizer, text_columns=None, show_progress: bool = False):
     """Token ids of the `what` view of every row, cached for the last (dataset fingerprint, what,
-    tokenizer, text columns) so that a `diversity_series` tokenizes the pool once."""
+    tokenizer, text columns) so that a `diversity_series` tokenizes the pool once. Returns `(token lists, tokenizer,
+    cache key)`."""
 
     tok = get_tokenizer(tokenizer)
     key = (dataset._fingerprint, what, tokenizer_name(tok), repr(text_columns))
     if _CACHE.get("key") == key:
-        return _CACHE["value"], tok
+        return _CACHE["value"], tok, key
     view = TextView.for_columns(dataset.column_names, text_columns=text_columns)
     columns = dataset.select_columns([c for c in dataset.column_names if c in _view_columns(view)])
     texts: list[str] = []
@@ -310,7 +189,7 @@ def pool_token_lists(dataset, what: str, tokenizer, text_columns=None, show_prog
     lists = [a.astype(np.int32) for a in lists]
     _CACHE.clear()
     _CACHE.update(key=key, value=lists)
-    return lists, tok
+    return lists, tok, key
 
 
 def _view_columns(view: TextView) -> set:
@@ -326,8 +205,17 @@ class TokensConfig(MethodConfig):
     """Options of `method="tokens"` (the text view is `select_diverse`'s `what=`, responses by default)."""
 
     diversity: float = diversity_option(
-        "0 is the least mid-band token coverage the pruning chain reaches with k rows, 1 the token-aware "
-        "maximal-coverage sample."
+        "0 prunes the pool to the fewest mid-band token types k rows can come from, 1 samples the whole pool (the "
+        "paper's Algorithm 1, pruning, then Algorithm 2, token-aware sampling); coverage is monotone in between."
+    )
+    length: str = option(
+        "free",
+        "'free' (the paper's main setting: mean length follows the dial) or 'matched' (the paper's length-controlled "
+        "ablation: mean response length within length_tolerance of a random subset's at every point).",
+        choices=LENGTHS,
+    )
+    length_tolerance: float = option(
+        0.1, "Relative band around the random subset's mean length with length='matched'.", bounds=(0, 1)
     )
     tokenizer: str | None = option(
         None,
@@ -350,72 +238,98 @@ class TokensConfig(MethodConfig):
     )
 
 
+def _plan(ctx: SelectionContext, config: TokensConfig, inc: TokenIncidence, tokens_key) -> TokenPlan:
+    """The pool's `TokenPlan`, cached for the last few (pool, tokenizer, bands, k, seed, length) so that a
+    `diversity_series` prunes the pool once and samples each point of the dial once."""
+    matched = config.length == "matched"
+    key = (tokens_key, inc.low, inc.high, ctx.k, ctx.seed, config.length, config.length_tolerance if matched else None)
+    if key not in _PLAN_CACHE:
+        lengths = length_plan(inc.lengths, ctx.k, ctx.seed, config.length_tolerance) if matched else None
+        _PLAN_CACHE[key] = TokenPlan(inc, ctx.k, ctx.seed, lengths, ctx.show_progress)
+        while len(_PLAN_CACHE) > PLANS_KEPT:
+            del _PLAN_CACHE[next(iter(_PLAN_CACHE))]  # the oldest
+    return _PLAN_CACHE[key]
+
+
 def select_tokens(ctx: SelectionContext, config: TokensConfig) -> SelectionResult:
     """Micro diversity: k rows whose mid-band token coverage is set by `diversity` (see the module docstring).
 
     Args:
         ctx (`SelectionContext`): from `select_diverse`; `ctx.what` is the text view tokenized (`"response"`, the
             paper's best, by default) and `text_columns=` of `select_diverse` applies.
-        config (`TokensConfig`): the dial, the tokenizer and the band thresholds.
+        config (`TokensConfig`): the dial, the length control, the tokenizer and the band thresholds.
 
     Returns:
-        `SelectionResult`; `objective` has `mid_band_coverage`, `mid_band_types_covered`, `token_entropy_bits`.
+        `SelectionResult`; `objective` has `mid_band_coverage`, `mid_band_types_covered`, `token_entropy_bits`,
+        `kept_type_entropy_bits`, `mean_tokens` and `total_tokens`.
 
     Example:
     ```py
     >>> from hf_diverse import get_provenance, select_diverse
     >>> subset = select_diverse(pool, k=10, method="tokens", diversity=1.0)
     >>> round(get_provenance(subset)["objective"]["mid_band_coverage"], 4)
-    0.6311
+    0.6052
     ```
     """
-    diversity, what, tokenizer = config.diversity, ctx.what, config.tokenizer
     t0 = time.perf_counter()
-    lists, tok = pool_token_lists(ctx.dataset, what, tokenizer, ctx.text_columns, ctx.show_progress)
+    lists, tok, tokens_key = pool_token_lists(
+        ctx.dataset, ctx.what, config.tokenizer, ctx.text_columns, ctx.show_progress
+    )
     t_tok = time.perf_counter() - t0
-    inc = TokenIncidence(lists, config.low_threshold, config.high_threshold, config.reference_tokens)
+    inc_key = (tokens_key, config.low_threshold, config.high_threshold, config.reference_tokens)
+    if _INC_CACHE.get("key") != inc_key:  # the cached plans of this pool share one incidence matrix
+        _INC_CACHE.clear()
+        _INC_CACHE.update(key=inc_key, value=TokenIncidence(lists, *inc_key[1:]))
+    inc = _INC_CACHE["value"]
     if inc.n_mid == 0:
         raise InvalidParameterError(
-            f"The pool's {what} texts have no mid-band token types: none of the {inc.n_types_pool} token types "
+            f"The pool's {ctx.what} texts have no mid-band token types: none of the {inc.n_types_pool} token types "
             f"of its {inc.total_tokens} tokens occurs between low_threshold={inc.low} and "
             f"high_threshold={inc.high} times ({inc.n_high} high-band, {inc.n_low} low-band types). Use a larger "
             "pool, or set `low_threshold` / `high_threshold` explicitly."
         )
-    tie_rank = np.empty(ctx.n, dtype=np.int64)
-    tie_rank[np.random.default_rng(ctx.seed).permutation(ctx.n)] = np.arange(ctx.n)
     t1 = time.perf_counter()
-    s0, new_types, counts0 = token_aware_sample(inc.csr, ctx.k, tie_rank, ctx.show_progress)
-    t_sample = time.perf_counter() - t1
-    if diversity == 1.0:
-        sizes, step, target = np.array([int((counts0 > 0).sum())]), 0, float((counts0 > 0).sum())
-        rows, gains = s0, new_types.astype(np.float64)
-        chain_len = None
-    else:
-        sizes, steps = prune_chain(inc, s0, counts0, tie_rank, ctx.seed, ctx.show_progress)
-        step, target = chain_step(sizes, diversity)
-        gain_of = dict(zip(s0.tolist(), new_types.tolist(), strict=True))
-        order = list(s0.tolist())
-        for out_rows, fresh, brought in steps[:step]:
-            gain_of.update(zip(fresh.tolist(), brought.tolist(), strict=True))
-            order.extend(fresh.tolist())
-            for i in out_rows.tolist():
-                del gain_of[i]
-        rows = np.asarray([i for i in order if i in gain_of], dtype=np.int64)
-        gains = np.asarray([gain_of[i] for i in rows], dtype=np.float64)
-        chain_len = len(sizes) - 1
+    plan = _plan(ctx, config, inc, tokens_key)
+    t_plan = time.perf_counter() - t1
+    g, target = plan.landing(config.diversity)
+    rows, sample = plan.sample(g)
+    t_sample = time.perf_counter() - t1 - t_plan
+    if len(rows) != ctx.k:  # cannot happen: the chain keeps >= k rows and the budget starts feasible
+        raise InvalidParameterError(f"tokens: the sample has {len(rows)} rows instead of k={ctx.k}.")
     t_total = time.perf_counter() - t0
-
-    covered = int(sizes[step])
     objective = {
-        "mid_band_coverage": covered / inc.n_mid,
-        "mid_band_types_covered": covered,
+        "mid_band_coverage": inc.coverage(rows),
+        "mid_band_types_covered": inc.covered_types(rows),
         "mid_band_types": inc.n_mid,
+        "kept_types": int(plan.chain.sizes[plan.grid[g]]),
+        "kept_types_covered": sample.covered,
         "token_entropy_bits": token_entropy(inc.subset_counts(rows)),
+        "kept_type_entropy_bits": sample.entropy / math.log(2),
         "mean_tokens": float(inc.lengths[rows].mean()),
+        "total_tokens": int(inc.lengths[rows].sum()),
     }
+    if not math.isfinite(objective["token_entropy_bits"]):
+        objective["token_entropy_bits"] = 0.0
+    details = _details(ctx, config, inc, plan, g, target)
+    details["timings_s"] = {
+        "tokenize": round(t_tok, 3),
+        "prune": round(t_plan, 3),
+        "sample": round(t_sample, 3),
+        "total": round(t_total, 3),
+    }
+    details["models"] = {
+        "tokenizer": {"name": tokenizer_name(tok), "source": "user" if config.tokenizer else "default"}
+    }
+    return SelectionResult(
+        indices=rows.astype(np.int64), gains=sample.new_types.astype(np.float64), objective=objective, details=details
+    )
+
+
+def _details(ctx, config, inc, plan: TokenPlan, g: int, target: float) -> dict:
     details = {
-        "what": what,
-        "diversity": diversity,
+        "what": ctx.what,
+        "diversity": config.diversity,
+        "order": "prune the pool (Algorithm 1), then sample k rows (Algorithm 2)",
         "bands": {
             "low_threshold": inc.low,
             "high_threshold": inc.high,
@@ -426,19 +340,42 @@ def select_tokens(ctx: SelectionContext, config: TokensConfig) -> SelectionResul
             "low_types": inc.n_low,
             "rule": "s = T / reference_tokens; low = max(2, round(10 s)); high = max(50 low, round(500 s))",
         },
-        "coverage_max": int(sizes[0]) / inc.n_mid,
-        "coverage_min": None if chain_len is None else int(sizes.min()) / inc.n_mid,
+        "chain_length": plan.end,
+        "chain_step": int(plan.grid[g]),
+        "pruned_pool_rows": int(plan.chain.alive[plan.grid[g]]),
         "target_types": target,
-        "chain_step": step,
-        "chain_length": chain_len,
-        "procedure": "token-aware lazy greedy (coverage, then even representation) to k rows, then inverse greedy "
-        "pruning of the kept types with refill to k rows; see hf_diverse.selection.tokens",
-        "timings_s": {"tokenize": round(t_tok, 3), "sample": round(t_sample, 3), "total": round(t_total, 3)},
-        "models": {"tokenizer": {"name": tokenizer_name(tok), "source": "user" if tokenizer else "default"}},
+        "coverage_max": plan.coverage(0) / inc.n_mid,
+        "coverage_min": plan.coverage(len(plan.grid) - 1) / inc.n_mid,
+        "grid_points": len(plan.grid),
+        "length": config.length,
+        "procedure": "inverse greedy pruning of the pool to the target number of mid-band types, then token-aware "
+        "sampling (greedy on the entropy of the kept types' counts); see hf_diverse.selection.tokens",
     }
-    if not math.isfinite(objective["token_entropy_bits"]):
-        objective["token_entropy_bits"] = 0.0
-    return SelectionResult(indices=rows.astype(np.int64), gains=gains, objective=objective, details=details)
+    if plan.lengths is not None:
+        lp = plan.lengths
+        rows, sample = plan.sample(g)
+        mean = float(inc.lengths[rows].mean())
+        met = lp.low - 1e-9 <= mean <= lp.high + 1e-9
+        if not met or sample.budget_misses:
+            logger.warning(
+                "tokens: length='matched' mean %.1f tokens vs the band [%.1f, %.1f] (%d picks without an eligible "
+                "row).",
+                mean,
+                lp.low,
+                lp.high,
+                sample.budget_misses,
+            )
+        details["length_control"] = {
+            "band_met": met,
+            "picks_without_eligible_row": sample.budget_misses,
+            "target_mean_tokens": lp.target,
+            "band": [lp.low, lp.high],
+            "tolerance": config.length_tolerance,
+            "reference": f"numpy default_rng({ctx.seed}).choice(N, k, replace=False)",
+            "bin_edges": lp.edges,
+            "bin_quotas": lp.quotas.tolist(),
+        }
+    return details
 
 
 METHOD = Method(
@@ -447,12 +384,18 @@ METHOD = Method(
     config=TokensConfig,
     label="tokens: micro diversity over mid-band response tokens (diversity dial)",
     summary="Micro diversity (macro-to-micro paper): coverage of the mid-frequency token types of the responses, "
-    "tokenized with the tokenizer of the model to be fine-tuned.",
+    "tokenized with the tokenizer of the model to be fine-tuned, in the paper's order: inverse greedy pruning of the "
+    "pool to the target number of types, then token-aware sampling of k rows that covers and evens out the kept "
+    "types.",
     choices=(
         "The frequency bands (high / mid / low) are parameters: the paper's thresholds were set for a 117K pool. The "
-        "paper's full pseudo-code was not available, so the two-stage procedure is hf_diverse's design: token-aware "
-        "sampling to the maximal-coverage set of k rows, then inverse greedy pruning of the covered types with refill "
-        "to exactly k rows; see `details`.",
+        "paper's full pseudo-code was not available, so the procedure is hf_diverse's design of its two algorithms: "
+        "pruning drops the type held by the fewest rows; sampling takes the row that raises the entropy of the kept "
+        "types' counts most; the dial lands on the first point of a fixed grid of the chain whose sample covers at "
+        "most its target, so coverage is monotone in `diversity`.",
+        "`length='matched'` keeps the subset's mean response length within 10% of a random subset's (bin quotas and "
+        "an exact length budget); `length='free'` (default, the paper's main setting) lets length follow the dial. "
+        "`details.length` says which ran.",
     ),
     default_what="response",
 )

@@ -31,6 +31,20 @@ def test_clusters_dial_sets_number_of_clusters_uniformly():
         select_diverse(pool, 10, method="clusters", clustering="dbscan")
 
 
+def test_clusters_dial_below_the_number_of_clusters_reaches_k_clusters():
+    # the case: k = 15 below 21 clusters; 0.75 and 1.0 used to give the same subset (15 clusters each)
+    pool = blobs([70] + [40] * 6 + [30] * 7 + [20] * 7, dim=21, spread=0.02)
+    subsets = {
+        d: select_diverse(pool, 15, method="clusters", diversity=d, n_clusters=21, show_progress=False)
+        for d in (0.0, 0.25, 0.5, 0.75, 1.0)
+    }
+    used = {d: get_provenance(s)["objective"]["clusters_used"] for d, s in subsets.items()}
+    # C_min = 1 (the largest cluster holds 70 >= 15), C_max = min(21, k) = 15: c = 1 + round(d * 14), half to even
+    assert used == {0.0: 1, 0.25: 5, 0.5: 8, 0.75: 11, 1.0: 15}
+    assert len(set(subsets[1.0]["blob"])) == 15 and set(subsets[0.75]["blob"]) < set(subsets[1.0]["blob"])
+    assert get_provenance(subsets[1.0])["objective"]["clusters_max"] == 15
+
+
 @pytest.mark.slow
 def test_clusters_umap_hdbscan_paper_settings():
     pytest.importorskip("umap")

@@ -114,3 +114,88 @@ def test_tokens_bad_input_clear_errors(ifbench, tmp_path):
             ]
         )
         assert code == 1 and not out.exists()
+
+
+def test_matched_length_within_ten_percent_of_random_at_every_point(ifbench, response_tokens):
+    series = diversity_series(ifbench, k=K, n_points=7, length="matched", show_progress=False)
+    # the random subset the band refers to, drawn here as `diversity_report` draws its random baseline
+    reference = np.random.default_rng(0).choice(len(ifbench), size=K, replace=False)
+    lengths = {r: len(response_tokens["by_text"][r]) for r in ifbench["response"]}
+    target = np.mean([lengths[ifbench[int(i)]["response"]] for i in reference])
+    coverage = []
+    for s in series:
+        mean = np.mean([lengths[r] for r in s["response"]])
+        assert 0.9 * target <= mean <= 1.1 * target, (mean, target)
+        rec = get_provenance(s)
+        assert rec["details"]["series"]["mean_response_tokens"] == pytest.approx(mean)
+        assert rec["details"]["length_control"]["target_mean_tokens"] == pytest.approx(target)
+        assert rec["details"]["length_control"]["band_met"] and rec["details"]["length"] == "matched"
+        coverage.append(measure(s, response_tokens)[0])
+    assert all(a <= b for a, b in zip(coverage, coverage[1:], strict=False)), coverage
+    assert coverage[-1] > 1.5 * coverage[0]  # the dial moves at equal length
+    free = diversity_series(ifbench, k=K, n_points=7, show_progress=False)
+    free_lengths = [get_provenance(s)["details"]["series"]["mean_response_tokens"] for s in free]
+    assert free_lengths[-1] > 1.5 * target > free_lengths[0]  # without control the length follows the dial
+
+
+def test_tokens_prunes_the_pool_before_sampling(ifbench, response_tokens):
+    subset = select_diverse(ifbench, K, method="tokens", diversity=0.5, show_progress=False)
+    rec = get_provenance(subset)
+    det, obj = rec["details"], rec["objective"]
+    assert det["order"].startswith("prune the pool") and 0 < det["chain_step"] <= det["chain_length"]
+    assert K <= det["pruned_pool_rows"] < len(ifbench)
+    # the subset holds the pruned pool's kept types only, and covers them up to what k rows reach
+    assert obj["mid_band_types_covered"] == obj["kept_types_covered"] <= obj["kept_types"] < obj["mid_band_types"]
+    # the plan this call used: the cached one for k rows, free length, seed 0
+    plan = next(p for key, p in _plan_cache().items() if key[3:6] == (K, 0, "free"))
+    alive = set(plan.chain.alive_rows(det["chain_step"]).tolist())
+    by_text = {r: i for i, r in enumerate(ifbench["response"])}
+    assert {by_text[r] for r in subset["response"]} <= alive
+    kept = {int(plan.inc.mid_types[j]) for j in plan.chain.kept_types(det["chain_step"])}
+    mid = response_tokens["mid"]
+    for r in subset["response"]:
+        assert set(response_tokens["by_text"][r].tolist()) & mid <= kept
+    # at diversity=1 nothing is pruned
+    top = get_provenance(select_diverse(ifbench, K, method="tokens", show_progress=False))["details"]
+    assert top["chain_step"] == 0 and top["pruned_pool_rows"] == len(ifbench)
+
+
+def _plan_cache():
+    from hf_diverse.selection import tokens
+
+    return tokens._PLAN_CACHE
+
+
+def _word_tokenizer(path, words):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["[UNK]", *words])}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]").save_pretrained(path)
+    return str(path)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_tokens_evens_out_the_kept_types(tmp_path, seed):
+    # two rows cover the four words; the rest hold one word each, "a" most often: the evenest 5 rows hold the four
+    # words (2, 2, 2, 1) times; a coverage-only sample takes the two covering rows, then any three (seeded ties)
+    texts = ["a b", "c d", "a", "a", "a", "b", "c", "d"]
+    pool = Dataset.from_dict({"prompt": [f"q{i}" for i in range(8)], "response": texts})
+    tokenizer = _word_tokenizer(tmp_path / "words", ["a", "b", "c", "d"])
+    subset = select_diverse(
+        pool,
+        5,
+        method="tokens",
+        tokenizer=tokenizer,
+        low_threshold=1,
+        high_threshold=100,
+        seed=seed,
+        show_progress=False,
+    )
+    counts = np.bincount([ord(w) - ord("a") for r in subset["response"] for w in r.split()], minlength=4)
+    assert sorted(counts.tolist()) == [1, 2, 2, 2], counts
+    assert get_provenance(subset)["objective"]["kept_type_entropy_bits"] == pytest.approx(
+        token_entropy(np.array([1, 2, 2, 2]))
+    )
