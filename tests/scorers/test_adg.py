@@ -171,3 +171,38 @@ def test_real_smollm2_on_ifbench(ifbench):
     d, i = np.array(a["adg_divergence"]), np.array(a["adg_isotropy"])
     assert ((d > 0) & (d < 1)).all() and ((i > 0) & (i <= 0.5 + 1e-6)).all()
     assert all(any(t.strip() for t in answers) for answers in a["adg_answers"])
+
+
+# --- issue 12: tests that fail when the reference settings change ------------------------------------------------
+def test_reference_sampling_defaults():
+    from hf_diverse.selection.adg import AdgConfig
+
+    for settings in (AnswerDivergenceScorer(), AdgConfig()):
+        assert (settings.num_samples, settings.temperature, settings.top_p) == (5, 1.4, 0.9)
+        assert (settings.max_new_tokens, settings.lam) == (256, 0.4)
+
+
+_PUNCTUATION = set(",.;:!?()[]{}\"'`~-_/\\")
+
+
+def _reference_weight(text: str) -> float:
+    """The reference's token weight, written out here: 0 empty / punctuation only, 1.3 a digit or % ℃ °, else 1."""
+    text = text.strip()
+    if all(c in _PUNCTUATION or c.isspace() for c in text):
+        return 0.0
+    return 1.3 if any(c.isdigit() or c in "%℃°" for c in text) else 1.0
+
+
+def test_answer_vectors_follow_the_reference_layers_and_weights(tiny_scorer):
+    model, tok = tiny_scorer.load("cpu")
+    prompt = tok("Question: how warm is it?", add_special_tokens=False)["input_ids"]
+    answer = tok(" It is 21°C, (about 70%) warmer than yesterday!", add_special_tokens=False)["input_ids"]
+    got = tiny_scorer.embed(model, tok, [prompt + answer], [len(prompt)])[0]
+    with torch.inference_mode():
+        hidden = model(input_ids=torch.tensor([prompt + answer]), output_hidden_states=True).hidden_states
+    assert len(hidden) == 5  # embeddings + 4 layers: -4, -3, -2 are layers 1, 2, 3
+    states = ((hidden[1] + hidden[2] + hidden[3]) / 3)[0, len(prompt) :]
+    weights = torch.tensor([_reference_weight(tok.decode([t])) for t in answer])
+    assert 0.0 in weights.tolist() and 1.3 in [round(w, 2) for w in weights.tolist()]
+    want = (states * weights[:, None]).sum(0) / weights.sum()
+    torch.testing.assert_close(got, want / want.norm(), atol=1e-5, rtol=0)
