@@ -343,7 +343,7 @@ def test_the_reproduce_block_gives_the_same_rows(ifbench, tmp_path, kind):
     subset = select_diverse(pool, k=8, quality_column="quality", alpha=0.5, seed=3, show_progress=False)
     reproduce = _section(render_card(subset).text, "Reproduce")
     code = reproduce.split("```python\n", 1)[1].split("```", 1)[0]
-    script = code + "\nimport json\nprint(json.dumps(subset['source_index']))\n"
+    script = code + "\nimport json\nprint(json.dumps(list(subset['source_index'])))\n"
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert run.returncode == 0, run.stderr
-    assert json.loads(run.stdout.strip().splitlines()[-1]) == subset["source_index"]
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == list(subset["source_index"])

@@ -135,7 +135,14 @@ def test_card_metadata_and_body(run):
     assert data["configs"] == [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}]
     info = data["dataset_info"]
     assert info["splits"] == [{"name": "train", "num_bytes": info["splits"][0]["num_bytes"], "num_examples": 24}]
-    assert [f["name"] for f in info["features"]] == ["prompt", "response", "score", "selection_rank", "selection_gain"]
+    assert [f["name"] for f in info["features"]] == [
+        "prompt",
+        "response",
+        "score",
+        "selection_rank",
+        "selection_gain",
+        "source_index",
+    ]
     # the YAML block is valid YAML on its own
     front = card["content"].split("---\n")[1]
     assert yaml.safe_load(front)["tags"] == ["hf-diverse", "qdit"]

@@ -85,7 +85,8 @@ def test_subset_that_is_not_from_the_pool(pool, subset, tok):
         n_clusters=10,
         show_progress=False,
     )
-    assert rep.matching == {"matched": 0, "unmatched": K, "by": "exact (instruction, response) text"}
+    # the rows name their pool rows (`source_index`), whose texts differ: nothing is linked
+    assert rep.matching == {"matched": 0, "unmatched": K, "by": "source_index"}
     assert rep.metrics["instruction"]["subset"]["coverage"] is None
     assert rep.metrics["instruction"]["random"]["coverage"] is not None
     assert any("not pool rows" in note for note in rep.notes)
