@@ -6,7 +6,7 @@ Data flow: text views -> scorers (columns) -> selection (indices) -> report/card
 __version__ = "0.1.0"
 
 from .card import render_card
-from .data import load_pool
+from .data import load_pool, load_source_pool
 from .errors import (
     ColumnNotFoundError,
     EmbeddingError,
@@ -22,6 +22,7 @@ from .errors import (
 )
 from .facility import facility_location_greedy, facility_location_objective
 from .hub import push_curated
+from .lineage import trace_source
 from .provenance import get_provenance
 from .report import DiversityReport, diversity_report
 from .scorers import AnswerDivergenceScorer, EmbeddingScorer, LMQualityScorer, RewardModelScorer, TokenStatsScorer
@@ -85,10 +86,12 @@ __all__ = [
     "facility_location_objective",
     "get_provenance",
     "load_pool",
+    "load_source_pool",
     "method_parameters",
     "push_curated",
     "render_card",
     "select_diverse",
     "set_verbosity",
+    "trace_source",
     "train_sft",
 ]

@@ -203,7 +203,7 @@ def take_rows(stream, max_rows: int, batch_size: int = 10_000) -> tuple[Dataset,
     ```py
     >>> stream = Dataset.from_dict({"x": list(range(10))}).to_iterable_dataset()
     >>> ds, more = take_rows(stream, 4)
-    >>> ds["x"], more
+    >>> ds["x"][:], more
     ([0, 1, 2, 3], True)
     ```
     """

@@ -53,8 +53,8 @@ def trace_source(dataset: Dataset) -> dict:
     >>> trace_source(load_pool())["reloadable"]  # the bundled sample, as loaded
     True
     >>> source = trace_source(load_pool().select(range(10)))  # changed after loading
-    >>> source["reloadable"], source["missing"][:44]
-    (False, 'the pool was changed after it was loaded (a')
+    >>> source["reloadable"], source["missing"].split(" (")[0]
+    (False, 'the pool was changed after it was loaded')
     ```
     """
     record = get_provenance(dataset) or {}
