@@ -149,8 +149,9 @@ def test_card_metadata_and_body(run):
     text = card["text"]
     for expected in (
         'load_dataset("alice/ifbench-qdit", split="train")',
-        "select_diverse(load_pool(), k=24",
-        "hf-diverse select --k 24 --method qdit",
+        # the pool was the bundled sample with columns added: no Reproduce snippet that would load other rows
+        "The pool cannot be loaded again",
+        "select_diverse(pool, k=24, method='qdit'",
         "`alpha` | `0.7`",
         "`quality_column` | `'score'`",
         "| pool size | 294 |",

@@ -148,6 +148,7 @@ def _embed(dataset: Dataset, view: TextView, component: str, column: str, option
         options.batch_size,
         None,
         options.progress,
+        turns=options.turns,
     )
     return read_embeddings_chunked(embedded, column, device=device), model_info
 
