@@ -206,3 +206,21 @@ def test_answer_vectors_follow_the_reference_layers_and_weights(tiny_scorer):
     assert 0.0 in weights.tolist() and 1.3 in [round(w, 2) for w in weights.tolist()]
     want = (states * weights[:, None]).sum(0) / weights.sum()
     torch.testing.assert_close(got, want / want.norm(), atol=1e-5, rtol=0)
+
+
+def test_both_poolings_weigh_tokens_alike(small_pool, tiny_llama_path):
+    # arbitrary per-id weights: the fused (KV-cache) pooling and the separate pass must both apply them
+    scorer = AnswerDivergenceScorer(model=tiny_llama_path, num_samples=K, max_new_tokens=TOKENS, device="cpu")
+    model, tok = scorer.load("cpu")
+    size = max(model.config.vocab_size, len(tok))
+    scorer._weights = torch.from_numpy(np.random.default_rng(0).uniform(0.2, 3.0, size).astype(np.float32))
+    messages, _ = scorer._messages(small_pool[:2], None)
+    prompts = [scorer._prompt_ids(model, tok, m) for m in messages]
+    seeds = [row_seed(0, m) for m in messages]
+    answers, fused = scorer._sample_and_embed(model, tok, prompts, seeds)
+    sequences = [prompts[j // K] + answers[j] for j in range(2 * K)]
+    explicit = scorer.embed(model, tok, sequences, [len(prompts[j // K]) for j in range(2 * K)])
+    torch.testing.assert_close(fused, explicit, atol=1e-5, rtol=0)
+    scorer._weights = torch.ones(size)
+    _, unweighted = scorer._sample_and_embed(model, tok, prompts, seeds)
+    assert not torch.allclose(unweighted, fused, atol=1e-4), "the weights must change the answer vectors"
