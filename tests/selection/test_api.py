@@ -205,6 +205,7 @@ def test_empty_instructions_are_left_out_and_counted(caplog):
     assert {5, 6} <= set(kept["source_index"]), "with keep_empty=True the empty rows are the most diverse picks"
     sub = select_diverse(ds, k=6, show_progress=False)
     assert all(p.strip() for p in sub["prompt"]) and not {5, 6} & set(sub["source_index"])
+    assert [ds[i]["prompt"] for i in sub["source_index"]] == sub["prompt"], "indices into the pool given"
     texts = get_provenance(sub)["inputs"]["texts"]
     assert texts["empty_rows"] == 2 and texts["empty_row_examples"] == [5, 6] and texts["keep_empty"] is False
     assert get_provenance(sub)["pool_size"] == 42 and get_provenance(sub)["candidates"] == 40
