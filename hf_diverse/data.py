@@ -294,6 +294,17 @@ def load_pool_splits(
 
     A file and the embedded sample have one split, `train`; a `save_to_disk` `DatasetDict` folder and a Hub dataset
     have their own (the CLI's `--split all`).
+
+    Example:
+    ```py
+    >>> load_pool_splits(None)  # the embedded sample: one split
+    DatasetDict({
+        train: Dataset({
+            features: ['prompt', 'response'],
+            num_rows: 294
+        })
+    })
+    ```
     """
     if source in (None, EMBEDDED_DEFAULT):
         names = ["train"]

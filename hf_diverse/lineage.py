@@ -183,6 +183,12 @@ def hub_cache_location(path) -> dict | None:
 
     The cache layout is `<cache>/<namespace>___<name>/<config>/<version>/<revision hash>/<file>.arrow`; local files
     built by `json`, `csv`, `parquet` ... have no namespace.
+
+    Example:
+    ```py
+    >>> hub_cache_location("/cache/tatsu-lab___alpaca/default/0.0.0/" + "a" * 40 + "/alpaca-train.arrow")["id"]
+    'tatsu-lab/alpaca'
+    ```
     """
     parts = Path(path).parts
     if len(parts) < 5 or "___" not in parts[-5]:

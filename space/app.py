@@ -447,7 +447,13 @@ def _projection_png(pool, subset, out_dir: Path):
 
     title = f"{len(subset)} of {len(pool)} rows selected"
     return str(
-        plot_projection(pool, subset, embedding_column=EMBEDDING_COLUMN, path=out_dir / "projection.png", title=title)
+        plot_projection(  # the subset's rows are pool rows: highlighted by their `source_index`
+            pool,
+            list(subset["source_index"]),
+            embedding_column=EMBEDDING_COLUMN,
+            path=out_dir / "projection.png",
+            title=title,
+        )
     )
 
 

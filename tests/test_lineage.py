@@ -6,10 +6,10 @@ import json
 import datasets
 import pytest
 from datasets import Dataset, DatasetDict
-from hf_diverse.lineage import hub_cache_location, reload_arguments, trace_source
 
 from hf_diverse import get_provenance, load_pool, select_diverse
 from hf_diverse.io import save_subset
+from hf_diverse.lineage import hub_cache_location, reload_arguments, trace_source
 
 
 @pytest.fixture
