@@ -219,7 +219,7 @@ def test_long_texts_are_counted_warned_and_recorded(ifbench, caplog):
 
     from hf_diverse.models import resolve_embedding_model
 
-    small = ifbench.select(range(24))
+    small = ifbench.select(range(12))
     sub = select_diverse(small, k=4, what="response", method="random", show_progress=False)
     assert "long_texts" not in get_provenance(sub)["inputs"], "random computes no embeddings"
     sub = select_diverse(small, k=4, what="response", show_progress=False)
@@ -227,9 +227,9 @@ def test_long_texts_are_counted_warned_and_recorded(ifbench, caplog):
     lengths = [len(tok(r)["input_ids"]) for r in small["response"]]  # with [CLS] and [SEP]
     long_texts = get_provenance(sub)["inputs"]["long_texts"]
     assert long_texts["count"] == sum(n > 256 for n in lengths) > 0
-    assert long_texts["limit"] == 256 and long_texts["mode"] == "truncate" and long_texts["rows"] == 24
+    assert long_texts["limit"] == 256 and long_texts["mode"] == "truncate" and long_texts["rows"] == 12
     assert long_texts["longest_tokens"] == max(lengths) - 2
-    assert f"{long_texts['count']} of 24 texts" in caplog.text
+    assert f"{long_texts['count']} of 12 texts" in caplog.text
     chunked = select_diverse(small, k=4, what="response", max_seq_length=128, long_text="chunks", show_progress=False)
     rec = get_provenance(chunked)
     assert rec["inputs"]["long_texts"]["limit"] == 128 and rec["inputs"]["long_texts"]["mode"] == "chunks"
