@@ -1,21 +1,33 @@
-"""Exact QDIT/facility-location selection vs peers, side by side in one process.
+"""Exact facility-location selection against its peers and the hardware floor, side by side in one process.
 
-Synthetic clustered, L2-normalised float32 embeddings (d=384). For each (N, k):
-- the floor: one float32 `X @ X.T` (every initial gain needs every similarity);
-- hf_diverse `facility_location_greedy` (strategy auto -> incremental when S fits, plus any --strategies);
-- apricot-select FacilityLocationSelection on max(cos, 0) (`metric='precomputed'`, float64 matrix), lazy;
-- submodlib FacilityLocationFunction (dense, LazyGreedy) when it is installed.
-Each run reports wall time, peak RSS above the baseline (sampled every 5 ms by a thread) and the objective
-d(A) = sum_v max_{a in A} max(0, cos), recomputed the same way for every method. Peers whose dense matrix would not
-fit in the available memory are skipped and said so.
+Synthetic clustered, L2-normalised float32 embeddings (d=384, N/100 clusters, unit-variance noise). For each N:k
+pair and alpha, one table row per run:
 
-Usage:
-    python benchmarks/bench_select.py --sizes 20000:1000,20000:5000,50000:5000 --out benchmarks/out/select.json
+- `floor`: one float32 `X @ X.T` (every first gain needs every similarity), the time everything is compared with;
+- `hf_diverse <strategy>`: `facility_location_greedy` with QDIT's score (w = (1 - alpha) / N, bonus = alpha q / k,
+  quality uniform in [0, 1)), similarities included in the time;
+- `apricot lazy (dense)`: apricot-select `FacilityLocationSelection(metric="precomputed", optimizer="lazy")` on the
+  float32 `max(X X^T, 0)` built inside the timing (a small warm-up call first, so numba compilation is not timed);
+- `apricot lazy (kNN graph)`: the same on a scipy CSR of hf_diverse's symmetrised m-NN graph (built inside the
+  timing), next to `hf_diverse sparse` on the same graph;
+- `submodlib LazyGreedy (dense)` when `submodlib` (`pip install submodlib-py`) imports.
+Peers run at alpha = 0 only (none has a per-row bonus). Columns: wall time, time / floor, apricot's time / this
+run's, peak RSS above the level before the run (a thread samples it every 5 ms), and the objective of the picks,
+(1 - alpha) d(A) / N + alpha mean(q) with the dense d(A), relative to exact greedy's (`hf_diverse lazy`). Runs whose
+dense matrix would not fit in the available memory are skipped and say so. hf_diverse's kernels and apricot's are
+compiled before anything is timed.
+
+    python benchmarks/bench_select.py --sizes 20000:2000,20000:5000 --alphas 0,0.7
+    python benchmarks/bench_select.py --sizes 50000:5000 --alphas 0 --peers none   # apricot needs > 24 GiB
+    python benchmarks/bench_select.py --sizes 2000:200 --alphas 0,0.7              # smoke run, ~1 min
 """
 
 import argparse
 import gc
 import json
+import os
+import platform
+import sys
 import threading
 import time
 
@@ -23,7 +35,13 @@ import numpy as np
 import psutil
 import torch
 
-from hf_diverse.facility import facility_location_greedy, facility_location_objective
+from hf_diverse.facility import (
+    build_knn_graph,
+    facility_location_greedy,
+    facility_location_objective,
+    kernels,
+    sparse_facility_location_greedy,
+)
 
 
 def clustered_embeddings(n, d=384, n_clusters=None, seed=0):
@@ -44,8 +62,7 @@ class PeakRSS:
 
     def __enter__(self):
         gc.collect()
-        self.base = self.proc.memory_info().rss
-        self.peak = self.base
+        self.base = self.peak = self.proc.memory_info().rss
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -60,113 +77,185 @@ class PeakRSS:
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, self.proc.memory_info().rss)
-        self.delta_gib = (self.peak - self.base) / 2**30
+        self.gib = (self.peak - self.base) / 2**30
 
 
-def run(name, fn, x):
+def timed(fn):
     with PeakRSS() as mem:
         t0 = time.perf_counter()
         picks = fn()
         wall = time.perf_counter() - t0
-    obj = facility_location_objective(x, np.asarray(picks))
-    print(f"  {name:<28} {wall:8.2f} s  peak +{mem.delta_gib:6.2f} GiB  objective {obj:.6f}", flush=True)
-    return {"method": name, "wall_s": wall, "peak_rss_delta_gib": mem.delta_gib, "objective": obj}
+    return picks, wall, mem.gib
 
 
-def bench(n, k, strategies, peers, mem_fraction=0.7):
-    x = clustered_embeddings(n)
-    xn = x.numpy()
-    avail = psutil.virtual_memory().available
-    rows = []
-    print(
-        f"N={n} k={k} d={x.shape[1]} threads={torch.get_num_threads()} available={avail / 2**30:.1f} GiB", flush=True
+def qd_objective(x, picks, alpha, q):
+    picks = np.asarray(picks, dtype=np.int64)
+    d = facility_location_objective(x, picks) / x.shape[0]
+    return (1 - alpha) * d + (alpha * float(q[picks].mean()) if alpha else 0.0)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    numba_version = kernels.numba.__version__ if kernels.HAS_NUMBA else "not installed"
+    return (
+        f"{cpu}, {psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB RAM; python "
+        f"{platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads), numba "
+        f"{numba_version}"
     )
 
-    def floor():
-        s = x @ x.T
-        del s
-        return [0]
 
-    with PeakRSS() as mem:
-        t0 = time.perf_counter()
-        floor()
-        floor_s = time.perf_counter() - t0
-    rows.append({"method": "floor X@X.T", "wall_s": floor_s, "peak_rss_delta_gib": mem.delta_gib, "objective": None})
-    print(f"  {'floor X@X.T (float32)':<28} {floor_s:8.2f} s  peak +{mem.delta_gib:6.2f} GiB", flush=True)
-    for strategy in strategies:
-        rows.append(
-            run(
-                f"hf_diverse {strategy}",
-                lambda s=strategy: facility_location_greedy(x, k, strategy=s, show_progress=False).indices,
-                x,
-            )
-        )
+def warm_up(peers):
+    kernels.warm_up()
     if "apricot" in peers:
-        need = 3 * 8 * n * n  # float64 matrix plus apricot's working copies
-        if need > mem_fraction * avail:
-            print(f"  apricot lazy: skipped, needs ~{need / 2**30:.0f} GiB", flush=True)
-            rows.append({"method": "apricot lazy", "skipped": f"needs ~{need / 2**30:.0f} GiB"})
-        else:
-            from apricot import FacilityLocationSelection
+        from apricot import FacilityLocationSelection
 
-            def apricot_lazy():
-                sims = np.maximum(xn.astype(np.float64) @ xn.T.astype(np.float64), 0)
-                return FacilityLocationSelection(k, metric="precomputed", optimizer="lazy").fit(sims).ranking
+        s = np.maximum(np.eye(20, dtype=np.float32), 0)
+        FacilityLocationSelection(3, metric="precomputed", optimizer="lazy").fit(s)
+        import scipy.sparse
 
-            rows.append(run("apricot lazy (dense)", apricot_lazy, x))
-    if "submodlib" in peers:
-        try:
-            from submodlib import FacilityLocationFunction
-        except ImportError:
-            print("  submodlib: not installed", flush=True)
+        FacilityLocationSelection(3, metric="precomputed", optimizer="lazy").fit(scipy.sparse.csr_matrix(s))
+
+
+def apricot_dense(xn, k):
+    from apricot import FacilityLocationSelection
+
+    s = np.maximum(xn @ xn.T, np.float32(0))  # float32, as ours; metric="cosine" would square it
+    return FacilityLocationSelection(k, metric="precomputed", optimizer="lazy").fit(s).ranking
+
+
+def apricot_graph(x, k, m):
+    import scipy.sparse
+    from apricot import FacilityLocationSelection
+
+    g = build_knn_graph(x, m, knn="exact", cache=False, show_progress=False)
+    n = g.n
+    csr = scipy.sparse.csr_matrix((g.values.numpy(), g.indices.numpy(), g.indptr.numpy()), shape=(n, n))
+    return FacilityLocationSelection(k, metric="precomputed", optimizer="lazy").fit(csr).ranking
+
+
+def ours_graph(x, k, m, w, bonus, strategy):
+    g = build_knn_graph(x, m, knn="exact", cache=False, show_progress=False)
+    return sparse_facility_location_greedy(g, k, bonus=bonus, diversity_weight=w, strategy=strategy).indices
+
+
+def submodlib_dense(xn, k):
+    from submodlib import FacilityLocationFunction
+
+    s = np.maximum(xn @ xn.T, np.float32(0))
+    f = FacilityLocationFunction(n=len(xn), mode="dense", sijs=s, separate_rep=False)
+    picks = f.maximize(budget=k, optimizer="LazyGreedy", stopIfZeroGain=False, stopIfNegativeGain=False, verbose=False)
+    return [i for i, _ in picks]
+
+
+def bench(n, k, alpha, strategies, peers, m):
+    x = clustered_embeddings(n)
+    xn = x.numpy()
+    q = np.random.default_rng(1).random(n)
+    w, bonus = (1 - alpha) / n, torch.from_numpy(alpha * q / k)
+    avail = psutil.virtual_memory().available
+    _, floor_s, floor_gib = timed(lambda: (x @ x.T, [0])[1])
+    rows = [{"run": "floor: one fp32 X @ X.T", "wall_s": floor_s, "peak_gib": floor_gib}]
+
+    def add(name, fn, need=0):
+        if need > 0.8 * avail:
+            rows.append({"run": name, "skipped": f"needs ~{need / 2**30:.0f} GiB"})
+            return
+        picks, wall, gib = timed(fn)
+        rows.append({"run": name, "wall_s": wall, "peak_gib": gib, "objective": qd_objective(x, picks, alpha, q)})
+
+    for strategy in strategies:
+        kwargs = dict(bonus=bonus, diversity_weight=w, show_progress=False)
+        if strategy in ("sparse", "stochastic"):
+            add(f"hf_diverse {strategy} (m={m})", lambda s=strategy: ours_graph(x, k, m, w, bonus, s))
         else:
-            need = 2 * 4 * n * n
-            if need > mem_fraction * avail:
-                print(f"  submodlib: skipped, needs ~{need / 2**30:.0f} GiB", flush=True)
+            need = 4 * n * n if strategy != "blocked" else 0
+            add(
+                f"hf_diverse {strategy}",
+                lambda s=strategy, kw=kwargs: facility_location_greedy(x, k, strategy=s, **kw).indices,
+                need,
+            )
+    if alpha == 0:
+        if "apricot" in peers:
+            add("apricot lazy (dense, float32)", lambda: apricot_dense(xn, k), 3 * 4 * n * n)
+            add(f"apricot lazy (kNN graph, m={m})", lambda: apricot_graph(x, k, m))
+        if "submodlib" in peers:
+            try:
+                import submodlib  # noqa: F401
+            except ImportError:
+                rows.append({"run": "submodlib LazyGreedy (dense)", "skipped": "not installed"})
             else:
-
-                def submodlib_lazy():
-                    sims = np.maximum(xn @ xn.T, 0).astype(np.float32)
-                    obj = FacilityLocationFunction(n=n, mode="dense", sijs=sims, separate_rep=False)
-                    greedy = obj.maximize(
-                        budget=k, optimizer="LazyGreedy", stopIfZeroGain=False, stopIfNegativeGain=False, verbose=False
-                    )
-                    return [i for i, _ in greedy]
-
-                rows.append(run("submodlib LazyGreedy (dense)", submodlib_lazy, x))
-    ours = [r for r in rows if r["method"].startswith("hf_diverse")]
-    best = min(ours, key=lambda r: r["wall_s"])
+                add("submodlib LazyGreedy (dense)", lambda: submodlib_dense(xn, k), 3 * 4 * n * n)
+    ref = next((r for r in rows if r["run"] == "hf_diverse lazy" and "objective" in r), None)
+    apricot = next((r for r in rows if r["run"].startswith("apricot lazy (dense") and "wall_s" in r), None)
     for r in rows:
-        if r.get("wall_s") and r is not best:
-            r["time_ratio_vs_best_hf_diverse"] = r["wall_s"] / best["wall_s"]
-    best["time_ratio_vs_floor"] = best["wall_s"] / floor_s
-    exact = [r for r in rows if r.get("objective") is not None]
-    ref = max(r["objective"] for r in exact)
-    for r in exact:
-        r["objective_rel_diff_vs_best"] = (ref - r["objective"]) / ref
-    return {"n": n, "k": k, "rows": rows}
+        if "wall_s" in r:
+            r["x_floor"] = r["wall_s"] / floor_s
+            if apricot is not None and r is not apricot and not r["run"].startswith("floor"):
+                r["apricot_over_this"] = apricot["wall_s"] / r["wall_s"]
+        if ref is not None and "objective" in r:
+            r["objective_ratio"] = r["objective"] / ref["objective"]
+    return rows
+
+
+def fmt(v, spec):
+    return format(v, spec) if v is not None else ""
+
+
+def print_table(results, command, load_before):
+    print(f"\nCommand: {command}")
+    print(f"Machine: {machine()}")
+    print(f"Load average (1, 5, 15 min): before {load_before}, after {tuple(round(v, 2) for v in os.getloadavg())}")
+    print()
+    print("| N | k | alpha | run | wall s | x floor | apricot / this | peak RSS GiB | objective / exact |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for (n, k, alpha), rows in results:
+        for r in rows:
+            if "skipped" in r:
+                print(f"| {n} | {k} | {alpha} | {r['run']} | skipped: {r['skipped']} | | | | |")
+                continue
+            print(
+                f"| {n} | {k} | {alpha} | {r['run']} | {r['wall_s']:.2f} | {fmt(r.get('x_floor'), '.2f')} | "
+                f"{fmt(r.get('apricot_over_this'), '.1f')} | {r['peak_gib']:.2f} | "
+                f"{fmt(r.get('objective_ratio'), '.6f')} |"
+            )
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", default="20000:1000,20000:5000,50000:1000,50000:5000", help="N:k pairs")
-    p.add_argument("--strategies", default="auto", help="comma-separated hf_diverse strategies")
-    p.add_argument("--peers", default="apricot,submodlib")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", default=None)
+    p.add_argument("--sizes", default="20000:2000,20000:5000", help="comma-separated N:k pairs")
+    p.add_argument("--alphas", default="0,0.7", help="comma-separated alpha values")
+    p.add_argument("--strategies", default="lazy,incremental,sparse,stochastic", help="hf_diverse strategies")
+    p.add_argument("--peers", default="apricot,submodlib", help="apricot, submodlib, or none")
+    p.add_argument("--n-neighbors", type=int, default=32, help="m of the kNN-graph runs")
+    p.add_argument("--threads", type=int, default=None, help="torch and numba threads (default: all cores)")
+    p.add_argument("--out", default=None, help="also write the rows as JSON here")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+        if kernels.HAS_NUMBA:
+            kernels.numba.set_num_threads(args.threads)
+    peers = set(args.peers.split(",")) - {"none"}
+    strategies = args.strategies.split(",")
+    if "lazy" not in strategies:
+        strategies.insert(0, "lazy")  # exact greedy: the objective every run is compared with
+    load_before = tuple(round(v, 2) for v in os.getloadavg())
+    warm_up(peers)
     results = []
     for pair in args.sizes.split(","):
         n, k = map(int, pair.split(":"))
-        results.append(bench(n, k, args.strategies.split(","), args.peers.split(",")))
+        for alpha in map(float, args.alphas.split(",")):
+            print(f"running N={n} k={k} alpha={alpha} ...", file=sys.stderr, flush=True)
+            results.append(((n, k, alpha), bench(n, k, alpha, strategies, peers, args.n_neighbors)))
+    print_table(results, " ".join(["python", *sys.argv]), load_before)
     if args.out:
-        import os
-
         os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
         with open(args.out, "w") as f:
-            json.dump(results, f, indent=2)
+            json.dump([{"n": n, "k": k, "alpha": a, "rows": rows} for (n, k, a), rows in results], f, indent=2)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,10 @@ Stages (`--stages`, default all):
                 it + the exact dense objective d(A) measured in blocks. The kNN graph is cached; `sparse-rerun`
                 repeats with alpha=0.5 and a quality column to show the cache hit.
 - `stochastic`: the same with strategy="stochastic" (graph from the cache).
-- `exact`:      exact greedy (facility_location_greedy, strategy="blocked", memory O(S d)) on a random subsample of
-                S rows (default 50k) with k*S/N picks, against strategy="sparse" with the same m and kNN method on
-                the same subsample: the ratio estimates sparse/exact on the full pool.
+- `exact`:      exact greedy (facility_location_greedy, strategy="auto": the stored matrix when it fits) on a random
+                subsample of S rows (default 50k) with k*S/N picks, against `sparse` and `stochastic` with the same
+                m and kNN method on the same subsample, at each alpha of --alphas (quality-diversity objective): the
+                ratios estimate approximate/exact on the full pool.
 - `apricot`:    apricot FacilityLocationSelection(metric="precomputed", optimizer="lazy") on the same kNN graph (scipy
                 CSR of max(cos, 0)): the same objective, so the same picks are expected; times apricot's greedy only.
 - `knn`:        kNN build time and recall@m of the torch IVF (`knn="ivf"`) and FAISS IVF-flat (`knn="faiss"`).
@@ -143,32 +144,48 @@ def _subsample(args):
 
 
 def stage_exact(args) -> dict:
+    """Exact greedy (`auto`: the compiled stored-matrix loop when S fits, else `blocked`) against `sparse` and
+    `stochastic` on a random subsample, k scaled to keep N/k, at each alpha of --alphas (quality: the pool's column,
+    min-max rescaled), compared on the quality-diversity objective (1 - alpha) d(A)/N + alpha mean q~."""
     from hf_diverse.facility import facility_location_greedy, facility_location_objective, knn_greedy
 
     x, k_sub, _ = _subsample(args)
+    n = x.shape[0]
+    rows = np.sort(np.random.default_rng(7).choice(args.n, min(args.subsample, args.n), replace=False))
+    q = np.asarray(_load_pool(args).select(rows)["quality"], dtype=np.float64)
+    q = (q - q.min()) / max(q.max() - q.min(), 1e-12)
     knn = args.knn if args.knn != "auto" else ("ivf" if args.n > 50_000 else "exact")
-    t0 = time.perf_counter()
-    res, graph = knn_greedy(
-        x, k_sub, n_neighbors=args.m, knn=knn, nprobe=args.nprobe, cache=False, show_progress=args.progress
-    )
-    t_sparse = time.perf_counter() - t0
-    sparse_obj = facility_location_objective(x, res.indices)
-    t0 = time.perf_counter()
-    exact = facility_location_greedy(x, k_sub, strategy="blocked", show_progress=args.progress)
-    t_exact = time.perf_counter() - t0
-    return {
-        "stage": "exact-vs-sparse (subsample)",
-        "n": x.shape[0],
-        "k": k_sub,
-        "m": args.m,
-        "knn": graph.knn,
-        "exact_s": round(t_exact, 1),
-        "sparse_s": round(t_sparse, 1),
-        "exact_objective": exact.coverage,
-        "sparse_objective": sparse_obj,
-        "ratio": sparse_obj / exact.coverage,
-        "peak_rss_gib": round(peak_rss_gib(), 2),
-    }
+    out = {"stage": "exact-vs-sparse (subsample)", "n": n, "k": k_sub, "m": args.m}
+    for alpha in args.alphas:
+        w, bonus = (1 - alpha) / n, alpha * q / k_sub
+
+        def qd(idx, alpha=alpha):
+            return (1 - alpha) * facility_location_objective(x, idx) / n + alpha * float(q[idx].mean())
+
+        t0 = time.perf_counter()
+        exact = facility_location_greedy(x, k_sub, bonus=bonus, diversity_weight=w, show_progress=args.progress)
+        out[f"exact_s@{alpha}"] = round(time.perf_counter() - t0, 1)
+        out[f"exact_strategy@{alpha}"] = exact.strategy
+        ref = qd(exact.indices)
+        for strategy in ("sparse", "stochastic"):
+            t0 = time.perf_counter()
+            res, graph = knn_greedy(
+                x,
+                k_sub,
+                bonus=bonus,
+                diversity_weight=w,
+                strategy=strategy,
+                n_neighbors=args.m,
+                knn=knn,
+                nprobe=args.nprobe,
+                cache=False,
+                show_progress=args.progress,
+            )
+            out[f"{strategy}_s@{alpha}"] = round(time.perf_counter() - t0, 1)
+            out[f"{strategy}_ratio@{alpha}"] = round(qd(res.indices) / ref, 5)
+    out["knn"] = graph.knn
+    out["peak_rss_gib"] = round(peak_rss_gib(), 2)
+    return out
 
 
 def _graph_csr(args):
@@ -301,6 +318,9 @@ def main():
     p.add_argument("--knn", default="auto")
     p.add_argument("--nprobe", type=int, default=16)
     p.add_argument("--subsample", type=int, default=50_000, help="rows of the exact-greedy subsample")
+    p.add_argument(
+        "--alphas", default="0,0.3,0.7", type=lambda s: [float(a) for a in s.split(",")], help="alphas of `exact`"
+    )
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--stages", default="gen,sparse,sparse-rerun,stochastic,exact,apricot,knn,submodlib")
     p.add_argument("--workdir", type=Path, default=Path("/tmp/hf_diverse_bench_sparse"))

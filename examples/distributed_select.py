@@ -38,7 +38,7 @@ def main():
     parser.add_argument("--split", default="train", help="Split to load (default: train).")
     parser.add_argument("--k", type=int, required=True, help="Rows to select.")
     parser.add_argument("--quality-column", default=None, help="Numeric quality column (higher is better).")
-    parser.add_argument("--alpha", type=float, default=0.7, help="QDIT quality weight (default 0.7).")
+    parser.add_argument("--alpha", type=float, default=None, help="QDIT quality weight (default 0.7).")
     parser.add_argument("--embedding-column", default="embedding", help="Embedding column (default: embedding).")
     parser.add_argument(
         "--embedding-dtype",

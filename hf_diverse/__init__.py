@@ -3,10 +3,12 @@
 Data flow: text views -> scorers (columns) -> selection (indices) -> report/card -> hub / train.
 """
 
+import importlib
+
 __version__ = "0.1.0"
 
-from .card import render_card
-from .data import load_pool, load_source_pool
+# light modules (no Hugging Face stack) are imported at once; the rest on first use, so that the engine,
+# `hf_diverse.facility`, imports with torch and numpy alone (a GPU box without `datasets`, benchmarks/gpu_check.sh)
 from .errors import (
     ColumnNotFoundError,
     EmbeddingError,
@@ -20,78 +22,76 @@ from .errors import (
     QualityError,
     TextFormatError,
 )
-from .facility import facility_location_greedy, facility_location_objective
-from .hub import push_curated
-from .lineage import trace_source
-from .provenance import get_provenance
-from .report import DiversityReport, diversity_report
-from .scorers import AnswerDivergenceScorer, EmbeddingScorer, LMQualityScorer, RewardModelScorer, TokenStatsScorer
-from .selection import (
-    METHODS,
-    VALID_METHODS,
-    AdgConfig,
-    ClusterConfig,
-    ClustersConfig,
-    MethodConfig,
-    QditConfig,
-    QualityConfig,
-    RandomConfig,
-    ThresholdConfig,
-    TokensConfig,
-    diversity_series,
-    method_parameters,
-    select_diverse,
-)
-from .textviews import TextView, detect_format
-from .train import train_sft
 from .utils.logging import set_verbosity
 from .utils.progress import disable_progress_bars, enable_progress_bars
 
+# public name -> the module that defines it, imported when the name is first read
+_LAZY = {
+    "render_card": ".card",
+    "ComparisonResult": ".compare",
+    "compare_methods": ".compare",
+    "load_pool": ".data",
+    "load_source_pool": ".data",
+    "facility_location_greedy": ".facility",
+    "facility_location_objective": ".facility",
+    "push_curated": ".hub",
+    "trace_source": ".lineage",
+    "get_provenance": ".provenance",
+    "DiversityReport": ".report",
+    "diversity_report": ".report",
+    "AnswerDivergenceScorer": ".scorers",
+    "EmbeddingScorer": ".scorers",
+    "LMQualityScorer": ".scorers",
+    "RewardModelScorer": ".scorers",
+    "TokenStatsScorer": ".scorers",
+    "METHODS": ".selection",
+    "VALID_METHODS": ".selection",
+    "AdgConfig": ".selection",
+    "ClusterConfig": ".selection",
+    "ClustersConfig": ".selection",
+    "MethodConfig": ".selection",
+    "QditConfig": ".selection",
+    "QualityConfig": ".selection",
+    "RandomConfig": ".selection",
+    "ThresholdConfig": ".selection",
+    "TokensConfig": ".selection",
+    "diversity_series": ".selection",
+    "method_parameters": ".selection",
+    "select_diverse": ".selection",
+    "TextView": ".textviews",
+    "detect_format": ".textviews",
+    "train_sft": ".train",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+# the eager names above, then every lazy one
 __all__ = [
-    "METHODS",
-    "VALID_METHODS",
-    "AdgConfig",
-    "AnswerDivergenceScorer",
-    "ClusterConfig",
-    "ClustersConfig",
     "ColumnNotFoundError",
-    "DiversityReport",
     "EmbeddingError",
-    "EmbeddingScorer",
     "EmptyDatasetError",
     "HfDiverseError",
     "HubError",
     "InsufficientMemoryError",
     "InvalidParameterError",
-    "LMQualityScorer",
-    "MethodConfig",
     "MissingDependencyError",
     "ModelLoadError",
-    "QditConfig",
-    "QualityConfig",
     "QualityError",
-    "RandomConfig",
-    "RewardModelScorer",
     "TextFormatError",
-    "TextView",
-    "ThresholdConfig",
-    "TokenStatsScorer",
-    "TokensConfig",
-    "detect_format",
     "disable_progress_bars",
-    "diversity_report",
-    "diversity_series",
     "enable_progress_bars",
-    "facility_location_greedy",
-    "facility_location_objective",
-    "get_provenance",
-    "load_pool",
-    "load_source_pool",
-    "method_parameters",
-    "push_curated",
-    "render_card",
-    "select_diverse",
     "set_verbosity",
-    "trace_source",
-    "train_sft",
+    *_LAZY,
 ]

@@ -97,6 +97,7 @@ def render_card(
     dropped_columns: list[str] | None = None,
     download_size: int | None = None,
     template_path: str | os.PathLike | None = None,
+    comparison=None,
 ):
     """Render the dataset card of a curated subset from its provenance.
 
@@ -115,6 +116,8 @@ def render_card(
         dropped_columns (`list[str]`, *optional*): heavy columns left out of the upload, listed in the card.
         download_size (`int`, *optional*): total bytes of the Parquet files, for `dataset_info`.
         template_path (`str` or `os.PathLike`, *optional*): a Jinja template to use instead of the packaged one.
+        comparison (*optional*): a method comparison on held-out data (`hf_diverse.ComparisonResult` from
+            `compare_methods`, or the Markdown of its `to_markdown()` / `comparison.md`), shown as its own section.
 
     Returns:
         `huggingface_hub.DatasetCard`: `str(card)` is the README; `card.data` the metadata.
@@ -147,6 +150,7 @@ def render_card(
         split=split,
         dropped_columns=dropped_columns or [],
     )
+    context["comparison_md"] = _comparison_markdown(comparison)
     return DatasetCard.from_template(card_data, template_path=str(template_path or TEMPLATE_PATH), **context)
 
 
@@ -310,6 +314,21 @@ def _choices(method: str, record: dict, details: dict) -> list:
         elif isinstance(extra, (list, tuple)):
             choices.extend(str(x) for x in extra)
     return choices
+
+
+def _comparison_markdown(comparison) -> str | None:
+    """The Markdown of a comparison: its `to_markdown()`, or the text itself."""
+    if comparison is None:
+        return None
+    if isinstance(comparison, str):
+        return comparison.strip() or None
+    if hasattr(comparison, "to_markdown"):
+        return comparison.to_markdown()
+    raise InvalidParameterError(
+        "comparison must be a ComparisonResult (from compare_methods) or its Markdown, got "
+        f"{type(comparison).__name__}; a dict read from comparison.json becomes one with "
+        "`ComparisonResult.from_dict(data)`."
+    )
 
 
 # ---- diversity report ----------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 from datasets import Dataset
+from datasets.utils import logging as ds_logging
 
 from .errors import ColumnNotFoundError, EmbeddingError
 from .scorers.embedding import EmbeddingScorer, feature_model_info
@@ -270,8 +271,6 @@ def compute_embeddings(
 @contextlib.contextmanager
 def datasets_progress(enabled: bool):
     """Show or hide `datasets`' own progress bars (map, flatten) for the duration of the block."""
-    from datasets.utils import logging as ds_logging
-
     was_enabled = ds_logging.is_progress_bar_enabled()
     if not (enabled and are_progress_bars_enabled()):
         ds_logging.disable_progress_bar()

@@ -48,6 +48,7 @@ def push_curated(
     commit_description: str | None = None,
     split: str = "train",
     max_shard_size: int | str = "500MB",
+    comparison=None,
 ):
     """Publish a curated subset to the Hub as a dataset repo: Parquet data, lineage card and plots in one commit.
 
@@ -74,6 +75,8 @@ def push_curated(
         commit_description (`str`, *optional*): longer commit description.
         split (`str`, defaults to `"train"`): split name of the data files.
         max_shard_size (`int` or `str`, defaults to `"500MB"`): largest Parquet shard (in-memory Arrow size).
+        comparison (*optional*): a `ComparisonResult` of `compare_methods` (or its Markdown): the card gets a section
+            comparing the methods on held-out data.
 
     Returns:
         `huggingface_hub.CommitInfo` of the commit (`.commit_url`, `.oid`, `.repo_url`). Re-pushing the same subset
@@ -109,6 +112,7 @@ def push_curated(
             report_options=report_options,
             plots=plots,
             max_shard_size=max_shard_size,
+            comparison=comparison,
         )
         message = commit_message or _default_message(get_provenance(subset), built.num_rows)
         return _commit(repo_id, token, private, built.local_files(), split, message, commit_description)

@@ -138,6 +138,7 @@ def build_repo_folder(
     plots: bool = True,
     max_shard_size: int | str = "500MB",
     overwrite: bool = False,
+    comparison=None,
 ) -> PublishedFolder:
     """Write the Hub dataset repo of a curated subset into a local folder: Parquet data, lineage card and plots.
 
@@ -159,6 +160,7 @@ def build_repo_folder(
         plots (`bool`, defaults to `True`): add the plots (projection, D-I quadrant for ADG, report plots).
         max_shard_size (`int` or `str`, defaults to `"500MB"`): largest Parquet shard (in-memory Arrow size).
         overwrite (`bool`, defaults to `False`): replace `folder` when it exists.
+        comparison (*optional*): a `ComparisonResult` of `compare_methods` (or its Markdown) for the card.
 
     Returns:
         `PublishedFolder`: the folder, its files, the card and what was dropped.
@@ -191,6 +193,7 @@ def build_repo_folder(
             split=split,
             dropped_columns=dropped,
             download_size=download_size,
+            comparison=comparison,
         )
         (tmp / "README.md").write_text(str(card), encoding="utf-8")
         provenance = json.dumps(redact_home(record), indent=2, sort_keys=True, default=str)

@@ -30,6 +30,22 @@ CASES = {
         quality_column="quality",
         alpha=0.3,
     ),
+    # the scaling of hf_diverse before the "range" default: picks recorded before that change, kept as they were
+    **{
+        f"qdit-{s}-alpha0.7-mean": dict(method="qdit", strategy=s, quality_column="quality", alpha=0.7, scaling="mean")
+        for s in ("lazy", "blocked")
+    },
+    "qdit-sparse-alpha0.3-mean": dict(
+        method="qdit",
+        strategy="sparse",
+        n_neighbors=16,
+        knn="exact",
+        knn_cache=False,
+        quality_column="quality",
+        alpha=0.3,
+        scaling="mean",
+    ),
+    "qdit-lazy-alpha0.7-raw": dict(method="qdit", strategy="lazy", quality_column="quality", alpha=0.7, scaling="raw"),
     "qdit-stochastic": dict(method="qdit", strategy="stochastic", n_neighbors=16, knn="exact", knn_cache=False),
     "qdit-greedi": dict(method="qdit", strategy="greedi"),
     "tokens-1.0": dict(method="tokens", diversity=1.0),

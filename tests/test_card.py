@@ -48,9 +48,11 @@ def test_qdit_card(pool):
     card = render_card(subset, repo_id="me/subset")
     text = check_common(card, subset, "qdit")
     assert "| `alpha` | `0.5` |" in text and "| `quality_column` | `'score'` |" in text
-    assert "The paper does not spell out its scaling: this is hf_diverse's reading of it." in text
-    assert "Scaling used in this run: `f(j|A) = (1 - alpha) * d(j|A) / N + alpha * q~(j) / k" in text
-    assert "| `alpha_effective` | 0.5 |" in text
+    assert "does not say how its two terms are scaled. By default (`scaling='range'`)" in text
+    assert "| `scaling` | `'range'` |" in text
+    assert "Scaling used in this run: `f(j|A) = (1 - alpha) * d(j|A) / (d(A_0) - d(A_q))" in text
+    assert "| `alpha_effective` | 0.5 |" in text and "| `range_ends` | `{" in text
+    assert "| `coverage_position` |" in text and "| `quality_position` |" in text
     assert "| embedding | — | precomputed | — |" in text
     assert "No diversity report was attached" in text
 

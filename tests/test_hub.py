@@ -157,7 +157,7 @@ def test_card_metadata_and_body(run):
         "| pool size | 294 |",
         "![2-D projection of the pool](images/projection.png)",
         " | 9.5 | 9.1 | 9 |",
-        "The paper does not spell out its scaling",
+        "does not say how its two terms are scaled",
         "Dropped before upload",
         "`embedding`",
         "| fingerprint |",

@@ -19,6 +19,7 @@ LAYERS = [
     {"plots"},
     {"report"},
     {"card", "card_sections", "publish", "hub", "train"},
+    {"compare"},
     {"cli"},
 ]
 MAX_MODULE_LINES = 500

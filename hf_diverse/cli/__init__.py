@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "report": "hf_diverse.cli.report",
     "push": "hf_diverse.cli.push",
     "train": "hf_diverse.cli.train",
+    "compare": "hf_diverse.cli.compare",
 }
 
 

@@ -2,6 +2,8 @@
 
 import platform
 
+import torch
+
 from ..provenance import library_versions
 
 
@@ -16,8 +18,6 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    import torch
-
     print(f"- platform: {platform.platform()}")
     print(f"- python: {platform.python_version()}")
     packages = (

@@ -1,14 +1,16 @@
 """The facility-location engine: greedy maximisation of f(j | A) = w * d(j | A) + b_j over unit vectors.
 
 It knows nothing of QDIT, quality or alpha: a method passes the diversity weight w and a per-row bonus b (QDIT:
-w = (1 - alpha) / N, b = alpha * q~ / k). One module per strategy family:
+`hf_diverse.selection.qdit_scaling.score_terms`, e.g. w = (1 - alpha) / N, b = alpha * q~ / k with scaling="mean").
+One module per strategy family:
 
 - `objective`: d(A), the result type, the score checks and the lazy pick shared by the loops;
 - `memory`: the one memory check (does the N x N float32 matrix fit) and the `auto` rule;
 - `stored`: exact greedy over the stored similarity matrix (`dense`, `lazy`, `incremental`) or recomputed rows;
+- `kernels`: the compiled (numba) CPU loops of the stored-matrix strategies;
 - `blocked`: the row provider of the exact strategy that never stores the matrix;
 - `knn`: the kNN similarity graph (exact, torch IVF, FAISS) and its on-disk cache;
-- `graph`: exact (`sparse`) and stochastic greedy on the kNN graph;
+- `graph`: greedy (`sparse`) and stochastic greedy with gains on the kNN graph, the cover on dense similarities;
 - `greedi`: GreeDi over `torch.distributed` ranks, with any of the strategies above on each shard.
 """
 

@@ -29,7 +29,6 @@ import torch
 import xxhash
 
 from ..errors import InvalidParameterError, MissingDependencyError
-from ..io import atomic_directory
 from ..models import cache_dir as default_cache_dir
 from ..utils.logging import get_logger
 from ..utils.progress import tqdm
@@ -87,23 +86,43 @@ def _knn_block_rows(n: int, device: torch.device, block_size: int | None) -> int
     return int(min(rows, block_size or 4096))
 
 
+def _top_m(q: torch.Tensor, c: torch.Tensor, m: int, c_bf16: torch.Tensor | None = None, margin: int = 16):
+    """Top-m inner products of the rows of `q` among the rows of `c`: `(values float32, indices into c)`.
+
+    With `c_bf16` (c in bfloat16) the m + `margin` best candidates come from a bfloat16 product (relative error
+    ~2^-8) and their float32 products, recomputed exactly, decide the top m and give the values."""
+    if c_bf16 is None:
+        top = torch.topk(q @ c.T, m, dim=1)
+        return top.values.float(), top.indices
+    extra = min(c.shape[0], m + margin)
+    cand = torch.topk(q.to(torch.bfloat16) @ c_bf16.T, extra, dim=1).indices
+    exact = torch.bmm(c[cand].float(), q.float().unsqueeze(2)).squeeze(2)
+    top = torch.topk(exact, m, dim=1)
+    return top.values, cand.gather(1, top.indices)
+
+
 def knn_exact(
-    x: torch.Tensor, n_neighbors: int, block_size: int | None = None, show_progress: bool = False
+    x: torch.Tensor,
+    n_neighbors: int,
+    block_size: int | None = None,
+    show_progress: bool = False,
+    search_dtype: str = "float32",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact top-m neighbours by inner product, block by block on `x.device`: `(values (N, m) float32,
-    indices (N, m) int64)`, each row sorted by decreasing similarity (itself first up to ties)."""
+    """Top-m neighbours by inner product against every row, block by block on `x.device`: `(values (N, m) float32,
+    indices (N, m) int64)`, each row sorted by decreasing similarity (itself first up to ties). `search_dtype=
+    "bfloat16"`: candidates from bfloat16 products, the top m decided on exact float32 ones (see `_top_m`)."""
     n = x.shape[0]
     m = min(n_neighbors, n)
     rows = _knn_block_rows(n, x.device, block_size)
+    if search_dtype == "bfloat16":
+        rows = min(rows, 1024)  # the refinement gathers rows x (m + 16) x d
     values = torch.empty((n, m), dtype=torch.float32, device=x.device)
     indices = torch.empty((n, m), dtype=torch.int64, device=x.device)
-    xt = x.T
+    x_bf16 = x.to(torch.bfloat16) if search_dtype == "bfloat16" else None
     for start in tqdm(range(0, n, rows), desc="kNN graph (exact)", disable=not show_progress, leave=False):
-        sims = x[start : start + rows] @ xt
-        top = torch.topk(sims, m, dim=1)
-        values[start : start + rows] = top.values.float()
-        indices[start : start + rows] = top.indices
-        del sims, top
+        top_values, top_indices = _top_m(x[start : start + rows], x, m, x_bf16)
+        values[start : start + rows] = top_values
+        indices[start : start + rows] = top_indices
     return values, indices
 
 
@@ -184,13 +203,15 @@ def knn_ivf(
     nprobe: int = 16,
     seed: int = 0,
     show_progress: bool = False,
+    search_dtype: str = "float32",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Approximate top-m neighbours in torch, on `x.device`: an inverted file with list-level probing.
 
     Rows are split into `nlist` lists by spherical k-means (trained on 20 rows per list); the rows of list c are
     searched exactly, as one matrix product, against the rows of the `nprobe` lists whose centroids are nearest to
     c's centroid (c included). Cost ~ N (nlist + nprobe N / nlist) d instead of N^2 d. Rows with fewer than m
-    candidates get index -1 (dropped by `symmetrize`). Same `(values, indices)` layout as `knn_exact`.
+    candidates get index -1 (dropped by `symmetrize`). Same `(values, indices)` layout as `knn_exact`, and the same
+    `search_dtype`.
     """
     n, d = x.shape
     m = min(n_neighbors, n)
@@ -213,16 +234,17 @@ def knn_ivf(
             continue
         cand = torch.cat([order[ptr_list[p] : ptr_list[p + 1]] for p in probes[c].tolist()])
         xc = x[cand]
+        xc_bf16 = xc.to(torch.bfloat16) if search_dtype == "bfloat16" else None
         mc = min(m, cand.numel())
-        rows = max(1, (128 * 2**20) // (4 * cand.numel()))
+        rows = max(1, min(1024, (128 * 2**20) // (4 * cand.numel())))
         for start in range(0, members.numel(), rows):
             q = members[start : start + rows]
-            top = torch.topk(x[q] @ xc.T, mc, dim=1)
+            top_values, top_indices = _top_m(x[q], xc, mc, xc_bf16)
             if mc < m:
-                values[q, :mc], indices[q, :mc] = top.values.float(), cand[top.indices]
+                values[q, :mc], indices[q, :mc] = top_values, cand[top_indices]
             else:
-                values.index_copy_(0, q, top.values.float())
-                indices.index_copy_(0, q, cand[top.indices])
+                values.index_copy_(0, q, top_values)
+                indices.index_copy_(0, q, cand[top_indices])
     return values, indices
 
 
@@ -275,9 +297,13 @@ def embeddings_fingerprint(x: torch.Tensor, chunk_rows: int = 65536) -> str:
     return h.hexdigest()
 
 
-def _graph_cache_path(cache_dir, fingerprint: str, n_neighbors: int, knn: str, nprobe: int, nlist, seed: int):
+def _graph_cache_path(
+    cache_dir, fingerprint: str, n_neighbors: int, knn: str, nprobe: int, nlist, seed: int, search_dtype: str
+):
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "knn"
     tag = f"{knn}-np{nprobe}-nl{nlist}-s{seed}" if knn in ("ivf", "faiss") else knn
+    if search_dtype == "bfloat16" and knn != "faiss":
+        tag += "-bf16"
     return root / f"{fingerprint}-m{n_neighbors}-ip-{tag}"
 
 
@@ -295,6 +321,9 @@ def _load_graph(path, device) -> KnnGraph | None:
 
 
 def _save_graph(graph: KnnGraph, path) -> None:
+    # imported here: `hf_diverse.io` brings in `datasets`, and the engine must import without it (GPU check script)
+    from ..io import atomic_directory
+
     try:
         with atomic_directory(path, overwrite=True) as tmp:
             np.save(tmp / "indptr.npy", graph.indptr.cpu().numpy())
@@ -334,6 +363,7 @@ def build_knn_graph(
     cache: bool = True,
     cache_dir=None,
     show_progress: bool = True,
+    search_dtype: str = "auto",
 ) -> KnnGraph:
     """Build (or load from the cache) the symmetrised kNN similarity graph of L2-normalised embeddings.
 
@@ -348,6 +378,10 @@ def build_knn_graph(
         cache (`bool`, defaults to `True`): read/write the graph under `cache_dir`.
         cache_dir (`str`, *optional*): defaults to `hf_diverse.models.cache_dir() / "knn"`.
         show_progress (`bool`, defaults to `True`): progress bars.
+        search_dtype (`str`, defaults to `"auto"`): `"float32"`, or `"bfloat16"`: the candidate neighbours come from
+            bfloat16 products (tensor cores on GPU) and the top m among m + 16 candidates are decided on exact float32
+            products, which are the graph's values. `"auto"`: bfloat16 on GPU, float32 on CPU (where the refinement
+            cost more than bfloat16 saved: 38 s against 23.5 s of CPU time for the 100k IVF graph, AMX CPU).
 
     `graph.info` records `cache` ("hit", "miss" or "off"), `fingerprint` and `build_s`.
 
@@ -364,10 +398,14 @@ def build_knn_graph(
     n = x.shape[0]
     m = int(min(n_neighbors, n))
     method = resolve_knn(knn, n, x.device)
+    if search_dtype not in ("auto", "float32", "bfloat16"):
+        raise InvalidParameterError(f"search_dtype must be 'auto', 'float32' or 'bfloat16', got {search_dtype!r}.")
+    if search_dtype == "auto":  # on CPU the refinement costs more than bfloat16 saves (measured at 100k, AMX CPU)
+        search_dtype = "bfloat16" if x.device.type == "cuda" else "float32"
     path = None
     if cache:
         fingerprint = embeddings_fingerprint(x)
-        path = _graph_cache_path(cache_dir, fingerprint, m, method, nprobe, nlist, seed)
+        path = _graph_cache_path(cache_dir, fingerprint, m, method, nprobe, nlist, seed, search_dtype)
         if (path / "meta.json").exists():
             t0 = time.perf_counter()
             graph = _load_graph(path, x.device)
@@ -378,16 +416,20 @@ def build_knn_graph(
                 return graph
     t0 = time.perf_counter()
     if method == "exact":
-        values, indices = knn_exact(x, m, block_size, show_progress)
+        values, indices = knn_exact(x, m, block_size, show_progress, search_dtype)
         kind = "exact"
     elif method == "ivf":
-        values, indices = knn_ivf(x, m, nlist=nlist, nprobe=nprobe, seed=seed, show_progress=show_progress)
+        values, indices = knn_ivf(
+            x, m, nlist=nlist, nprobe=nprobe, seed=seed, show_progress=show_progress, search_dtype=search_dtype
+        )
         kind = "ivf"
     else:
         values, indices, kind = knn_faiss(x, m, nlist=nlist, nprobe=nprobe, seed=seed, show_progress=show_progress)
     indptr, cols, vals = symmetrize(values, indices, n)
     del values, indices
     info = {"build_s": round(time.perf_counter() - t0, 3), "cache": "miss" if cache else "off"}
+    if method != "faiss":
+        info["search_dtype"] = search_dtype
     if kind in ("ivf", "faiss-ivf"):
         info.update(nprobe=nprobe, nlist=nlist or default_nlist(n))
     graph = KnnGraph(indptr, cols, vals, m, kind, info)

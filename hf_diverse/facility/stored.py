@@ -1,6 +1,8 @@
-"""Exact greedy facility location over a stored similarity matrix (or recomputed rows), in torch on the device.
+"""Exact greedy facility location over a stored similarity matrix (or recomputed rows).
 
-Maximises f(j | A) = w * d(j | A) + b_j (see `hf_diverse.facility.objective`). Strategies, all exact, same ranking:
+Maximises f(j | A) = w * d(j | A) + b_j (see `hf_diverse.facility.objective`). On CPU the loops run as compiled numba
+kernels (`hf_diverse.facility.kernels`, `backend="numba"`); on GPU, or without numba, as torch loops on the device
+(`backend="torch"`). Strategies, all exact, same ranking:
 
 - `"dense"`: the clamped similarity matrix S = max(0, X X^T) (N x N float32) is built in blocks, then plain greedy
   re-scores every candidate at every step. O(k N^2): a reference for small pools.
@@ -10,7 +12,9 @@ Maximises f(j | A) = w * d(j | A) + b_j (see `hf_diverse.facility.objective`). S
   each pick j, what j took away: for the points v whose cover rises from old_v to new_v = S[j, v], candidate i loses
   clamp(S[v, i], old_v, new_v) - old_v. Since S is symmetric those are contiguous rows S[v, :], so the work per pick
   is |{v covered better}| * N memory-bound operations (summed over all picks: a few N^2 on clustered data), with no
-  re-scoring loop. Gains are accumulated in float64.
+  re-scoring loop. Gains are accumulated in float64; since updated gains carry rounding of their own, every pick
+  re-scores directly the candidates within a rounding bound of the best, so exact ties go to the lower row as in
+  plain greedy.
 - `"blocked"`: S is never stored; lazy greedy recomputes the similarity rows it needs (`hf_diverse.facility.blocked`).
 - `"auto"`: `"incremental"` when S fits in the memory budget (default: half the free memory of the device), else
   `"blocked"` (QDIT falls back to the kNN graph instead, see `hf_diverse.facility.memory.choose_strategy`).
@@ -19,6 +23,7 @@ With w = 0 no similarity is needed: the k rows of largest bonus are returned (ti
 """
 
 import math
+import time
 
 import numpy as np
 import torch
@@ -26,6 +31,7 @@ import torch
 from ..errors import InvalidParameterError
 from ..utils.logging import get_logger
 from ..utils.progress import tqdm
+from . import kernels
 from .blocked import similarity_rows
 from .memory import check_dense_fits, choose_strategy
 from .objective import GreedyResult, check_score, facility_location_objective, lazy_pick, top_bonus
@@ -33,6 +39,11 @@ from .objective import GreedyResult, check_score, facility_location_objective, l
 logger = get_logger(__name__)
 
 STRATEGIES = ("auto", "dense", "lazy", "incremental", "blocked")
+BACKENDS = ("auto", "numba", "torch")
+# `backend="auto"` compiles (or loads) the numba kernels from this pool size up; below it the torch loops take well
+# under a second and a first call in a fresh environment does not wait ~10 s for the compilation
+NUMBA_MIN_ROWS = 4096
+_warned_no_numba = False
 
 
 def build_similarity(x: torch.Tensor, block_size: int = 2048, show_progress: bool = False) -> torch.Tensor:
@@ -55,6 +66,7 @@ def facility_location_greedy(
     incremental_after: int = 64,
     memory_budget: int | None = None,
     show_progress: bool = True,
+    backend: str = "auto",
 ) -> GreedyResult:
     """Exact greedy maximisation of f(j|A) = diversity_weight * d(j|A) + bonus[j] over L2-normalised embeddings.
 
@@ -64,13 +76,18 @@ def facility_location_greedy(
         bonus (array of shape `(N,)`, *optional*): a fixed per-row term added to the score (QDIT: alpha q~ / k).
         diversity_weight (`float`, defaults to 1.0): weight of the marginal coverage d(j|A); 0 returns the top-k bonus.
         strategy (`str`, defaults to `"auto"`): one of `STRATEGIES` (see the module docstring).
-        block_size (`int`, defaults to 2048): rows per similarity block.
-        eval_batch (`int`, defaults to 16): stale candidates re-scored together in the lazy loop.
+        block_size (`int`, defaults to 2048): rows per similarity block (torch loops).
+        eval_batch (`int`, defaults to 16): stale candidates re-scored together in the torch lazy loop.
         incremental_after (`int`, defaults to 64): `"incremental"` switches to exact updates after a pick that
             re-scored more than max(this, 2 * newly covered) rows; 0 switches after the first pick.
         memory_budget (`int`, *optional*): bytes allowed for S; defaults to the device's free memory (half of it
             for `"auto"`).
-        show_progress (`bool`, defaults to `True`): a progress bar over the k picks.
+        show_progress (`bool`, defaults to `True`): a progress bar over the k picks (torch loops) or the similarity
+            blocks (numba).
+        backend (`str`, defaults to `"auto"`): `"numba"` (compiled CPU kernels, `hf_diverse.facility.kernels`),
+            `"torch"` (torch loops on the embeddings' device) or `"auto"`: numba for the stored-matrix strategies on
+            CPU from 4096 rows (`NUMBA_MIN_ROWS`; smaller pools do not wait for the first compilation), else torch.
+            Both give the same picks.
 
     Example:
     ```py
@@ -82,6 +99,8 @@ def facility_location_greedy(
     """
     if strategy not in STRATEGIES:
         raise InvalidParameterError(f"Unknown strategy {strategy!r}. Valid strategies: {list(STRATEGIES)}.")
+    if backend not in BACKENDS:
+        raise InvalidParameterError(f"Unknown backend {backend!r}. Valid backends: {list(BACKENDS)}.")
     n, device = embeddings.shape[0], embeddings.device
     x = embeddings.to(torch.float32).contiguous()
     b = check_score(n, k, bonus, diversity_weight, device)
@@ -89,12 +108,23 @@ def facility_location_greedy(
         strategy = choose_strategy(n, device, memory_budget)
     else:
         check_dense_fits(strategy, n, device, memory_budget)
-    logger.info("facility location: N=%d k=%d w=%s strategy=%s device=%s", n, k, diversity_weight, strategy, device)
+    backend = _resolve_backend(backend, strategy, device, n)
+    logger.info(
+        "facility location: N=%d k=%d w=%s strategy=%s backend=%s device=%s",
+        n,
+        k,
+        diversity_weight,
+        strategy,
+        backend,
+        device,
+    )
     if diversity_weight == 0:
         idx, gains = top_bonus(b, k)
         return GreedyResult(
             idx, gains, np.full(k, np.nan), facility_location_objective(x, idx, block_size), "top-bonus", 0
         )
+    if backend == "numba":
+        return _numba_greedy(x, k, diversity_weight, b, strategy, incremental_after, show_progress)
     if strategy == "blocked":
         rows_of, s = similarity_rows(x), None
     else:
@@ -110,13 +140,76 @@ def facility_location_greedy(
     bar.close()
     picks, gains, div_gains, coverage, evaluations = out
     return GreedyResult(
-        np.asarray(picks, dtype=np.int64), np.asarray(gains), np.asarray(div_gains), coverage, strategy, evaluations
+        np.asarray(picks, dtype=np.int64),
+        np.asarray(gains),
+        np.asarray(div_gains),
+        coverage,
+        strategy,
+        evaluations,
+        {"backend": "torch"},
     )
 
 
+def _resolve_backend(backend: str, strategy: str, device: torch.device, n: int) -> str:
+    """`"auto"`: numba for the stored-matrix strategies on CPU from `NUMBA_MIN_ROWS` rows when it is importable,
+    else torch."""
+    global _warned_no_numba
+    stored_on_cpu = strategy in ("dense", "lazy", "incremental") and device.type == "cpu"
+    if backend == "numba" and not stored_on_cpu:
+        raise InvalidParameterError(
+            f"backend='numba' runs the stored-matrix strategies on CPU; got strategy={strategy!r} on {device}. "
+            "Use backend='torch' or 'auto'."
+        )
+    if backend == "numba" and not kernels.HAS_NUMBA:
+        raise InvalidParameterError("backend='numba' needs numba. Install it with `pip install numba`.")
+    if backend == "auto":
+        if stored_on_cpu and not kernels.HAS_NUMBA and not _warned_no_numba:
+            logger.warning(
+                "numba is not installed: exact greedy runs its torch loops (same picks, several times slower). "
+                "Install it with `pip install numba`."
+            )
+            _warned_no_numba = True
+        backend = "numba" if stored_on_cpu and kernels.HAS_NUMBA and n >= NUMBA_MIN_ROWS else "torch"
+    return backend
+
+
+def _numba_greedy(x, k, w, b, strategy, incremental_after, show_progress) -> GreedyResult:
+    """The stored-matrix strategies with the compiled kernels: S and its block maxima built in row blocks (the clamp,
+    the block maxima and the initial gains in one pass over each block while it is in cache), then one call."""
+    n = x.shape[0]
+    width = kernels.block_width(n)
+    t0 = time.perf_counter()
+    s = torch.empty((n, n), dtype=torch.float32)
+    s_np = s.numpy()
+    bmax = np.empty((n, -(-n // width)), dtype=np.float32)
+    gains0 = np.empty(n, dtype=np.float64)
+    rows = max(1, min(n, (64 * 2**20) // (4 * n)))  # ~64 MiB of S per block
+    for start in tqdm(range(0, n, rows), desc="Similarities", disable=not show_progress, leave=False):
+        stop = min(n, start + rows)
+        torch.matmul(x[start:stop], x.T, out=s[start:stop])
+        kernels.prepare_rows(s_np[start:stop], bmax[start:stop], gains0[start:stop], width)
+    t1 = time.perf_counter()
+    bonus = b.cpu().numpy()
+    switched_at = -1
+    if strategy == "dense":
+        picks, scores, div_gains, coverage, evaluations = kernels.plain_greedy(s_np, bmax, width, k, w, bonus, gains0)
+    else:
+        incremental = strategy == "incremental"
+        out = kernels.greedy(s_np, bmax, width, k, w, bonus, gains0, incremental, incremental_after)
+        picks, scores, div_gains, coverage, evaluations, switched_at = out
+    details = {
+        "backend": "numba",
+        "similarity_s": round(t1 - t0, 3),
+        "greedy_s": round(time.perf_counter() - t1, 3),
+    }
+    if strategy == "incremental":
+        details["incremental_from_pick"] = int(switched_at)
+    return GreedyResult(picks, scores, div_gains, coverage, strategy, int(evaluations), details)
+
+
 def _exact_div(rows_of, cur: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """d(j | A) for the candidate rows `rows`, float64."""
-    return (rows_of(rows) - cur).clamp_(min=0).sum(dim=1, dtype=torch.float64)
+    """d(j | A) for the candidate rows `rows`: float64 terms (exact differences of float32 values), float64 sums."""
+    return (rows_of(rows).double() - cur.double()).clamp_(min=0).sum(dim=1)
 
 
 def _all_div(rows_of, cur: torch.Tensor, n: int, block_size: int) -> torch.Tensor:
@@ -162,10 +255,13 @@ def _lazy_greedy(rows_of, s, n, k, w, b, strategy, block_size, eval_batch, incre
         return w * div[stale] + b[stale]
 
     picks, gains, div_gains = [], [], []
+    updates, div_max = 0, float(div.max())
     for step in range(k):
         step_evals = 0
         if exact_phase:
-            j = int(torch.argmax(w * div + b + penalty))
+            # updated gains carry rounding: re-score directly every row within a bound of it of the best
+            tol = w * 2.0 * (updates + n) * 2.0**-52 * div_max
+            j, step_evals = _near_tie_argmax(rows_of, cur, div, w * div + b + penalty, w, b, tol)
         else:
             j, step_evals = lazy_pick(ub, stamp, step, n - step, rescore, eval_batch)
         picks.append(j)
@@ -179,6 +275,7 @@ def _lazy_greedy(rows_of, s, n, k, w, b, strategy, block_size, eval_batch, incre
             penalty[j] = neg_inf
             _subtract_lost_gain(s, div, cur, row, improved)
             step_evals += int(improved.numel())
+            updates += int(improved.numel())
         cur[improved] = row[improved]
         evaluations += step_evals
         lazy_too_costly = step_evals > max(incremental_after, 2 * improved.numel()) or incremental_after == 0
@@ -192,13 +289,20 @@ def _lazy_greedy(rows_of, s, n, k, w, b, strategy, block_size, eval_batch, incre
     return picks, gains, div_gains, float(cur.sum(dtype=torch.float64)), evaluations
 
 
+def _near_tie_argmax(rows_of, cur, div, score, w, b, tol) -> tuple[int, int]:
+    """The best row of `score` (kept by updates), decided on direct re-scores of every row within `tol` of the best
+    (ties: the lower row, as `argmax`). Returns `(row, rows re-scored)`."""
+    near = torch.nonzero(score >= score.max() - tol).squeeze(1)
+    div[near] = _exact_div(rows_of, cur, near)
+    return int(near[torch.argmax(w * div[near] + b[near])]), int(near.numel())
+
+
 def _subtract_lost_gain(s, div, cur, row, improved, chunk: int = 256) -> None:
     """Exact update of every candidate's d(i | A) after a pick whose similarity row is `row`: each covered row v
     (S is symmetric, so row v of S holds S[:, v]) takes clamp(S[v, i], old_v, new_v) - old_v from candidate i."""
-    old, new = cur[improved], row[improved]
+    old, new = cur[improved].double(), row[improved].double()
     for start in range(0, improved.numel(), chunk):
         lo, hi = old[start : start + chunk, None], new[start : start + chunk, None]
-        covered = s[improved[start : start + chunk]]
-        # summed in float32 within a chunk (terms <= new_v - old_v), accumulated in float64
-        lost = torch.clamp(covered, min=lo, max=hi).sub_(lo).sum(dim=0)
-        div -= lost.to(torch.float64)
+        covered = s[improved[start : start + chunk]].double()
+        # float64 terms are exact (differences of float32 values): only the float64 sums round
+        div -= torch.clamp(covered, min=lo, max=hi).sub_(lo).sum(dim=0)

@@ -80,6 +80,9 @@ def build_config(method: Method, config: MethodConfig | None = None, **options) 
             f"config must be a {method.config.__name__} for method {method.name!r}, got {type(config).__name__}."
         )
     valid = [opt.name for opt in method.config.options()]
+    required = {opt.name for opt in method.config.options() if not opt.optional}
+    # `alpha=None` and the like mean "the default" (an option that accepts None keeps it)
+    options = {name: value for name, value in options.items() if not (value is None and name in required)}
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise InvalidParameterError(

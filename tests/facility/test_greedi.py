@@ -63,9 +63,13 @@ def _worker(rank: int, world: int, port: int, out_dir: str):
             for name, r in runs.items()
         }
         ds = Dataset.from_dict({"embedding": x.numpy().tolist(), "q": q, "id": list(range(N))})
-        sub = select_diverse(ds, K, quality_column="q", alpha=0.5, strategy="greedi", show_progress=False)
-        record = get_provenance(sub)
-        out["select"] = {"ids": list(sub["id"]), "details": record["details"], "objective": record["objective"]}
+        # scaling="mean" is the score `qdit_terms` writes out; the default "range" must agree across ranks too
+        for name, scaling in (("select", "mean"), ("select_range", "range")):
+            sub = select_diverse(
+                ds, K, quality_column="q", alpha=0.5, strategy="greedi", scaling=scaling, show_progress=False
+            )
+            record = get_provenance(sub)
+            out[name] = {"ids": list(sub["id"]), "details": record["details"], "objective": record["objective"]}
         Path(out_dir, f"rank{rank}.json").write_text(json.dumps(out))
     finally:
         dist.destroy_process_group()
@@ -119,6 +123,8 @@ def test_greedi_two_gloo_ranks(two_ranks):
     assert sel["details"]["strategy"] == "greedi" and sel["details"]["world_size"] == WORLD
     assert sel["details"]["exact"] is False and sel["details"]["shard_size"] == N // WORLD
     assert sel["objective"]["facility_location"] == pytest.approx(got["coverage"])
+    ends = rank0["select_range"]["details"]["range_ends"]  # computed over the shards, the same on every rank
+    assert ends["diversity_coverage"] > ends["quality_coverage"] and ends["cached"] is False
 
 
 def test_greedi_without_process_group_is_plain_greedy():

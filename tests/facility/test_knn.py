@@ -71,8 +71,31 @@ def test_knn_graph_cache(knn_cache_dir):
     ds = Dataset.from_dict({"embedding": x.numpy().tolist(), "q": np.linspace(0, 1, 500)})
     runs = [
         get_provenance(
-            select_diverse(ds, k, quality_column="q", alpha=a, strategy="sparse", n_neighbors=5, show_progress=False)
+            select_diverse(
+                ds, k, quality_column="q", alpha=a, strategy="sparse", n_neighbors=5, scaling="mean",
+                show_progress=False,
+            )
         )["details"]["knn_cache"]
         for k, a in ((20, 0.7), (40, 0.2))
-    ]
+    ]  # fmt: skip
     assert runs == ["miss", "hit"]
+    # scaling="range": the alpha=0 run of the ends builds the graph (m=4 is new), the main run re-uses it
+    sub = select_diverse(ds, 20, quality_column="q", alpha=0.5, strategy="sparse", n_neighbors=4, show_progress=False)
+    details = get_provenance(sub)["details"]
+    assert details["range_ends"]["knn_cache"] == "miss" and details["knn_cache"] == "hit"
+
+
+def test_bfloat16_search_keeps_exact_values():
+    # candidates from bfloat16 products, the top m decided and valued in float32: same neighbours on clustered data
+    x = clustered(1200, d=32, n_clusters=20, noise=0.3)
+    values, indices = knn_exact(x, 8, block_size=100)
+    bf_values, bf_indices = knn_exact(x, 8, block_size=100, search_dtype="bfloat16")
+    recall = np.mean([len(set(a) & set(b)) / 8 for a, b in zip(bf_indices.tolist(), indices.tolist(), strict=True)])
+    assert recall >= 0.99
+    exact = (x[:, None, :] * x[bf_indices]).sum(-1)  # the float32 products of the pairs found
+    np.testing.assert_allclose(bf_values.numpy(), exact.numpy(), rtol=1e-5, atol=1e-6)
+    # without the float32 refinement the values would carry bfloat16's error
+    assert (x.bfloat16() @ x.bfloat16().T).float().sub(x @ x.T).abs().max() > 1e-4
+    ivf_values, ivf_indices = knn_ivf(x, 8, nlist=30, nprobe=4, seed=0, search_dtype="bfloat16")
+    ref = knn_ivf(x, 8, nlist=30, nprobe=4, seed=0)[1]
+    assert np.mean([len(set(a) & set(b)) / 8 for a, b in zip(ivf_indices.tolist(), ref.tolist(), strict=True)]) > 0.99

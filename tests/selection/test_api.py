@@ -84,12 +84,15 @@ def test_fraction_k_random_and_quality_baselines(pool):
     assert qdit_a1["prompt"] == top["prompt"]
 
 
-def test_alpha_sweep_moves_smoothly(pool):
+def test_alpha_sweep_moves_smoothly_with_mean_scaling(pool):
+    # hf_diverse's earlier default; the "range" default is tested in tests/selection/test_qdit.py
     x = read_embeddings(pool, "embedding")
     q = np.array(pool["quality"])
     means, covers = [], []
     for alpha in np.round(np.linspace(0, 1, 11), 1):
-        sub = select_diverse(pool, k=30, alpha=float(alpha), quality_column="quality", show_progress=False)
+        sub = select_diverse(
+            pool, k=30, alpha=float(alpha), quality_column="quality", scaling="mean", show_progress=False
+        )
         idx = np.array([pool["prompt"].index(p) for p in sub["prompt"]])
         means.append(q[idx].mean())
         covers.append(facility_location_objective(x, idx) / len(pool))
