@@ -27,19 +27,21 @@ def main():
     pool = load_pool(args.dataset)
     scorer = EmbeddingScorer()  # embed once; every method below reuses the column
     pool = pool.map(scorer, batched=True, features=scorer.features(pool), desc="Embedding")
-    pool = pool.add_column("row", list(range(len(pool))))  # selected rows keep their pool row number
     x = read_embeddings(pool, "embedding")
 
     for method in ("qdit", "random"):
         subset = select_diverse(pool, k=k, method=method, seed=args.seed, show_progress=False)
         record = get_provenance(subset)
-        coverage = facility_location_objective(x, subset["row"]) / len(pool)
+        coverage = facility_location_objective(x, subset["source_index"]) / len(pool)  # the rows' pool indices
         print(
             f"{method:>6}: {record['k']} of {record['pool_size']} rows, facility-location coverage d(A)/N = "
             f"{coverage:.4f}"
         )
-        if method == "qdit":
-            print("        reproduce with:", record["reproduce"]["cli"])
+        if method == "qdit":  # the pool was embedded after loading: the card says how to make it reloadable
+            reproduce = record["reproduce"]
+            print(
+                "        reproduce with:", reproduce["cli"] or f"{reproduce['call']}; to reload it, {reproduce['fix']}"
+            )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from datasets.splits import SplitDict, SplitInfo
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from .card_sections import input_lines, pool_phrase, public_source_id, reproduce_context, strategy_note
 from .errors import InvalidParameterError
 from .metrics import METRIC_LABELS
 from .provenance import get_provenance, root_source
@@ -161,7 +162,6 @@ def _template_context(record, dataset, *, repo_id, report, images, split, droppe
     pool_size = record.get("pool_size")
     details = dict(record.get("details") or {})
     params = record.get("parameters") or {}
-    reproduce = record.get("reproduce") or {}
     return {
         "pretty_name": _pretty_name(record, source),
         "summary": _summary(record, source, k, pool_size),
@@ -184,15 +184,14 @@ def _template_context(record, dataset, *, repo_id, report, images, split, droppe
             (name, _cell(value)) for name, value in sorted(details.items()) if name not in ("notes", "choices")
         ],
         "choices": _choices(method, record, details),
+        "inputs": input_lines(record),
         "report_md": report_markdown(report),
         "images": images,
         "columns": [(name, _dtype(feature)) for name, feature in dataset.features.items()]
         if dataset is not None
         else [],
         "dropped_columns": ", ".join(f"`{c}`" for c in dropped_columns),
-        "reproduce_python": reproduce.get("python")
-        or "# no provenance record: this subset was not made by select_diverse",
-        "reproduce_cli": reproduce.get("cli") or "# no provenance record",
+        **reproduce_context(record),
         "versions": sorted((record.get("library") or {}).items()),
         "timings": [(name, _number(value)) for name, value in (record.get("timings") or {}).items()],
         "provenance_json": json.dumps(record, indent=2, sort_keys=True, default=str),
@@ -207,14 +206,7 @@ def _license_id(text) -> str | None:
     return text if re.fullmatch(r"[a-z0-9][a-z0-9.+-]*", text) else None
 
 
-def _public_source_id(source: dict) -> str | None:
-    """The source as it can be named publicly: Hub ids as they are, local files by their file name only."""
-    sid = source.get("id")
-    if not sid:
-        return None
-    if source.get("kind") in ("file", "save_to_disk"):
-        return Path(str(sid).rstrip("/")).name
-    return str(sid)
+_public_source_id = public_source_id
 
 
 def _pretty_name(record: dict, source: dict) -> str:
@@ -241,7 +233,7 @@ def _summary(record: dict, source: dict, k, pool_size) -> str:
         )
     version = (record.get("library") or {}).get("hf_diverse", "")
     return (
-        f"{_fmt_int(k)} rows selected from the {_fmt_int(pool_size)}-row pool {_source_link(source)} with the "
+        f"{_fmt_int(k)} rows selected from {pool_phrase(source, _fmt_int(pool_size))} with the "
         f"`{record['method']}` method of hf_diverse {version}."
     ).replace("  ", " ")
 
@@ -256,10 +248,15 @@ def _source_rows(record: dict, source: dict) -> list:
         ("fingerprint", _cell(source.get("fingerprint"))),
         ("license", _cell(source.get("license") or "unknown (not recorded by the source)")),
     ]
+    rows += [(label, _cell(source[key])) for key, label in _SOURCE_EXTRAS if source.get(key) is not None]
     direct = record.get("source") or {}
     if direct.get("kind") == "hf_diverse subset":
         rows.append(("parent subset fingerprint", _cell(direct.get("fingerprint"))))
     return rows
+
+
+# optional source facts, shown when recorded
+_SOURCE_EXTRAS = (("sha256", "file SHA-256"), ("limit", "first rows kept"), ("max_rows", "rows read from the stream"))
 
 
 def _lineage(record: dict) -> list:
@@ -298,13 +295,18 @@ def _choices(method: str, record: dict, details: dict) -> list:
     choices = list(METHODS[method].choices) if method in METHODS else []
     params = record.get("parameters") or {}
     if method == "qdit":
-        alpha, effective = params.get("alpha"), details.get("alpha_effective")
-        if effective is not None and alpha is not None and effective != alpha:
+        requested, effective = details.get("alpha_requested"), details.get("alpha_effective", params.get("alpha"))
+        if requested is None and params.get("alpha") not in (None, effective):  # a record of an older version
+            requested = params.get("alpha")
+        if requested is not None and effective is not None and requested != effective:
             choices.append(
-                f"No quality column was given, so alpha ran as {effective} (diversity only) instead of {alpha}."
+                f"No quality column was given, so alpha ran as {effective} (diversity only) instead of {requested}."
             )
         if details.get("scaling"):
             choices.append(f"Scaling used in this run: `{details['scaling']}`.")
+    note = strategy_note(details)
+    if note:
+        choices.append(note)
     for key in ("choices", "notes"):
         extra = details.get(key)
         if isinstance(extra, str):

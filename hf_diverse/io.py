@@ -1,5 +1,7 @@
 """Writing results atomically: everything goes to a temporary folder (or file) beside the target, renamed at the end,
-so a failure leaves nothing at the output path and a reader never sees a half-written file."""
+so a failure leaves nothing at the output path and a reader never sees a half-written file. Folders and files get the
+permissions the umask gives (a shared machine's teammates can read an output when the umask lets them), although the
+temporary folder or file starts private."""
 
 import json
 import os
@@ -9,7 +11,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from datasets import Dataset
+from datasets import Dataset, DatasetDict
 
 from .errors import InvalidParameterError
 from .provenance import get_provenance
@@ -39,6 +41,8 @@ def atomic_directory(output: str | os.PathLike, overwrite: bool = False):
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
     try:
+        # mkdtemp makes the folder 0700 whatever the umask; the output gets the mode a plain mkdir would give it
+        os.chmod(tmp, 0o777 & ~current_umask())
         yield tmp
         if output.exists():
             backup = Path(tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent))
@@ -80,6 +84,7 @@ def atomic_file(path: str | os.PathLike):
     tmp = Path(name)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp made it private
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -109,15 +114,27 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def write_subset(subset: Dataset, folder: str | os.PathLike) -> None:
-    """`save_to_disk` into `folder` plus a readable `provenance.json` (use inside `atomic_directory`)."""
+def current_umask() -> int:
+    """The process umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_subset(subset: Dataset | DatasetDict, folder: str | os.PathLike) -> None:
+    """`save_to_disk` into `folder` plus a readable `provenance.json` (use inside `atomic_directory`); for a
+    `DatasetDict` of subsets, `provenance.json` maps each split to its record."""
     subset.save_to_disk(str(folder))
-    record = get_provenance(subset)
+    if isinstance(subset, DatasetDict):
+        record = {name: get_provenance(part) for name, part in subset.items()}
+        record = {name: rec for name, rec in record.items() if rec is not None} or None
+    else:
+        record = get_provenance(subset)
     if record is not None:
         (Path(folder) / "provenance.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
-def save_subset(subset: Dataset, output: str | os.PathLike, overwrite: bool = False) -> Path:
+def save_subset(subset: Dataset | DatasetDict, output: str | os.PathLike, overwrite: bool = False) -> Path:
     """`write_subset` to `output`, atomically: on any error nothing is left there."""
     with atomic_directory(output, overwrite=overwrite) as tmp:
         write_subset(subset, tmp)

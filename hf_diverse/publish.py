@@ -27,6 +27,7 @@ from .plots.adg import plot_divergence_quadrant
 from .plots.projection import plot_projection
 from .provenance import get_provenance
 from .report import DiversityReport, diversity_report
+from .textviews import TextView
 from .utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -279,8 +280,9 @@ def _with_embedding_column(ds: Dataset, record: dict) -> Dataset | None:
     column = _embedding_column(record)
     if column in ds.column_names:
         return ds
-    model = ((record.get("models") or {}).get("embedding") or {}).get("name")
-    if model == "precomputed":
+    info = (record.get("models") or {}).get("embedding") or {}
+    model = info.get("name")
+    if info and (info.get("source") == "precomputed" or model in (None, "precomputed")):
         return None
     params = record.get("parameters") or {}
     embedded, _ = compute_embeddings(
@@ -293,6 +295,9 @@ def _with_embedding_column(ds: Dataset, record: dict) -> Dataset | None:
         batch_size=64,
         num_proc=None,
         show_progress=True,
+        turns=info.get("turns") or params.get("turns") or "first",
+        max_seq_length=info.get("max_seq_length"),
+        long_text=info.get("long_text") or "truncate",
     )
     return embedded
 
@@ -303,7 +308,12 @@ def _compute_report(pool, subset, record, options):
     if column in subset.column_names and column not in pool.column_names:
         # the subset's vectors come from a model that cannot be re-run on the pool: let the report embed both sides
         subset = subset.remove_columns(column)
-    kwargs = {"embedding_column": column, "text_columns": params.get("text_columns"), "seed": record.get("seed", 0)}
+    kwargs = {
+        "embedding_column": column,
+        "text_columns": params.get("text_columns"),
+        "turns": params.get("turns") or "first",
+        "seed": record.get("seed", 0),
+    }
     kwargs.update(options or {})
     try:
         return diversity_report(pool, subset, **kwargs)
@@ -355,10 +365,31 @@ def _as_report_object(report):
     return None
 
 
+def _pool_rows(subset, pool, record) -> list[int] | None:
+    """The pool rows of the subset by its `source_index` when `pool` is the pool it was selected from (same size, and
+    the texts of the rows it names are the subset's), else `None`."""
+    if "source_index" not in subset.column_names or record.get("pool_size") != len(pool):
+        return None
+    rows = [int(i) for i in subset["source_index"]]
+    if not rows or max(rows) >= len(pool) or min(rows) < 0:
+        return None
+    params = record.get("parameters") or {}
+    try:
+        view = TextView.for_columns(pool.column_names, text_columns=params.get("text_columns"))
+        names = view.columns(pool.column_names)
+        if not names or not set(names) <= set(subset.column_names):
+            return None
+        picked, own = pool.select(rows).select_columns(names)[:], subset.select_columns(names)[:]
+    except HfDiverseError:
+        return None
+    return rows if all(picked[c] == own[c] for c in names) else None
+
+
 def _projection_plot(subset, pool, record, folder: Path) -> dict | None:
     column = _embedding_column(record)
     model = ((record.get("models") or {}).get("embedding") or {}).get("name") or "all-MiniLM-L6-v2"
-    selected = _with_embedding_column(subset, record)
+    rows = _pool_rows(subset, pool, record)  # linked by `source_index`: no subset embeddings needed
+    selected = rows if rows is not None else _with_embedding_column(subset, record)
     if selected is None:
         logger.warning(
             "No projection plot: the selection used a precomputed embedding column %r that the pool or "
@@ -370,7 +401,7 @@ def _projection_plot(subset, pool, record, folder: Path) -> dict | None:
     try:
         plot_projection(
             read_embeddings_chunked(pool, column),
-            read_embeddings_chunked(selected, column),
+            selected if rows is not None else read_embeddings_chunked(selected, column),
             path=path,
             seed=record.get("seed", 0) or 0,
             title=f"{record.get('method', 'subset')}: {len(subset):,} of {len(pool):,} rows",

@@ -11,13 +11,26 @@ Understood formats (auto-detected from the column names, first match wins):
 | `prompt_completion` | `prompt`, `completion` (strings, or TRL conversational lists of messages) |
 | `text`              | `text`                                     |
 
-Every chat-like format is first normalised to a conversation (list of `{"role", "content"}` with roles
-`system`/`user`/`assistant`). The *instruction* view is the user turns joined by a blank line (Alpaca: the
-`instruction` then its `input`), the *response* view the assistant turns joined the same way, and *both* is
-instruction, blank line, response. A `text` row has no roles: all three views are the text itself.
+Every chat-like format is first normalised to a conversation: a list of `{"role", "content"}` with roles `system`,
+`user`, `assistant` and `tool`. Roles are mapped explicitly (`ROLES`): `human`/`user` -> user, `gpt`/`assistant`/
+`chatgpt`/`bing`/`bard`/`model` -> assistant, `system`/`developer` -> system, `tool`/`function`/`ipython`/
+`observation`/`function_call` -> tool (tool calls and their outputs); any other role is a `TextFormatError` naming
+the row and the role.
 
-Handling of odd values: an empty string is kept (and embedded as an empty text); `None` or a non-string value
-raises `TextFormatError` naming the row and the column.
+Which turns make the views (`turns=`, for `messages`, ShareGPT and conversational prompt/completion rows):
+
+- `"first"` (default): the instruction is the first user turn, the response the assistant turns that answer it
+  (up to the next user turn). A ShareGPT conversation of "code a travel app" followed by ten "Continue writing
+  please" turns is about the travel app, not about its continuations.
+- `"all"`: every user turn joined by a blank line, and every assistant turn joined the same way.
+- `"last"`: the last user turn and the assistant turns after it.
+
+System and tool turns are never part of the instruction or the response. Alpaca: the `instruction` then its `input`;
+*both* is instruction, blank line, response. A `text` row has no roles: all three views are the text itself.
+
+Handling of odd values: an empty string is kept (a row with no user turn has an empty instruction); `empty()` says
+which rows have an empty (or whitespace-only) view, so that `select_diverse` can leave them out. `None` or a
+non-string value raises `TextFormatError` naming the row and the column.
 """
 
 from collections.abc import Iterable, Sequence
@@ -26,6 +39,7 @@ from .errors import ColumnNotFoundError, InvalidParameterError, TextFormatError
 
 FORMATS = ("messages", "sharegpt", "alpaca", "prompt_response", "prompt_completion", "text")
 WHAT = ("instruction", "response", "both")
+TURNS = ("first", "all", "last")
 
 _REQUIRED = {
     "messages": ("messages",),
@@ -35,17 +49,23 @@ _REQUIRED = {
     "prompt_completion": ("prompt", "completion"),
     "text": ("text",),
 }
-# ShareGPT speaker names -> chat roles
-_SHAREGPT_ROLES = {
-    "human": "user",
+# role or ShareGPT speaker name (lower case) -> the role of the normalised conversation
+ROLES = {
     "user": "user",
-    "gpt": "assistant",
+    "human": "user",
     "assistant": "assistant",
+    "gpt": "assistant",
     "chatgpt": "assistant",
     "bing": "assistant",
     "bard": "assistant",
     "model": "assistant",
     "system": "system",
+    "developer": "system",
+    "tool": "tool",
+    "function": "tool",
+    "ipython": "tool",
+    "observation": "tool",
+    "function_call": "tool",
 }
 
 
@@ -84,6 +104,8 @@ class TextView:
         text_columns (`str`, `list[str]` or `dict`, *optional*):
             Overrides detection. A list (or comma-separated string) of columns is joined with a blank line and
             used for every view; a dict `{"instruction": [...], "response": [...]}` names the columns of each role.
+        turns (`str`, defaults to `"first"`): which turns of a multi-turn row make its instruction and response:
+            `"first"`, `"all"` or `"last"` (see the module docstring).
 
     Example:
     ```py
@@ -93,10 +115,13 @@ class TextView:
     ```
     """
 
-    def __init__(self, format: str | None = None, text_columns=None):
+    def __init__(self, format: str | None = None, text_columns=None, turns: str = "first"):
         if format is not None and format not in FORMATS:
             raise InvalidParameterError(f"Unknown text format {format!r}. Valid formats: {list(FORMATS)}.")
+        if turns not in TURNS:
+            raise InvalidParameterError(f"Unknown turns={turns!r}. Valid values: {list(TURNS)}.")
         self.format = format
+        self.turns = turns
         if isinstance(text_columns, dict):
             unknown = set(text_columns) - {"instruction", "response"}
             if unknown:
@@ -113,12 +138,14 @@ class TextView:
             self.text_columns = None
 
     def __repr__(self):
-        return f"TextView(format={self.format!r}, text_columns={self.text_columns!r})"
+        return f"TextView(format={self.format!r}, text_columns={self.text_columns!r}, turns={self.turns!r})"
 
     @classmethod
-    def for_columns(cls, column_names: Sequence[str], format: str | None = None, text_columns=None) -> "TextView":
+    def for_columns(
+        cls, column_names: Sequence[str], format: str | None = None, text_columns=None, turns: str = "first"
+    ) -> "TextView":
         """Build a view for a dataset with `column_names`, checking that every column it needs exists."""
-        view = cls(format=format, text_columns=text_columns)
+        view = cls(format=format, text_columns=text_columns, turns=turns)
         column_names = list(column_names)
         if view.text_columns is not None:
             named = list(dict.fromkeys(c for cols in view.text_columns.values() for c in cols))
@@ -161,30 +188,62 @@ class TextView:
         self, batch: dict[str, list], what: str = "instruction", indices: Sequence[int] | None = None
     ) -> list[str]:
         """The `what` view (`"instruction"`, `"response"` or `"both"`) of each row of a batch."""
+        return [_join(*parts) for parts in self._parts(batch, what, indices)]
+
+    def empty(
+        self, batch: dict[str, list], what: str = "instruction", indices: Sequence[int] | None = None
+    ) -> list[bool]:
+        """Whether the `what` view of each row is empty or whitespace only; for `"both"`, whether the instruction or
+        the response is (a `text` row counts as both).
+
+        Example:
+        ```py
+        >>> view = TextView.for_columns(["prompt", "response"])
+        >>> view.empty({"prompt": ["Hi", " ", "Hey"], "response": ["Hello", "Yes", ""]}, what="instruction")
+        [False, True, False]
+        ```
+        """
+        views = ("instruction", "response") if what == "both" else (what,)
+        by_view = [self._parts(batch, v, indices) for v in views]
+        return [any(not _join(*parts[i]).strip() for parts in by_view) for i in range(len(by_view[0]))]
+
+    def columns(self, column_names: Sequence[str]) -> list[str]:
+        """The columns this view reads its texts from, in dataset order (e.g. to read only those)."""
+        if self.text_columns is not None:
+            named = {c for cols in self.text_columns.values() for c in cols}
+        else:
+            fmt = self.format or detect_format(column_names)
+            named = set(_REQUIRED[fmt]) | ({"input"} if fmt == "alpaca" else set())
+        return [c for c in column_names if c in named]
+
+    def _parts(self, batch, what, indices) -> list[tuple[str, ...]]:
+        """The pieces of the `what` view of each row (joined by a blank line into its text)."""
         if what not in WHAT:
             raise InvalidParameterError(f"Unknown text view what={what!r}. Valid values: {list(WHAT)}.")
-        view = self if self.format is not None or self.text_columns is not None else self.for_columns(batch.keys())
+        view = self if self.format is not None or self.text_columns is not None else self._detected(batch)
         n = len(next(iter(batch.values()))) if batch else 0
         rows = list(indices) if indices is not None else list(range(n))
         if view.text_columns is not None:
-            return [view._custom(batch, i, rows[i], what) for i in range(n)]
+            return [(view._custom(batch, i, rows[i], what),) for i in range(n)]
         if view.format == "text":
-            return [_as_text(batch["text"][i], rows[i], "text") for i in range(n)]
+            return [(_as_text(batch["text"][i], rows[i], "text"),) for i in range(n)]
         out = []
         for i in range(n):
-            conv = view._conversation(batch, i, rows[i])
-            instr = "\n\n".join(m["content"] for m in conv if m["role"] == "user")
-            resp = "\n\n".join(m["content"] for m in conv if m["role"] == "assistant")
-            out.append(instr if what == "instruction" else resp if what == "response" else _join(instr, resp))
+            instr, resp = select_turns(view._conversation(batch, i, rows[i]), view.turns)
+            out.append((instr,) if what == "instruction" else (resp,) if what == "response" else (instr, resp))
         return out
 
+    def _detected(self, batch) -> "TextView":
+        return self.for_columns(batch.keys(), turns=self.turns)
+
     def conversations(self, batch: dict[str, list], indices: Sequence[int] | None = None) -> list[list[dict]]:
-        """Each row as a list of `{"role", "content"}` messages (roles `system`, `user`, `assistant`).
+        """Each row as a list of `{"role", "content"}` messages (roles `system`, `user`, `assistant`, `tool`), every
+        turn of the row whatever `turns` says.
 
         With `text_columns` as a dict, the instruction columns become one user turn and the response columns one
         assistant turn. Plain `text` rows (and a list of `text_columns`) have no roles and raise `TextFormatError`.
         """
-        view = self if self.format is not None or self.text_columns is not None else self.for_columns(batch.keys())
+        view = self if self.format is not None or self.text_columns is not None else self._detected(batch)
         n = len(next(iter(batch.values()))) if batch else 0
         rows = list(indices) if indices is not None else list(range(n))
         if view.text_columns is not None:
@@ -238,11 +297,32 @@ class TextView:
                 batch["completion"][i], row, "completion", "assistant"
             )
         if fmt == "messages":
-            return _normalise_messages(batch["messages"][i], row, "messages", "role", "content", None)
+            return _normalise_messages(batch["messages"][i], row, "messages", "role", "content")
         if fmt == "sharegpt":
-            conversation = batch["conversations"][i]
-            return _normalise_messages(conversation, row, "conversations", "from", "value", _SHAREGPT_ROLES)
+            return _normalise_messages(batch["conversations"][i], row, "conversations", "from", "value")
         raise TextFormatError(f"Format {fmt!r} has no conversation view.")
+
+
+def select_turns(conversation: list[dict], turns: str = "first") -> tuple[str, str]:
+    """`(instruction, response)` of a normalised conversation under `turns` (`"first"`, `"all"` or `"last"`).
+
+    Example:
+    ```py
+    >>> chat = [{"role": "user", "content": "Q1"}, {"role": "assistant", "content": "A1"},
+    ...         {"role": "user", "content": "Q2"}, {"role": "assistant", "content": "A2"}]
+    >>> select_turns(chat, "first"), select_turns(chat, "last"), select_turns(chat, "all")
+    (('Q1', 'A1'), ('Q2', 'A2'), ('Q1\\n\\nQ2', 'A1\\n\\nA2'))
+    ```
+    """
+    users = [i for i, m in enumerate(conversation) if m["role"] == "user"]
+    if turns == "all" or not users:
+        span = conversation if turns == "all" else []
+        instr = [m["content"] for m in span if m["role"] == "user"]
+        return "\n\n".join(instr), "\n\n".join(m["content"] for m in span if m["role"] == "assistant")
+    at = users[0] if turns == "first" else users[-1]
+    end = next((i for i in users if i > at), len(conversation))
+    answer = [m["content"] for m in conversation[at + 1 : end] if m["role"] == "assistant"]
+    return conversation[at]["content"], "\n\n".join(answer)
 
 
 def _join(*parts: str) -> str:
@@ -261,11 +341,11 @@ def _as_text(value, row, column) -> str:
 
 def _messages_or_text(value, row, column, role) -> list[dict]:
     if isinstance(value, list):
-        return _normalise_messages(value, row, column, "role", "content", None)
+        return _normalise_messages(value, row, column, "role", "content")
     return [{"role": role, "content": _as_text(value, row, column)}]
 
 
-def _normalise_messages(messages, row, column, role_key, content_key, role_map) -> list[dict]:
+def _normalise_messages(messages, row, column, role_key, content_key) -> list[dict]:
     if messages is None or not isinstance(messages, list):
         raise TextFormatError(f"Row {row}: column {column!r} must hold a list of messages, got {messages!r:.80}.")
     out = []
@@ -274,10 +354,11 @@ def _normalise_messages(messages, row, column, role_key, content_key, role_map) 
             raise TextFormatError(
                 f"Row {row}: each message in {column!r} needs keys {role_key!r} and {content_key!r}, got {m!r:.80}."
             )
-        role = m[role_key]
-        if role_map is not None:
-            role = role_map.get(str(role).lower(), role)
-        if role not in ("system", "user", "assistant"):
-            role = "user" if role in ("human", "tool") else role
+        role = ROLES.get(str(m[role_key]).lower())
+        if role is None:
+            raise TextFormatError(
+                f"Row {row}: unknown role {m[role_key]!r} in {column!r}. Known roles: {sorted(ROLES)}. Drop or "
+                "rename the turns with that role first."
+            )
         out.append({"role": role, "content": _as_text(m[content_key], row, f"{column}.{content_key}")})
     return out

@@ -325,6 +325,13 @@ def run_selection(
         cov = (record.get("objective") or {}).get("coverage")
         done = f"Selected **{len(subset)}** of {n} rows with `{method}` (seed {seed})"
         done += f", facility-location coverage {cov:.4f}." if isinstance(cov, float) else "."
+        details = record.get("details") or {}
+        if details.get("alpha_requested") is not None:
+            alpha = details.get("alpha_effective")
+            done += f"\n\n*No quality column: alpha ran as {alpha} (diversity only), not the slider's value.*"
+        empty = ((record.get("inputs") or {}).get("texts") or {}).get("empty_rows")
+        if empty:
+            done += f"\n\n*{empty} rows with an empty text were left out of the candidates.*"
         if report is not None and report.notes:
             done += "\n\n" + "\n".join(f"*Report note: {note}*" for note in report.notes)
         return (
@@ -429,7 +436,13 @@ def _projection_png(pool, subset, out_dir: Path):
 
     title = f"{len(subset)} of {len(pool)} rows selected"
     return str(
-        plot_projection(pool, subset, embedding_column=EMBEDDING_COLUMN, path=out_dir / "projection.png", title=title)
+        plot_projection(  # the subset's rows are pool rows: highlighted by their `source_index`
+            pool,
+            list(subset["source_index"]),
+            embedding_column=EMBEDDING_COLUMN,
+            path=out_dir / "projection.png",
+            title=title,
+        )
     )
 
 

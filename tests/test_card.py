@@ -36,7 +36,9 @@ def check_common(card, subset, method):
         assert f"| {lib} | {version} |" in text
     assert "| total_s |" in text and "| selection_s |" in text
     assert f"| fingerprint | {record['source']['fingerprint']} |" in text
-    assert record["reproduce"]["python"] in text and record["reproduce"]["cli"] in text
+    # the `pool` fixture is the bundled sample changed after loading: no snippet that would load other data
+    assert not record["reproduce"]["reloadable"] and record["reproduce"]["call"] in text
+    assert "load_pool()" not in text and "changed after it was loaded" in text
     assert 'ds = load_dataset("me/subset", split="train")' in text
     return text
 
@@ -51,7 +53,7 @@ def test_qdit_card(pool):
     assert "Scaling used in this run: `f(j|A) = (1 - alpha) * d(j|A) / (d(A_0) - d(A_q))" in text
     assert "| `alpha_effective` | 0.5 |" in text and "| `range_ends` | `{" in text
     assert "| `coverage_position` |" in text and "| `quality_position` |" in text
-    assert "| embedding | precomputed |" in text
+    assert "| embedding | — | precomputed | — |" in text
     assert "No diversity report was attached" in text
 
 
@@ -272,3 +274,78 @@ def test_template_is_packaged():
 def test_render_card_rejects_other_types():
     with pytest.raises(InvalidParameterError, match="needs a `datasets.Dataset` or a provenance dict"):
         render_card(["not", "a", "dataset"])
+
+
+# --- issue 12: a card that tells the truth ----------------------------------------------------------------------
+def _section(text: str, title: str) -> str:
+    return text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_a_pool_that_cannot_be_reloaded_gets_no_reproduce_snippet():
+    pool = Dataset.from_dict({"prompt": [f"p{i}" for i in range(20)], "response": ["r"] * 20})
+    text = render_card(select_diverse(pool, k=4, method="random", show_progress=False)).text
+    reproduce = _section(text, "Reproduce")
+    assert "```python" not in reproduce and "```bash" not in reproduce
+    assert "built in memory" in reproduce and "save_to_disk" in reproduce and "load_pool(" in reproduce
+    assert "from the 20-row pool an in-memory dataset" not in text
+    assert "20-row in-memory pool" in text
+
+
+def test_a_pool_loaded_from_a_save_to_disk_folder_is_named(ifbench, tmp_path):
+    import datasets
+
+    ifbench.select(range(30)).map(lambda r: {"n": len(r["prompt"])}).save_to_disk(str(tmp_path / "my-pool"))
+    pool = datasets.load_from_disk(str(tmp_path / "my-pool"))
+    subset = select_diverse(pool, k=4, method="random", show_progress=False)
+    text = render_card(subset).text
+    assert "from the 30-row pool `my-pool`" in text and "in-memory" not in text
+    assert f"load_pool({str(tmp_path / 'my-pool')!r})" in _section(text, "Reproduce")
+
+
+def test_parameters_as_run_and_only_those_of_the_strategy(pool):
+    text = render_card(select_diverse(pool, k=6, method="qdit", strategy="lazy", show_progress=False)).text
+    params = _section(text, "Selection").split("### Parameters", 1)[1].split("###", 1)[0]
+    assert "| `alpha` | `0` |" in params and "0.7" not in params
+    for name in ("nprobe", "epsilon", "n_neighbors", "knn_cache", "embedding_dtype"):
+        assert f"`{name}`" not in params, name
+    sparse = select_diverse(pool, k=6, method="qdit", strategy="sparse", knn_cache=False, show_progress=False)
+    assert "approximate" in render_card(sparse).text.split("### Choices", 1)[1]
+
+
+def test_the_inputs_are_shown(ifbench):
+    rng = np.random.default_rng(0)
+    emb = rng.standard_normal((30, 8)) * rng.uniform(0.5, 3, (30, 1))
+    pool = ifbench.select(range(30)).add_column("embedding", emb.astype(np.float32).tolist())
+    pool = pool.map(lambda r, i: {"prompt": "" if i in (3, 4) else r["prompt"]}, with_indices=True)
+    text = render_card(select_diverse(pool, k=5, show_progress=False)).text
+    inputs = _section(text, "Selection")
+    assert "2 of 30 rows have an empty instruction" in inputs and "left out" in inputs
+    assert "not unit-normalised" in inputs and "rescaled" in inputs
+
+
+@pytest.mark.parametrize("kind", ["save_to_disk", "jsonl"])
+def test_the_reproduce_block_gives_the_same_rows(ifbench, tmp_path, kind):
+    import json
+    import subprocess
+    import sys
+
+    import datasets
+
+    from hf_diverse import load_pool
+
+    rng = np.random.default_rng(0)
+    small = ifbench.select(range(40)).add_column("quality", rng.random(40).tolist())
+    small = small.add_column("embedding", rng.standard_normal((40, 8)).astype(np.float32).tolist())
+    if kind == "jsonl":
+        small.to_json(str(tmp_path / "pool.jsonl"))
+        pool = load_pool(str(tmp_path / "pool.jsonl"))
+    else:
+        small.save_to_disk(str(tmp_path / "pool"))
+        pool = datasets.load_from_disk(str(tmp_path / "pool"))
+    subset = select_diverse(pool, k=8, quality_column="quality", alpha=0.5, seed=3, show_progress=False)
+    reproduce = _section(render_card(subset).text, "Reproduce")
+    code = reproduce.split("```python\n", 1)[1].split("```", 1)[0]
+    script = code + "\nimport json\nprint(json.dumps(list(subset['source_index'])))\n"
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == list(subset["source_index"])

@@ -135,15 +135,23 @@ def test_card_metadata_and_body(run):
     assert data["configs"] == [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}]
     info = data["dataset_info"]
     assert info["splits"] == [{"name": "train", "num_bytes": info["splits"][0]["num_bytes"], "num_examples": 24}]
-    assert [f["name"] for f in info["features"]] == ["prompt", "response", "score", "selection_rank", "selection_gain"]
+    assert [f["name"] for f in info["features"]] == [
+        "prompt",
+        "response",
+        "score",
+        "selection_rank",
+        "selection_gain",
+        "source_index",
+    ]
     # the YAML block is valid YAML on its own
     front = card["content"].split("---\n")[1]
     assert yaml.safe_load(front)["tags"] == ["hf-diverse", "qdit"]
     text = card["text"]
     for expected in (
         'load_dataset("alice/ifbench-qdit", split="train")',
-        "select_diverse(load_pool(), k=24",
-        "hf-diverse select --k 24 --method qdit",
+        # the pool was the bundled sample with columns added: no Reproduce snippet that would load other rows
+        "The pool cannot be loaded again",
+        "select_diverse(pool, k=24, method='qdit'",
         "`alpha` | `0.7`",
         "`quality_column` | `'score'`",
         "| pool size | 294 |",

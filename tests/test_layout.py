@@ -10,7 +10,7 @@ PACKAGE = Path(hf_diverse.__file__).parent
 # bottom to top; a module may import its own layer or lower ones only
 LAYERS = [
     {"errors", "utils"},
-    {"provenance", "textviews", "models", "io", "data", "tokens", "clustering", "quota"},
+    {"provenance", "lineage", "textviews", "models", "io", "data", "tokens", "clustering", "quota"},
     {"facility"},
     {"metrics"},
     {"scorers"},
@@ -19,7 +19,7 @@ LAYERS = [
     {"selection"},
     {"plots"},
     {"report"},
-    {"card", "publish", "hub", "train"},
+    {"card", "card_sections", "publish", "hub", "train"},
     {"compare"},
     {"cli"},
 ]

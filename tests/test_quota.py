@@ -60,3 +60,14 @@ def test_equal_quota_water_filling():
     assert equal_quota(np.array([5, 5]), 10).tolist() == [5, 5]
     with pytest.raises(InvalidParameterError):
         equal_quota(np.array([2, 2]), 5)
+
+
+def test_extra_rows_go_to_the_largest_remainders():
+    # shares k * n_b / N = 2.1, 0.6, 0.3 of k = 3: floors 2, 0, 0 and the one extra row goes to the 0.6 bin
+    labels = np.array([0] * 7 + [1] * 2 + [2])
+    chosen = binned_quota(np.linspace(1, 0, 10), labels, 3)
+    assert np.bincount(labels[chosen], minlength=3).tolist() == [2, 1, 0]
+    # sizes 5, 3, 2 of N = 10 at k = 4: shares 2.0, 1.2, 0.8 -> 2, 1, 1 (0.8 beats 0.2 whatever the scores)
+    labels = np.array([0] * 5 + [1] * 3 + [2] * 2)
+    scores = np.array([0.1] * 5 + [0.9] * 3 + [0.0] * 2)
+    assert np.bincount(labels[binned_quota(scores, labels, 4)], minlength=3).tolist() == [2, 1, 1]

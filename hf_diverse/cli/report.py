@@ -2,16 +2,18 @@
 
 import argparse
 
-from ..data import load_pool
+from ..data import load_pool, load_source_pool
 from ..io import atomic_directory
+from ..provenance import get_provenance
 from ..report import diversity_report
+from ..textviews import TURNS
 from ..tokens import get_tokenizer
 
 EXAMPLES = """Examples:
   # the embedded default pool (294 IFBench prompt/response pairs) on its own
   hf-diverse report --output-dir report/
-  # a subset written by `hf-diverse select` against its pool (and a random subset of the same size)
-  hf-diverse select --k 50 --output curated/
+  # a subset written by `hf-diverse select` against its pool (the one its provenance names) and a random subset
+  hf-diverse select --dataset pool.jsonl --k 50 --output curated/
   hf-diverse report --subset curated/ --output-dir report/
   # a Hub pool, responses only, another tokenizer, more Self-BLEU samples
   hf-diverse report --dataset tatsu-lab/alpaca --subset curated/ --components response \\
@@ -36,8 +38,9 @@ def add_parser(sub):
     p.add_argument(
         "--dataset",
         default=None,
-        help="The pool: Hub dataset id, local .json/.jsonl/.parquet/.csv file, or save_to_disk folder "
-        "(default: the embedded IFBench sample).",
+        help="The pool: Hub dataset id, local .json/.jsonl/.parquet/.csv file, save_to_disk folder, or "
+        "embedded:ifbench. Default: with --subset, the pool the subset's provenance names (an error says what is "
+        "missing when it cannot be loaded again); without, the embedded IFBench sample.",
     )
     p.add_argument("--subset", default=None, help="The subset to compare (same kinds of source as --dataset).")
     p.add_argument("--split", default="train", help="Split to load (default: train).")
@@ -58,6 +61,12 @@ def add_parser(sub):
         help="Comma-separated text views to measure (default: instruction,response).",
     )
     p.add_argument("--text-columns", default=None, help="Comma-separated text columns instead of the detected format.")
+    p.add_argument(
+        "--turns",
+        default=None,
+        choices=TURNS,
+        help="Which turns of multi-turn rows make the views (default: the subset's selection setting, else first).",
+    )
     p.add_argument(
         "--embedding-column", default="embedding", help="Instruction embedding column (default: embedding)."
     )
@@ -95,14 +104,24 @@ def add_parser(sub):
     return p
 
 
+def _pool_name(pool) -> str:
+    source = (get_provenance(pool) or {}).get("source") or {}
+    return str(source.get("id") or source.get("kind") or "the pool")
+
+
 def run(args) -> int:
     # refuse an existing output before doing any work; on any error nothing is left at --output-dir
     with atomic_directory(args.output_dir, overwrite=args.overwrite) as tmp:
         tokenizer = get_tokenizer(args.tokenizer)  # a bad name fails before the pool is loaded
-        pool = load_pool(
-            args.dataset, split=args.split, config=args.dataset_config, revision=args.revision, limit=args.limit
-        )
         subset = load_pool(args.subset, split=args.split) if args.subset is not None else None
+        if subset is not None and args.dataset is None:
+            pool = load_source_pool(subset)  # the pool the subset was selected from, or a clear error
+            print(f"Pool: {_pool_name(pool)} ({len(pool)} rows), from the subset's provenance.")
+        else:
+            pool = load_pool(
+                args.dataset, split=args.split, config=args.dataset_config, revision=args.revision, limit=args.limit
+            )
+        params = (get_provenance(subset) or {}).get("parameters") or {} if subset is not None else {}
         report = diversity_report(
             pool,
             subset,
@@ -113,6 +132,7 @@ def run(args) -> int:
             embedding_model=args.embedding_model,
             compute_embeddings=not args.no_embeddings,
             text_columns=args.text_columns,
+            turns=args.turns or params.get("turns") or "first",
             seed=args.seed,
             self_bleu_samples=args.self_bleu_samples,
             n_clusters=args.n_clusters,

@@ -2,13 +2,16 @@
 
 import argparse
 
-from ..data import load_pool
+from datasets import DatasetDict
+
+from ..data import load_pool, load_pool_splits
 from ..errors import HfDiverseError, InvalidParameterError
 from ..hub import check_push_target, push_curated
 from ..io import atomic_directory, write_subset
 from ..provenance import get_provenance
+from ..scorers.embedding import LONG_TEXT
 from ..selection import METHODS, Option, select_diverse
-from ..textviews import WHAT, TextView
+from ..textviews import TURNS, WHAT, TextView
 
 EXAMPLES = """Examples:
   # embedded default (294 IFBench prompt/response pairs, bundled MiniLM), 50 rows by QDIT
@@ -17,6 +20,12 @@ EXAMPLES = """Examples:
   hf-diverse select --dataset tatsu-lab/alpaca --k 3000 --method qdit --quality-column score --output curated/
   # a local file, 10% of the pool at random
   hf-diverse select --dataset pool.jsonl --k 0.1 --method random --output curated/
+  # ShareGPT conversations, instruction = the last user turn, long responses embedded whole
+  hf-diverse select --dataset chats.jsonl --k 500 --turns last --what response --long-text chunks --output curated/
+  # every split of a save_to_disk DatasetDict folder, the same selection on each
+  hf-diverse select --dataset pool/ --split all --k 0.1 --output curated/
+  # the first 100k rows of a Hub dataset, streamed
+  hf-diverse select --dataset HuggingFaceH4/ultrachat_200k --split train_sft --streaming --limit 100000 --k 5000
   # options from a YAML file; flags override it
   hf-diverse select --config select.yaml --k 100
   # ... and publish it: data, lineage card and plots in one commit (token from HF_TOKEN or `hf auth login`)
@@ -74,6 +83,49 @@ def _add_method_option(group, name: str, by_method: dict[str, Option]) -> None:
         group.add_argument(flag, type=_converter(first), metavar=metavar, **kwargs)
 
 
+def _add_text_and_embedding_options(p) -> None:
+    """The flags of the text views and of the embedding step (the same arguments as `select_diverse`)."""
+    p.add_argument(
+        "--text-columns", default=None, help="Comma-separated columns to read instead of the detected format."
+    )
+    p.add_argument(
+        "--what",
+        default=None,
+        choices=WHAT,
+        help="Text view the method reads: embedded when embeddings are computed, tokenized by `tokens` "
+        "(default: the method's own, response for tokens, instruction otherwise).",
+    )
+    p.add_argument(
+        "--turns",
+        default="first",
+        choices=TURNS,
+        help="Which turns of multi-turn rows (messages, ShareGPT) make the instruction and response: the first user "
+        "turn and its answer (default), all turns, or the last.",
+    )
+    p.add_argument(
+        "--keep-empty",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="Keep rows whose text view is empty among the candidates (default: no, they are left out and counted).",
+    )
+    p.add_argument("--embedding-model", default=None, help="sentence-transformers model (default: all-MiniLM-L6-v2).")
+    p.add_argument(
+        "--max-seq-length",
+        type=int,
+        default=None,
+        help="The encoder's token limit when embeddings are computed (default: the model's, 256 for MiniLM).",
+    )
+    p.add_argument(
+        "--long-text",
+        default="truncate",
+        choices=LONG_TEXT,
+        help="Texts over the limit: cut them (truncate, default) or embed them whole as the mean of their windows "
+        "(chunks). Either way they are counted.",
+    )
+    p.add_argument("--embedding-column", default="embedding", help="Embedding column to use or write.")
+    p.add_argument("--batch-size", type=int, default=64, help="Embedding batch size.")
+
+
 def add_parser(sub):
     p = sub.add_parser(
         "select",
@@ -87,10 +139,20 @@ def add_parser(sub):
         help="Hub dataset id, local .json/.jsonl/.parquet/.csv file, or save_to_disk folder "
         "(default: the embedded IFBench sample).",
     )
-    p.add_argument("--split", default="train", help="Split to load (default: train).")
+    p.add_argument(
+        "--split",
+        default="train",
+        help="Split to load (default: train); 'all' runs the same selection on every split and writes a DatasetDict "
+        "(Python: select_diverse(DatasetDict) without split=).",
+    )
     p.add_argument("--dataset-config", default=None, help="Hub dataset config name.")
     p.add_argument("--revision", default=None, help="Hub dataset revision.")
     p.add_argument("--limit", type=int, default=None, help="Use only the first N rows of the pool.")
+    p.add_argument(
+        "--streaming",
+        action="store_true",
+        help="Stream the Hub dataset or file and keep its first --limit rows (needed) without downloading the rest.",
+    )
     p.add_argument("--k", type=_k_value, default=0.1, help="Rows to select: a count, or a fraction in (0, 1].")
     p.add_argument("--method", default="qdit", choices=list(METHODS), help="Selection method (default: qdit).")
     p.add_argument("--output", default="curated", help="Output folder (default: curated). Written atomically.")
@@ -98,19 +160,7 @@ def add_parser(sub):
     p.add_argument("--quality-column", default=None, help="Numeric column with quality scores (higher is better).")
     p.add_argument("--seed", type=int, default=0, help="Random seed (default: 0).")
     p.add_argument("--device", default=None, help="cuda, cuda:1, mps or cpu (default: auto).")
-    p.add_argument(
-        "--text-columns", default=None, help="Comma-separated columns to read instead of the detected format."
-    )
-    p.add_argument(
-        "--what",
-        default=None,
-        choices=WHAT,
-        help="Text view the method reads: embedded when embeddings are computed, tokenized by `tokens` "
-        "(default: the method's own, response for tokens, instruction otherwise).",
-    )
-    p.add_argument("--embedding-model", default=None, help="sentence-transformers model (default: all-MiniLM-L6-v2).")
-    p.add_argument("--embedding-column", default="embedding", help="Embedding column to use or write.")
-    p.add_argument("--batch-size", type=int, default=64, help="Embedding batch size.")
+    _add_text_and_embedding_options(p)
     p.add_argument("--num-proc", type=int, default=None, help="Processes for the embedding map.")
     p.add_argument(
         "--progress", action=argparse.BooleanOptionalAction, default=True, help="Show progress bars (default: yes)."
@@ -159,6 +209,10 @@ def selection_kwargs(args) -> dict:
         device=args.device,
         text_columns=args.text_columns,
         what=args.what,
+        turns=args.turns,
+        keep_empty=args.keep_empty,
+        max_seq_length=args.max_seq_length,
+        long_text=args.long_text,
         embedding_model=args.embedding_model,
         embedding_column=args.embedding_column,
         embedding_batch_size=args.batch_size,
@@ -168,19 +222,38 @@ def selection_kwargs(args) -> dict:
     )
 
 
+def load_cli_pool(args):
+    """The pool the flags name: one split, or every split (`--split all`) as a `DatasetDict`."""
+    if args.split == "all":
+        if args.streaming:
+            raise InvalidParameterError("--split all reads whole splits: it cannot be combined with --streaming.")
+        return load_pool_splits(args.dataset, config=args.dataset_config, revision=args.revision, limit=args.limit)
+    return load_pool(
+        args.dataset,
+        split=args.split,
+        config=args.dataset_config,
+        revision=args.revision,
+        limit=args.limit,
+        streaming=args.streaming,
+    )
+
+
 def run(args) -> int:
     kwargs = selection_kwargs(args)
     if getattr(args, "push_to", None):
+        if args.split == "all":
+            raise InvalidParameterError("--push-to publishes one split: pass --split NAME instead of --split all.")
         check_push_target(args.push_to)  # no token or a bad repo id: fail before the selection runs
     # refuse an existing output before doing any work
     with atomic_directory(args.output, overwrite=args.overwrite) as tmp:
-        pool = load_pool(
-            args.dataset, split=args.split, config=args.dataset_config, revision=args.revision, limit=args.limit
-        )
+        pool = load_cli_pool(args)
         subset = select_diverse(pool, **kwargs)
         write_subset(subset, tmp)
-    record = get_provenance(subset)
-    _print_summary(subset, record, args.output)
+    parts = subset.items() if isinstance(subset, DatasetDict) else [(None, subset)]
+    for name, part in parts:
+        if name is not None:
+            print(f"[split {name}]")
+        _print_summary(part, get_provenance(part), args.output)
     if getattr(args, "push_to", None):
         commit = push_curated(subset, args.push_to, pool=pool, private=args.private)
         print(f"Published to {commit.repo_url} (commit {commit.oid[:8]}): {commit.commit_url}")
@@ -195,10 +268,19 @@ def _print_summary(subset, record, output):
     for key, value in record["objective"].items():
         print(f"  {key}: {value:.6g}" if isinstance(value, float) else f"  {key}: {value}")
     try:
-        view = TextView.for_columns(subset.column_names, text_columns=record["parameters"].get("text_columns"))
+        params = record["parameters"]
+        view = TextView.for_columns(
+            subset.column_names, text_columns=params.get("text_columns"), turns=params.get("turns") or "first"
+        )
         head = subset.select(range(min(5, len(subset))))
         for rank, text in enumerate(view.texts(head[:], what="instruction")):
             print(f"  #{rank}: {' '.join(text.split())[:100]}")
     except HfDiverseError:  # a pool without instruction text (e.g. only embeddings): no preview
         pass
+    if record.get("inputs", {}).get("texts", {}).get("empty_rows"):
+        texts = record["inputs"]["texts"]
+        done = "kept" if texts.get("keep_empty") else "left out"
+        print(f"  {texts['empty_rows']} rows with an empty {texts['view']} {done}.")
+    if not (record.get("reproduce") or {}).get("reloadable", True):
+        print(f"  Not reproducible from the card: {record['reproduce']['missing']}.")
     print(f"Wrote {output} (load it with `datasets.load_from_disk({str(output)!r})`; provenance in provenance.json).")

@@ -2,12 +2,14 @@
 
 How the subset relates to the pool (hf_diverse's choice):
 - The subset is just another dataset: its text metrics (NR, SL, CR, Self-BLEU, IE, kurtosis, Gini) come from its own
-  rows, whatever made it.
+  rows, whatever made it. Without a pool, the pool its provenance names is loaded again (an error says what is
+  missing when it cannot be).
 - Coverage d(A)/N and cluster coverage measure how the subset's *embeddings* cover the pool's, so they are defined
   even when some subset rows are not pool rows.
 - Subset embeddings: its own embedding column when it has one (a `select_diverse` subset carries it); otherwise its
-  rows are matched to pool rows by exact text (instruction and response), the pool's embeddings re-used, and only
-  unmatched rows embedded. The report says how many rows matched.
+  rows are linked to pool rows (by `source_index` for a `select_diverse` subset, checked against the texts; by
+  exact text otherwise), the pool's embeddings re-used, and only unlinked rows embedded. The report says how many
+  rows matched, and a warning is logged when some do not.
 - If the subset's provenance (from `select_diverse`) names a pool size different from this pool's, a note says so.
 
 Embeddings per component: instructions use `embedding_column` (the column `select_diverse` writes, an embedding of
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 
 from datasets import Dataset, DatasetDict
 
+from ..data import load_source_pool
 from ..errors import EmptyDatasetError, InvalidParameterError
 from ..provenance import get_provenance
 from ..textviews import TextView
@@ -53,7 +56,7 @@ __all__ = [
 
 
 def diversity_report(
-    dataset: Dataset,
+    dataset: Dataset | None,
     subset: Dataset | None = None,
     *,
     tokenizer=None,
@@ -63,6 +66,7 @@ def diversity_report(
     embedding_model: str | None = None,
     compute_embeddings: bool = True,
     text_columns=None,
+    turns: str = "first",
     seed: int = 0,
     self_bleu_samples: int = 1000,
     n_clusters: int = 100,
@@ -77,7 +81,8 @@ def diversity_report(
     size, for instructions and responses separately.
 
     Args:
-        dataset (`datasets.Dataset`): the pool, in any format `TextView` understands.
+        dataset (`datasets.Dataset`): the pool, in any format `TextView` understands. `None` with a `subset` made by
+            `select_diverse`: the pool its provenance names, loaded again (`hf_diverse.data.load_source_pool`).
         subset (`datasets.Dataset`, *optional*): e.g. the output of `select_diverse(dataset, ...)`. Its rows need not
             be pool rows (see the module docstring for how rows are matched).
         tokenizer (`str` or tokenizer, *optional*): for the token metrics; defaults to the SmolLM2-135M-Instruct
@@ -89,6 +94,7 @@ def diversity_report(
         compute_embeddings (`bool`, defaults to `True`): compute missing embeddings; `False` skips the embedding
             metrics (ED, coverage, cluster coverage) of components without a column, with a note.
         text_columns (`list[str]` or `dict`, *optional*): override format detection (see `TextView`).
+        turns (`str`, defaults to `"first"`): which turns of multi-turn rows make the views (see `TextView`).
         seed (`int`, defaults to 0): seeds the random subset, the Self-BLEU sample and k-means.
         self_bleu_samples (`int`, defaults to 1000): texts sampled per set for Self-BLEU, each scored against the other
             sampled texts (0 skips Self-BLEU). Self-BLEU grows with the sample, so every set uses the same number.
@@ -123,6 +129,8 @@ def diversity_report(
     ```
     """
     t_start = time.perf_counter()
+    if dataset is None and subset is not None:
+        dataset = load_source_pool(subset)  # the pool the subset's provenance names (a clear error when it cannot)
     _check_datasets(dataset, subset)
     options = ReportOptions(
         tokenizer=tokenizer,
@@ -132,6 +140,7 @@ def diversity_report(
         embedding_model=embedding_model,
         compute_embeddings=compute_embeddings,
         text_columns=text_columns,
+        turns=turns,
         seed=seed,
         self_bleu_samples=self_bleu_samples,
         n_clusters=n_clusters,
@@ -163,9 +172,11 @@ def _check_not_empty(dataset: Dataset, subset: Dataset | None) -> None:
 
 def _run_stages(dataset: Dataset, subset: Dataset | None, options: ReportOptions, t_start: float) -> DiversityReport:
     """Every stage in order, timed; the cheap checks (text views, tokenizer) come before any expensive work."""
-    pool_view = TextView.for_columns(dataset.column_names, text_columns=options.text_columns)
+    pool_view = TextView.for_columns(dataset.column_names, text_columns=options.text_columns, turns=options.turns)
     subset_view = (
-        TextView.for_columns(subset.column_names, text_columns=options.text_columns) if subset is not None else None
+        TextView.for_columns(subset.column_names, text_columns=options.text_columns, turns=options.turns)
+        if subset is not None
+        else None
     )
     tok = get_tokenizer(options.tokenizer)  # fail on a bad tokenizer name before any expensive work
     device = resolve_device(options.device)

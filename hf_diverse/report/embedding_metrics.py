@@ -107,7 +107,8 @@ def _matched_subset_embeddings(dataset, subset, sets, component, column, options
             torch.from_numpy(match_idx[found]).to(device)
         ]
     missing = np.flatnonzero(~found)
-    out.sources["subset"] = f"pool rows matched by text ({int(found.sum())} of {len(subset)})"
+    by = "source_index" if sets.matching.get("by") == "source_index" else "text"
+    out.sources["subset"] = f"pool rows matched by {by} ({int(found.sum())} of {len(subset)})"
     if not missing.size:
         return sub_emb
     if not options.compute_embeddings:
@@ -147,6 +148,7 @@ def _embed(dataset: Dataset, view: TextView, component: str, column: str, option
         options.batch_size,
         None,
         options.progress,
+        turns=options.turns,
     )
     return read_embeddings_chunked(embedded, column, device=device), model_info
 

@@ -19,6 +19,7 @@ class ReportOptions:
         embedding_model (`str`, *optional*): sentence-transformers model for missing embeddings (all-MiniLM-L6-v2).
         compute_embeddings (`bool`, defaults to `True`): compute missing embeddings.
         text_columns (`list[str]` or `dict`, *optional*): override format detection (see `TextView`).
+        turns (`str`, defaults to `"first"`): which turns of multi-turn rows make the views (see `TextView`).
         seed (`int`, defaults to 0): seeds the random subset, the Self-BLEU sample and k-means.
         self_bleu_samples (`int`, defaults to 1000): texts sampled per set for Self-BLEU (0 skips it).
         n_clusters (`int`, defaults to 100): k-means clusters of the pool for cluster coverage.
@@ -46,6 +47,7 @@ class ReportOptions:
     embedding_model: str | None = None
     compute_embeddings: bool = True
     text_columns: object = None
+    turns: str = "first"
     seed: int = 0
     self_bleu_samples: int = 1000
     n_clusters: int = 100

@@ -6,8 +6,11 @@ import numpy as np
 from datasets import Dataset
 
 from ..provenance import get_provenance
-from ..textviews import _REQUIRED, TextView
+from ..textviews import TextView
+from ..utils.logging import get_logger
 from .result import COMPONENTS, LABELS
+
+logger = get_logger(__name__)
 
 
 @dataclass
@@ -83,12 +86,8 @@ def collect_sets(
         return ReportSets(pool_texts, pool_view=pool_view, sizes={"pool": n})
     subset_texts = read_texts(subset, subset_view)
     m = len(subset)
-    match_idx = match_rows(pool_texts, subset_texts)
-    matching = {
-        "matched": int((match_idx >= 0).sum()),
-        "unmatched": int((match_idx < 0).sum()),
-        "by": "exact (instruction, response) text",
-    }
+    match_idx, by = link_rows(subset, pool_texts, subset_texts)
+    matching = {"matched": int((match_idx >= 0).sum()), "unmatched": int((match_idx < 0).sum()), "by": by}
     notes = []
     record = get_provenance(subset) or {}
     if record.get("pool_size") is not None and record["pool_size"] != n:
@@ -96,6 +95,14 @@ def collect_sets(
             f"The subset's provenance says it was selected from a pool of {record['pool_size']} rows; "
             f"this pool has {n}."
         )
+    if matching["unmatched"]:
+        message = (
+            f"Only {matching['matched']} of {m} subset rows match rows of this pool (by {by}): this is not the pool "
+            "the subset was selected from, or it changed since. The subset's text metrics stand; its coverage is "
+            "measured against this pool."
+        )
+        logger.warning(message)
+        notes.append(message)
     sizes = {"subset": m, "pool": n}
     random_idx = None
     if random_baseline:
@@ -109,11 +116,25 @@ def collect_sets(
 
 def needed_columns(view: TextView, column_names: list[str]) -> list[str]:
     """The columns `view` reads its texts from, in dataset order."""
-    if view.text_columns is not None:
-        named = {c for cols in view.text_columns.values() for c in cols}
-    else:
-        named = set(_REQUIRED[view.format]) | ({"input"} if view.format == "alpaca" else set())
-    return [c for c in column_names if c in named]
+    return view.columns(column_names)
+
+
+def link_rows(subset: Dataset, pool_texts: dict, subset_texts: dict) -> tuple[np.ndarray, str]:
+    """The pool row of each subset row (-1 when none) and how they were linked.
+
+    A subset made by `select_diverse` names its pool rows in `source_index`; a row counts as linked when the pool row
+    it names has the same instruction and response (so a subset compared with another pool links nothing). Other
+    subsets are matched by exact text (`match_rows`).
+    """
+    if "source_index" not in subset.column_names:
+        return match_rows(pool_texts, subset_texts), "exact (instruction, response) text"
+    idx = np.asarray(subset.with_format("numpy")["source_index"], dtype=np.int64)
+    n = len(pool_texts["instruction"])
+    out = np.full(len(idx), -1, dtype=np.int64)
+    for j, i in enumerate(idx):
+        if 0 <= i < n and all(pool_texts[c][i] == subset_texts[c][j] for c in COMPONENTS):
+            out[j] = i
+    return out, "source_index"
 
 
 def read_texts(dataset: Dataset, view: TextView, chunk: int = 10_000) -> dict[str, list[str]]:

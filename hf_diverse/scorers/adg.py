@@ -29,7 +29,8 @@ Choices made here (where the reference code differs, it is named):
   K samples. With vLLM answers, one batched teacher-forced forward pass over prompt + answer
   (`AnswerDivergenceScorer.embed`) computes them. `pooling="instruction+answer"` reproduces the reference, which
   pools every token of `instruction + " " + answer` encoded on its own (no template), in one batched pass. An answer
-  with no weighted token (empty, or punctuation only) gets the zero vector, as in the reference.
+  with no weighted token (empty, or punctuation only) has no vector; the reference keeps it as a zero vector in the
+  geometry (inflating D), here it is left out and D, I are computed over the row's other answers (logged).
 
 The geometry (`answer_divergence`, `combined_score`, `token_weight`) and the sampling helpers (`row_seed`,
 `sample_top_p`) are re-exported here from the modules that define them.
@@ -50,6 +51,7 @@ from .answer_geometry import (
     NUMERIC_BONUS,
     answer_divergence,
     combined_score,
+    empty_answers,
     mean_of_layers,
     normalise_rows,
     token_weight,
@@ -390,7 +392,14 @@ class AnswerDivergenceScorer(Scorer):
         elif vectors is None:  # answers from vLLM: one batched teacher-forced pass over prompt + answer
             sequences = [prompts[j // k] + answers[j] for j in range(n * k)]
             vectors = self.embed(model, tokenizer, sequences, [len(prompts[j // k]) for j in range(n * k)])
-        d, iso = answer_divergence(vectors.reshape(n, k, -1))
+        vectors = vectors.reshape(n, k, -1)
+        if empty_answers(vectors):
+            logger.warning(
+                "%d of %d sampled answers are empty (no token with a weight): left out of D and I of their rows.",
+                empty_answers(vectors),
+                n * k,
+            )
+        d, iso = answer_divergence(vectors)
         result = {
             "adg_divergence": d.tolist(),
             "adg_isotropy": iso.tolist(),

@@ -8,6 +8,11 @@ Pure functions, no model loading: `AnswerDivergenceScorer` (`hf_diverse.scorers.
   layers -4, -3, -2, L2-normalised.
 - `answer_divergence`: `D(x) = tr(Sc) / K` and `I(x) = 1 - lambda_1 / tr(Sc)` of the centred Gram matrix
   `Sc = H V V^T H`; `combined_score`: `(1 - lam) * D + lam * I`.
+
+An empty answer (no token with a weight: empty, or punctuation only) has no vector: it pools to the zero vector, which
+the reference keeps as a point of the geometry, where it pulls the mean towards the origin and inflates D. Here it is
+left out: D and I are computed over the row's other answers (K' of them, so `D = tr(Sc') / K'`); with fewer than two
+answers left nothing can spread, and D = I = 0 (the lowest score).
 """
 
 import re
@@ -83,8 +88,9 @@ def normalise_rows(vectors: torch.Tensor) -> torch.Tensor:
 def answer_divergence(vectors, eps: float = 1e-12):
     """D(x) and I(x) of a set of K answer vectors (the ADG paper and its reference code), in float64.
 
-    Rows are L2-normalised first (zero rows stay zero). `S = V V^T`, `Sc = H S H` with `H = I - 11^T/K`, eigenvalues of
-    `Sc` clipped at 0: `D = tr(Sc)/K`, `I = 1 - lambda_1/tr(Sc)`, both 0 when `tr(Sc) < eps`.
+    Rows are L2-normalised first; zero rows (empty answers) are left out of their set. `S = V V^T`, `Sc = H S H` with
+    `H = I - 11^T/K`, eigenvalues of `Sc` clipped at 0: `D = tr(Sc)/K`, `I = 1 - lambda_1/tr(Sc)`, both 0 when
+    `tr(Sc) < eps` or when fewer than two answers are left.
 
     Args:
         vectors (`np.ndarray` or `torch.Tensor`): `(K, d)` for one instruction, or `(B, K, d)` for a batch.
@@ -108,8 +114,30 @@ def answer_divergence(vectors, eps: float = 1e-12):
     single = v.ndim == 2
     if single:
         v = v[None]
+    norms = np.linalg.norm(v, axis=-1)
+    empty = norms <= eps
+    d, iso = _spread(v / np.maximum(norms, eps)[..., None], eps)
+    for b in np.flatnonzero(empty.any(axis=1)):  # rare: recompute those sets over their non-empty answers
+        kept = v[b][~empty[b]]
+        if len(kept) < 2:
+            d[b], iso[b] = 0.0, 0.0
+        else:
+            d[b], iso[b] = (x[0] for x in _spread((kept / norms[b][~empty[b], None])[None], eps))
+    if single:
+        return float(d[0]), float(iso[0])
+    return d, iso
+
+
+def empty_answers(vectors) -> int:
+    """How many answer vectors are zero (empty answers, left out of the geometry)."""
+    if isinstance(vectors, torch.Tensor):
+        return int((vectors.norm(dim=-1) == 0).sum())
+    return int((np.linalg.norm(np.asarray(vectors), axis=-1) == 0).sum())
+
+
+def _spread(v: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """D and I of each set of unit vectors of a `(B, K, d)` array."""
     k = v.shape[1]
-    v = v / (np.linalg.norm(v, axis=-1, keepdims=True) + eps)
     s = v @ v.transpose(0, 2, 1)
     h = np.eye(k) - np.full((k, k), 1.0 / k)
     sc = h @ (0.5 * (s + s.transpose(0, 2, 1))) @ h
@@ -117,11 +145,7 @@ def answer_divergence(vectors, eps: float = 1e-12):
     trace = lam.sum(axis=-1)
     ok = trace >= eps
     safe = np.where(ok, trace, 1.0)
-    d = np.where(ok, trace / k, 0.0)
-    iso = np.where(ok, 1.0 - lam[:, 0] / safe, 0.0)
-    if single:
-        return float(d[0]), float(iso[0])
-    return d, iso
+    return np.where(ok, trace / k, 0.0), np.where(ok, 1.0 - lam[:, 0] / safe, 0.0)
 
 
 def combined_score(divergence, isotropy, lam: float = 0.4):

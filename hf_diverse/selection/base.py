@@ -29,6 +29,9 @@ class SelectionResult:
         objective (`dict`): objective values reached (e.g. `facility_location`, `coverage`, `quality_mean`).
         details (`dict`): anything else worth recording in the provenance (strategy that ran, bins, ...).
         columns (`dict[str, list]`): extra per-selected-row columns to add to the subset (aligned with `indices`).
+        parameters (`dict`, *optional*): the parameters as the method ran with them, when they differ from its config
+            (an option forced at run time, `"auto"` resolved, options of a strategy that did not run left out);
+            the provenance, the card and the reproduce commands record these. `None`: the config as given.
     """
 
     indices: np.ndarray
@@ -36,6 +39,7 @@ class SelectionResult:
     objective: dict = field(default_factory=dict)
     details: dict = field(default_factory=dict)
     columns: dict = field(default_factory=dict)
+    parameters: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,10 @@ class SelectionContext:
     what: str = "instruction"
     # the store costly columns are computed into (`hf_diverse.scoring.score`); `None` is the shared default
     checkpoint_dir: object = None
+    # which turns of multi-turn rows make the views (see `hf_diverse.textviews`)
+    turns: str = "first"
+    # the norms of the embedding column as read (`read_embeddings_chunked(stats=...)`), for the provenance
+    embedding_stats: dict = field(default_factory=dict)
     _embeddings: torch.Tensor | None = None
     _quality: np.ndarray | None = None
 
@@ -88,14 +96,20 @@ class SelectionContext:
         return len(self.dataset)
 
     def embeddings(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """The pool's embeddings as an `(N, d)` tensor on `self.device`, validated (finite, one dimension).
+        """The pool's unit-normalised embeddings as an `(N, d)` tensor on `self.device`, validated (finite, one
+        dimension, no zero vector); the norms as stored go to `embedding_stats`.
 
         Read from Arrow in chunks straight into `dtype` on the device (`read_embeddings_chunked`), so a float16 /
         bfloat16 request never holds a float32 copy of the pool. A float32 copy already read is converted instead.
         """
         if self._embeddings is None or (self._embeddings.dtype not in (dtype, torch.float32)):
             self._embeddings = read_embeddings_chunked(
-                self.dataset, self.embedding_column, device=self.device, dtype=dtype, show_progress=self.show_progress
+                self.dataset,
+                self.embedding_column,
+                device=self.device,
+                dtype=dtype,
+                show_progress=self.show_progress,
+                stats=self.embedding_stats,
             )
         return self._embeddings if self._embeddings.dtype == dtype else self._embeddings.to(dtype)
 

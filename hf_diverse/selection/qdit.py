@@ -39,6 +39,7 @@ from ..facility import (
     STRATEGIES,
     check_dense_fits,
     choose_strategy,
+    dense_matrix_bytes,
     dist_info,
     facility_location_greedy,
     facility_location_objective,
@@ -55,6 +56,10 @@ from .qdit_scaling import SCALINGS, RangeEnds, range_ends, score_terms
 logger = get_logger(__name__)
 
 DTYPES = ("float32", "float16", "bfloat16")
+# options that only the kNN-graph strategies (and GreeDi's local ones) read; left out of an exact run's parameters
+GRAPH_OPTIONS = ("n_neighbors", "knn", "nprobe", "epsilon", "embedding_dtype", "knn_cache")
+# options that only the exact strategies read; left out of a kNN-graph run's parameters
+EXACT_OPTIONS = ("block_size", "memory_budget")
 
 
 @dataclass
@@ -149,13 +154,15 @@ def select_qdit(ctx: SelectionContext, config: QditConfig) -> SelectionResult:
         alpha = 0.0
     q_scaled = minmax(q) if q is not None else None
     details = {"alpha_effective": alpha, "scaling": SCALINGS[config.scaling]}
+    if alpha != config.alpha:
+        details["alpha_requested"] = config.alpha
     strategy = config.strategy
     if strategy == "greedi":
         run = _run_greedi
     else:
         check_dense_fits(strategy, ctx.n, ctx.device, config.memory_budget)  # before reading or allocating anything
         if strategy == "auto":
-            strategy = choose_strategy(ctx.n, ctx.device, config.memory_budget, fallback="sparse")
+            strategy = _resolve_auto(ctx, config, details)
         run = _run_knn if strategy in SPARSE_STRATEGIES else _run_exact
     scaling, ends = config.scaling, None
     if scaling == "range" and q is not None and 0.0 < alpha < 1.0:
@@ -167,7 +174,45 @@ def select_qdit(ctx: SelectionContext, config: QditConfig) -> SelectionResult:
         objective["quality_mean"] = float(np.mean(q[res.indices]))
     if ends is not None:
         objective.update(ends.positions(res.coverage, objective["quality_scaled_mean"]))
-    return SelectionResult(indices=res.indices, gains=res.gains, objective=objective, details=details)
+    parameters = _parameters_as_run(config, alpha, strategy, scaling, details)
+    return SelectionResult(
+        indices=res.indices, gains=res.gains, objective=objective, details=details, parameters=parameters
+    )
+
+
+def _resolve_auto(ctx, config, details) -> str:
+    """The strategy `auto` runs; a fall-back to the approximate `sparse` is logged (and recorded by the caller)."""
+    strategy = choose_strategy(ctx.n, ctx.device, config.memory_budget, fallback="sparse")
+    details["strategy_requested"] = "auto"
+    if strategy in SPARSE_STRATEGIES:
+        logger.warning(
+            "strategy='auto': the %dx%d float32 similarity matrix (%.2f GiB) does not fit the memory budget on %s, so "
+            "'sparse' runs: an approximation (exact greedy on the kNN-sparsified objective, n_neighbors=%d). The "
+            "card and the provenance say so; strategy='blocked' runs exact greedy in O(N d) memory (slower).",
+            ctx.n,
+            ctx.n,
+            dense_matrix_bytes(ctx.n) / 2**30,
+            ctx.device,
+            config.n_neighbors,
+        )
+    return strategy
+
+
+def _parameters_as_run(config: QditConfig, alpha: float, strategy: str, scaling: str, details: dict) -> dict:
+    """The options as the run used them: alpha as run, `auto` resolved, the scaling that ran (`"range"` falls back to
+    `"mean"` when a range is empty), and only the options of that strategy."""
+    params = {**config.to_dict(), "alpha": alpha, "strategy": strategy, "scaling": scaling}
+    if strategy in SPARSE_STRATEGIES:
+        drop = set(EXACT_OPTIONS) | ({"epsilon"} if strategy == "sparse" else set())
+        ran = str(details.get("knn", params["knn"]))  # "auto" resolved to the search that ran
+        params["knn"] = "faiss" if ran.startswith("faiss") else ran
+        if ran not in ("ivf", "faiss-ivf"):
+            drop.add("nprobe")
+    elif strategy == "greedi":
+        drop = {"epsilon"}
+    else:
+        drop = set(GRAPH_OPTIONS)
+    return {name: value for name, value in params.items() if name not in drop}
 
 
 def _range_ends(ctx, config, strategy, run, q_scaled, details) -> tuple[RangeEnds | None, str]:
@@ -284,6 +329,7 @@ def _run_greedi(ctx, config, strategy, w, bonus, details):
         dtype=dtype,
         rows=rows,
         show_progress=ctx.show_progress and rank == 0,
+        stats=ctx.embedding_stats,  # this rank's shard
     )
     res = greedi(
         x,

@@ -169,16 +169,16 @@ PLANS_KEPT = 4
 _CACHE: dict = {}
 
 
-def pool_token_lists(dataset, what: str, tokenizer, text_columns=None, show_progress: bool = False):
+def pool_token_lists(dataset, what: str, tokenizer, text_columns=None, show_progress: bool = False, turns="first"):
     """Token ids of the `what` view of every row, cached for the last (dataset fingerprint, what,
     tokenizer, text columns) so that a `diversity_series` tokenizes the pool once. Returns `(token lists, tokenizer,
     cache key)`."""
 
     tok = get_tokenizer(tokenizer)
-    key = (dataset._fingerprint, what, tokenizer_name(tok), repr(text_columns))
+    key = (dataset._fingerprint, what, tokenizer_name(tok), repr(text_columns), turns)
     if _CACHE.get("key") == key:
         return _CACHE["value"], tok, key
-    view = TextView.for_columns(dataset.column_names, text_columns=text_columns)
+    view = TextView.for_columns(dataset.column_names, text_columns=text_columns, turns=turns)
     columns = dataset.select_columns([c for c in dataset.column_names if c in _view_columns(view)])
     texts: list[str] = []
     for start in range(0, len(columns), 10_000):
@@ -273,7 +273,7 @@ def select_tokens(ctx: SelectionContext, config: TokensConfig) -> SelectionResul
     """
     t0 = time.perf_counter()
     lists, tok, tokens_key = pool_token_lists(
-        ctx.dataset, ctx.what, config.tokenizer, ctx.text_columns, ctx.show_progress
+        ctx.dataset, ctx.what, config.tokenizer, ctx.text_columns, ctx.show_progress, ctx.turns
     )
     t_tok = time.perf_counter() - t0
     inc_key = (tokens_key, config.low_threshold, config.high_threshold, config.reference_tokens)

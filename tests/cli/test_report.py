@@ -2,7 +2,7 @@
 
 import pytest
 
-from hf_diverse import DiversityReport
+from hf_diverse import DiversityReport, select_diverse
 from hf_diverse.cli import main
 from hf_diverse.io import save_subset
 from tests.report.common import K
@@ -71,3 +71,47 @@ def test_cli_report_help(capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "Examples:" in out and "--subset" in out and "--output-dir" in out
+
+
+# --- issue 12: the pool comes from the subset's provenance -----------------------------------------------------
+REPORT_FAST = ["--self-bleu-samples", "5", "--n-clusters", "5", "--no-embeddings", "--no-progress"]
+
+
+def test_report_without_dataset_uses_the_pool_the_subset_came_from(pool, tmp_path, capsys):
+    jsonl = tmp_path / "pool.jsonl"
+    pool.select(range(100, 160)).remove_columns(["embedding", "response_embedding"]).to_json(str(jsonl))
+    curated, out = tmp_path / "curated", tmp_path / "report"
+    assert main(["select", "--dataset", str(jsonl), "--k", "6", "--method", "random", "--output", str(curated)]) == 0
+    assert main(["report", "--subset", str(curated), "--output-dir", str(out), *REPORT_FAST]) == 0
+    rep = DiversityReport.from_json(str(out / "report.json"))
+    assert rep.sizes["pool"] == 60 and rep.matching["matched"] == 6 and rep.matching["by"] == "source_index"
+    assert "pool.jsonl" in capsys.readouterr().out
+
+
+def test_report_without_a_reloadable_pool_is_an_error(pool, tmp_path, capsys):
+    from datasets import Dataset
+
+    in_memory = Dataset.from_dict({"prompt": pool["prompt"][:40], "response": pool["response"][:40]})
+    curated = tmp_path / "curated"
+    save_subset(select_diverse(in_memory, k=5, method="random", show_progress=False), curated)
+    assert main(["report", "--subset", str(curated), "--output-dir", str(tmp_path / "out"), *REPORT_FAST]) == 1
+    err = capsys.readouterr().err
+    assert "cannot be loaded again" in err and "--dataset" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_report_against_another_pool_warns(pool, tmp_path, caplog):
+    from datasets import Dataset
+
+    chats = Dataset.from_dict(
+        {
+            "conversations": [
+                [{"from": "human", "value": f"q{i}"}, {"from": "gpt", "value": f"a{i}"}] for i in range(30)
+            ]
+        }
+    )
+    curated = tmp_path / "curated"
+    save_subset(select_diverse(chats, k=5, method="random", show_progress=False), curated)
+    args = ["report", "--subset", str(curated), "--dataset", "embedded:ifbench", "--output-dir", str(tmp_path / "o")]
+    assert main([*args, *REPORT_FAST]) == 0
+    assert any(r.levelname == "WARNING" and "0 of 5 subset rows match" in r.getMessage() for r in caplog.records)

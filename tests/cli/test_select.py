@@ -120,3 +120,57 @@ def test_cli_end_to_end_strategies(ifbench_embedded, tmp_path):
 def test_cli_exposes_adg_options():
     args = build_parser().parse_args(["select", "--method", "adg", "--n-bins", "5", "--lam", "0.3", "--k", "10"])
     assert args.n_bins == 5 and args.lam == 0.3
+
+
+# --- issue 12: the CLI and the Python API agree on the inputs ------------------------------------------------------
+def test_cli_and_python_agree_on_splits(ifbench, tmp_path):
+    import os
+    import stat
+
+    from datasets import DatasetDict
+    from datasets import load_from_disk as load
+
+    from hf_diverse import load_pool, select_diverse
+
+    folder = tmp_path / "dd"
+    DatasetDict({"train": ifbench.select(range(40)), "test": ifbench.select(range(40, 70))}).save_to_disk(str(folder))
+    common = ["--dataset", str(folder), "--k", "5", "--method", "random", "--seed", "2", "--no-progress"]
+    assert main(["select", *common, "--split", "test", "--output", str(tmp_path / "one")]) == 0
+    python = select_diverse(load_pool(str(folder), split="test"), k=5, method="random", seed=2, show_progress=False)
+    assert load(str(tmp_path / "one"))["source_index"] == python["source_index"]
+    assert main(["select", *common, "--split", "all", "--output", str(tmp_path / "all")]) == 0
+    every = load(str(tmp_path / "all"))
+    python = select_diverse(load(str(folder)), k=5, method="random", seed=2, show_progress=False)
+    assert isinstance(every, DatasetDict) and set(every) == {"train", "test"}
+    assert all(every[s]["source_index"] == python[s]["source_index"] for s in python)
+    assert json.loads((tmp_path / "all" / "provenance.json").read_text())["test"]["source"]["split"] == "test"
+    mode = stat.S_IMODE(os.stat(tmp_path / "one").st_mode)
+    assert mode == 0o777 & ~_umask()
+
+
+def _umask() -> int:
+    import os
+
+    old = os.umask(0)
+    os.umask(old)
+    return old
+
+
+def test_cli_text_view_flags(tmp_path):
+    from datasets import Dataset
+
+    chats = [
+        [{"role": "user", "content": f"first {i}"}, {"role": "assistant", "content": "a"}]
+        + [{"role": "user", "content": f"last {i}"}, {"role": "assistant", "content": "b"}]
+        for i in range(10)
+    ]
+    chats[0] = [{"role": "assistant", "content": "no user turn"}]
+    path = tmp_path / "chats.jsonl"
+    Dataset.from_dict({"messages": chats}).to_json(str(path))
+    out = tmp_path / "out"
+    args = ["select", "--dataset", str(path), "--k", "9", "--method", "random", "--turns", "last", "--no-progress"]
+    assert main([*args, "--output", str(out)]) == 0
+    record = json.loads((out / "provenance.json").read_text())
+    assert record["parameters"]["turns"] == "last" and record["inputs"]["texts"]["empty_rows"] == 1
+    assert 0 not in load_from_disk(str(out))["source_index"]
+    assert main([*args, "--k", "10", "--keep-empty", "--output", str(tmp_path / "all")]) == 0

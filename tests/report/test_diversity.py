@@ -85,7 +85,8 @@ def test_subset_that_is_not_from_the_pool(pool, subset, tok):
         n_clusters=10,
         show_progress=False,
     )
-    assert rep.matching == {"matched": 0, "unmatched": K, "by": "exact (instruction, response) text"}
+    # the rows name their pool rows (`source_index`), whose texts differ: nothing is linked
+    assert rep.matching == {"matched": 0, "unmatched": K, "by": "source_index"}
     assert rep.metrics["instruction"]["subset"]["coverage"] is None
     assert rep.metrics["instruction"]["random"]["coverage"] is not None
     assert any("not pool rows" in note for note in rep.notes)
@@ -143,3 +144,19 @@ def test_stages_compose_to_the_report(pool, subset, tok, report):
     expected = report.to_dict()
     rebuilt.pop("timings"), expected.pop("timings")
     assert json.dumps(rebuilt) == json.dumps(expected)  # same values and the same key order
+
+
+def test_without_a_pool_the_subsets_pool_is_loaded_or_the_error_says_why(ifbench, tok):
+    from datasets import Dataset
+
+    from hf_diverse import load_pool, select_diverse
+    from hf_diverse.data import DatasetLoadError
+
+    subset = select_diverse(load_pool(limit=40), k=5, method="random", show_progress=False)
+    rep = diversity_report(
+        None, subset, tokenizer=tok, components=("instruction",), self_bleu_samples=0, compute_embeddings=False
+    )
+    assert rep.sizes["pool"] == 40 and rep.matching == {"matched": 5, "unmatched": 0, "by": "source_index"}
+    memory = Dataset.from_dict({"prompt": [f"p{i}" for i in range(9)], "response": ["r"] * 9})
+    with pytest.raises(DatasetLoadError, match="cannot be loaded again: the pool was built in memory"):
+        diversity_report(None, select_diverse(memory, k=3, method="random", show_progress=False), tokenizer=tok)

@@ -30,7 +30,7 @@ def test_embedding_stages(pool, subset):
     assert embedding_metrics(none, sets, n_clusters=5)["random"] == dict.fromkeys(
         ("embedding_distance", "coverage", "cluster_coverage")
     )
-    # the pool column, the subset matched to pool rows by text
+    # the pool column, the subset linked to pool rows by `source_index`
     matched = component_embeddings(pool, bare_sub, sets, "response", options, resolve_device("cpu"))
-    assert matched.sources["subset"] == f"pool rows matched by text ({K} of {K})"
+    assert matched.sources["subset"] == f"pool rows matched by source_index ({K} of {K})"
     assert torch.equal(matched.subset, emb.pool[torch.from_numpy(sets.match_idx)])

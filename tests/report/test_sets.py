@@ -24,4 +24,22 @@ def test_collect_sets(pool, subset):
     alone = collect_sets(pool, None, _views(pool, subset)[0])
     assert alone.labels == ["pool"] and alone.match_idx is None and alone.matching == {} and not alone.notes
     bigger = collect_sets(subset, pool, *_views(subset, pool))
-    assert bigger.labels == ["subset", "pool"] and "No random baseline" in bigger.notes[0]
+    assert bigger.labels == ["subset", "pool"] and any("No random baseline" in note for note in bigger.notes)
+
+
+# --- issue 12: rows linked by `source_index`, a warning when they do not match -----------------------------------
+def test_rows_are_linked_by_source_index(pool, subset):
+    # duplicate texts in the pool: text matching would pair them in order, `source_index` names the very row
+    dup = pool.select([0, 1, 2, 0, 3])
+    picked = dup.select([3, 4]).add_column("source_index", [3, 4])
+    sets = collect_sets(dup, picked, *_views(dup, picked))
+    assert sets.match_idx.tolist() == [3, 4] and sets.matching["by"] == "source_index"
+    assert match_rows(*(sets.pool_texts, sets.subset_texts)).tolist() == [0, 4]  # what text matching would say
+
+
+def test_rows_that_do_not_match_give_a_warning(pool, subset, caplog):
+    other = pool.select(range(K)).map(lambda r: {"prompt": r["prompt"] + " (edited)"})
+    other = other.add_column("source_index", list(range(K)))
+    sets = collect_sets(pool, other, *_views(pool, other))
+    assert sets.matching["matched"] == 0 and sets.matching["unmatched"] == K
+    assert f"0 of {K} subset rows match" in caplog.text and "not the pool" in caplog.text

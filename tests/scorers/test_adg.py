@@ -236,3 +236,56 @@ def test_vllm_backend_results_do_not_depend_on_the_other_rows(small_pool, tiny_l
         model=tiny_llama_path, backend="vllm", num_samples=K, max_new_tokens=TOKENS, seed=1
     )(small_pool[:5])
     assert other_seed["adg_score"] != all_rows["adg_score"]
+
+
+# --- issue 12: tests that fail when the reference settings change ------------------------------------------------
+def test_reference_sampling_defaults():
+    from hf_diverse.selection.adg import AdgConfig
+
+    for settings in (AnswerDivergenceScorer(), AdgConfig()):
+        assert (settings.num_samples, settings.temperature, settings.top_p) == (5, 1.4, 0.9)
+        assert (settings.max_new_tokens, settings.lam) == (256, 0.4)
+
+
+_PUNCTUATION = set(",.;:!?()[]{}\"'`~-_/\\")
+
+
+def _reference_weight(text: str) -> float:
+    """The reference's token weight, written out here: 0 empty / punctuation only, 1.3 a digit or % ℃ °, else 1."""
+    text = text.strip()
+    if all(c in _PUNCTUATION or c.isspace() for c in text):
+        return 0.0
+    return 1.3 if any(c.isdigit() or c in "%℃°" for c in text) else 1.0
+
+
+def test_answer_vectors_follow_the_reference_layers_and_weights(tiny_scorer):
+    model, tok = tiny_scorer.load("cpu")
+    prompt = tok("Question: how warm is it?", add_special_tokens=False)["input_ids"]
+    answer = tok(" It is 21°C, (about 70%) warmer than yesterday!", add_special_tokens=False)["input_ids"]
+    got = tiny_scorer.embed(model, tok, [prompt + answer], [len(prompt)])[0]
+    with torch.inference_mode():
+        hidden = model(input_ids=torch.tensor([prompt + answer]), output_hidden_states=True).hidden_states
+    assert len(hidden) == 5  # embeddings + 4 layers: -4, -3, -2 are layers 1, 2, 3
+    states = ((hidden[1] + hidden[2] + hidden[3]) / 3)[0, len(prompt) :]
+    weights = torch.tensor([_reference_weight(tok.decode([t])) for t in answer])
+    assert 0.0 in weights.tolist() and 1.3 in [round(w, 2) for w in weights.tolist()]
+    want = (states * weights[:, None]).sum(0) / weights.sum()
+    torch.testing.assert_close(got, want / want.norm(), atol=1e-5, rtol=0)
+
+
+def test_both_poolings_weigh_tokens_alike(small_pool, tiny_llama_path):
+    # arbitrary per-id weights: the fused (KV-cache) pooling and the separate pass must both apply them
+    scorer = AnswerDivergenceScorer(model=tiny_llama_path, num_samples=K, max_new_tokens=TOKENS, device="cpu")
+    model, tok = scorer.load("cpu")
+    size = max(model.config.vocab_size, len(tok))
+    scorer._weights = torch.from_numpy(np.random.default_rng(0).uniform(0.2, 3.0, size).astype(np.float32))
+    messages, _ = scorer._messages(small_pool[:2], None)
+    prompts = [scorer._prompt_ids(model, tok, m) for m in messages]
+    seeds = [row_seed(0, m) for m in messages]
+    answers, fused = scorer._sample_and_embed(model, tok, prompts, seeds)
+    sequences = [prompts[j // K] + answers[j] for j in range(2 * K)]
+    explicit = scorer.embed(model, tok, sequences, [len(prompts[j // K]) for j in range(2 * K)])
+    torch.testing.assert_close(fused, explicit, atol=1e-5, rtol=0)
+    scorer._weights = torch.ones(size)
+    _, unweighted = scorer._sample_and_embed(model, tok, prompts, seeds)
+    assert not torch.allclose(unweighted, fused, atol=1e-4), "the weights must change the answer vectors"

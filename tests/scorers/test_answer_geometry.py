@@ -79,3 +79,25 @@ def test_token_weights_follow_the_reference_rule():
     assert token_weight(" 42") == 1.3 and token_weight("%") == 1.3 and token_weight("°C") == 1.3
     assert token_weight("") == 0.0 and token_weight("  ") == 0.0 and token_weight(" ,") == 0.0
     assert token_weight("...") == 0.0 and token_weight(")]") == 0.0 and token_weight("\\") == 0.0
+
+
+# --- issue 12: an empty sampled answer is not a point of the geometry ------------------------------------------
+def test_an_empty_answer_is_left_out_of_the_geometry():
+    rng = np.random.default_rng(3)
+    answers = rng.normal(size=(4, 6))
+    with_empty = np.vstack([answers[:2], np.zeros(6), answers[2:]])  # an answer with no weighted token
+    assert answer_divergence(with_empty) == pytest.approx(direct_d_i(answers), abs=1e-9)
+    batch = np.stack([with_empty, np.vstack([answers, rng.normal(size=(1, 6))])])
+    d, i = answer_divergence(batch)
+    assert (d[0], i[0]) == pytest.approx(direct_d_i(answers), abs=1e-9)
+    assert (d[1], i[1]) == pytest.approx(direct_d_i(batch[1]), abs=1e-9)
+    # fewer than two answers left: no spread can be measured, the lowest score
+    lone = np.vstack([answers[:1], np.zeros((4, 6))])
+    assert answer_divergence(lone) == (0.0, 0.0)
+
+
+def test_mean_of_layers_takes_layers_minus_4_to_minus_2():
+    from hf_diverse.scorers.answer_geometry import mean_of_layers
+
+    hidden = tuple(torch.full((1, 2, 3), float(layer)) for layer in range(7))  # embeddings + 6 layers
+    assert mean_of_layers(hidden).unique().tolist() == [(3 + 4 + 5) / 3]

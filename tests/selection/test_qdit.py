@@ -228,3 +228,56 @@ def test_range_with_the_full_knn_graph_and_greedi_equals_lazy(scored_pool):
 def test_unknown_scaling():
     with pytest.raises(InvalidParameterError, match=r"Unknown scaling 'log'.*\['range', 'mean', 'raw'\]"):
         QditConfig(scaling="log")
+
+
+# --- issue 12 -----------------------------------------------------------------------------------------------------
+def test_rescaled_rows_give_the_cosine_picks_and_a_coverage_at_most_one(caplog):
+    # the issue: rows of a clustered unit-vector pool rescaled by random factors in [0.5, 3] gave 4 of 30 cosine
+    # picks and a "coverage" d(A)/N of 1.98
+    x = clustered(400, d=16, n_clusters=12, seed=3).numpy()
+    scale = np.random.default_rng(0).uniform(0.5, 3.0, size=len(x)).astype(np.float32)
+    unit = Dataset.from_dict({"embedding": x.tolist(), "row": list(range(len(x)))})
+    scaled = Dataset.from_dict({"embedding": (x * scale[:, None]).tolist(), "row": list(range(len(x)))})
+    want = select_diverse(unit, 30, strategy="lazy", show_progress=False)
+    got = select_diverse(scaled, 30, strategy="lazy", show_progress=False)
+    assert got["row"] == want["row"]
+    rec = get_provenance(got)
+    assert 0 < rec["objective"]["coverage"] <= 1
+    assert rec["objective"]["coverage"] == pytest.approx(get_provenance(want)["objective"]["coverage"], rel=1e-5)
+    norms = rec["inputs"]["embeddings"]
+    assert norms["norm_min"] == pytest.approx(scale.min(), rel=1e-4)
+    assert norms["norm_max"] == pytest.approx(scale.max(), rel=1e-4)
+    assert norms["rescaled_rows"] > 350
+    assert "not unit-normalised" in caplog.text
+
+
+def test_exact_strategy_records_only_its_own_parameters():
+    ds = Dataset.from_dict({"embedding": clustered(60, d=4).numpy().tolist()})
+    params = get_provenance(select_diverse(ds, 5, strategy="lazy", show_progress=False))["parameters"]
+    assert params["strategy"] == "lazy"
+    for sparse_only in ("n_neighbors", "knn", "nprobe", "epsilon", "embedding_dtype", "knn_cache"):
+        assert sparse_only not in params, sparse_only
+    sparse = select_diverse(ds, 5, strategy="sparse", knn="exact", knn_cache=False, show_progress=False)
+    params = get_provenance(sparse)["parameters"]
+    assert params["n_neighbors"] == 32 and params["knn"] == "exact" and "epsilon" not in params
+    assert "nprobe" not in params  # only the inverted-file searches probe lists
+
+
+def test_auto_records_and_logs_the_strategy_that_ran(caplog):
+    ds = Dataset.from_dict({"embedding": clustered(400, d=8).numpy().tolist()})
+    sub = select_diverse(ds, 10, memory_budget=1000, knn_cache=False, show_progress=False)
+    rec = get_provenance(sub)
+    assert rec["parameters"]["strategy"] == "sparse"
+    assert rec["details"]["strategy_requested"] == "auto" and rec["details"]["exact"] is False
+    assert "strategy='auto'" in caplog.text and "'sparse'" in caplog.text and "approximat" in caplog.text
+    exact = get_provenance(select_diverse(ds, 10, knn_cache=False, show_progress=False))
+    assert exact["parameters"]["strategy"] == exact["details"]["strategy"] != "auto"
+    assert "n_neighbors" not in exact["parameters"]
+
+
+def test_alpha_as_run_is_recorded_without_a_quality_column():
+    ds = Dataset.from_dict({"embedding": clustered(60, d=4).numpy().tolist()})
+    rec = get_provenance(select_diverse(ds, 5, alpha=0.7, show_progress=False))
+    assert rec["parameters"]["alpha"] == 0.0
+    assert rec["details"]["alpha_requested"] == 0.7
+    assert "alpha=0.0" in rec["reproduce"]["call"] and "alpha=0.7" not in rec["reproduce"]["call"]

@@ -67,3 +67,12 @@ def test_qdit_cluster_equal_quota_best_quality_first():
     # the paper's 100 clusters shrink on a small pool (at most N / 10 and k)
     small = select_diverse(pool, 12, method="qdit-cluster", quality_column="quality", show_progress=False)
     assert get_provenance(small)["details"]["clustering"]["n_clusters"] == 12
+
+
+@pytest.mark.parametrize("block_size", [1, 1024])
+def test_qdit_threshold_keeps_a_row_exactly_at_tau(block_size):
+    # similarity exactly tau = 0 (orthogonal rows) passes `<= tau`; a `< tau` test would find only one row; block
+    # size 1 compares each candidate with the kept rows, 1024 compares the candidates of one block with each other
+    pool = Dataset.from_dict({"embedding": [[1.0, 0.0], [0.0, 1.0]], "q": [1.0, 0.5]})
+    sub = select_diverse(pool, 2, method="qdit-threshold", quality_column="q", tau=0.0, block_size=block_size)
+    assert sub["q"] == [1.0, 0.5] and sub["selection_max_similarity"] == [-1.0, 0.0]

