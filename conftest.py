@@ -1,8 +1,9 @@
-"""Doctests of the `Example:` blocks in hf_diverse's docstrings (pyproject runs `pytest --doctest-modules`).
+"""The test environment, and the doctests of the `Example:` blocks in hf_diverse's docstrings (pyproject runs
+`pytest --doctest-modules`).
 
-- Offline like tests/conftest.py: the environment is set before any Hugging Face library is imported (they read it at
-  import time). The libraries are imported in the fixture, not here, so that tests/conftest.py's own settings are the
-  ones they read when the tests run too.
+- The environment of every test and doctest: offline, isolated caches, no progress bars, no token. It is set here,
+  before any Hugging Face library is imported (they read it at import time); pytest loads this file before
+  tests/conftest.py.
 - Doctests come from the package only, and a parser ends an expected output at the closing fence of a ```py block.
 - Each example runs in a fresh temporary folder (examples write files) with these names besides its module's globals:
   `np`, `torch`, `Dataset`, and `pool`: the first 60 rows of the bundled IFBench sample (`load_pool(limit=60)`,
@@ -13,9 +14,9 @@
 import os
 import tempfile
 
-_TMP = tempfile.mkdtemp(prefix="hf_diverse_doctests_")
+_TMP = tempfile.mkdtemp(prefix="hf_diverse_tests_")
 os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ.setdefault("HF_DATASETS_CACHE", os.path.join(_TMP, "datasets"))
+os.environ["HF_DATASETS_CACHE"] = os.path.join(_TMP, "datasets")
 os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["HF_DIVERSE_DISABLE_PROGRESS_BARS"] = "1"

@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 
@@ -28,6 +29,9 @@ from hf_diverse import load_pool, select_diverse, train_sft
 from hf_diverse.models import default_causal_lm_path
 from hf_diverse.train import to_prompt_completion
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.helpers import save_tiny_llama  # noqa: E402
+
 
 class StepTimer(TrainerCallback):
     def __init__(self):
@@ -38,29 +42,6 @@ class StepTimer(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         self.times.append(time.perf_counter() - self._start)
-
-
-def tiny_llama(folder: str) -> str:
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    tok = AutoTokenizer.from_pretrained(default_causal_lm_path())
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=4,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=2048,
-        tie_word_embeddings=True,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
 
 
 def main():
@@ -86,7 +67,10 @@ def main():
     }
     subset = select_diverse(pool, k=args.k, method="qdit", seed=0, show_progress=False)
     with tempfile.TemporaryDirectory() as tmp:
-        paths = {"tiny": lambda: tiny_llama(os.path.join(tmp, "tiny")), "smollm2": lambda: None}
+        paths = {
+            "tiny": lambda: save_tiny_llama(os.path.join(tmp, "tiny"), default_causal_lm_path()),
+            "smollm2": lambda: None,
+        }
         for name in args.models.split(","):
             timer = StepTimer()
             run = train_sft(

@@ -1,43 +1,27 @@
-"""Test setup: offline, isolated caches, no progress bars, no token, and a guard against non-loopback traffic; the
-fixtures shared by test modules in several folders.
+"""Test setup: a guard against non-loopback traffic and the fixtures shared by test modules in several folders.
 
-The environment is set before any Hugging Face library is imported (they read it at import time).
+The environment (offline, isolated caches, no progress bars, no token) is set by the root `conftest.py`, which
+pytest loads before this file and before any Hugging Face library is imported (they read it at import time).
 
 Layout: the tests of `hf_diverse/x/y.py` are in `tests/x/test_y.py` (of `hf_diverse/y.py` in `tests/test_y.py`).
 Every folder is a package (`__init__.py`), so test modules of the same name in two folders do not clash; shared
 plain helpers are imported as `from tests.helpers import ...`, fixtures come from the `conftest.py` files.
 """
 
-import os
 import socket
-import tempfile
 
-_TMP = tempfile.mkdtemp(prefix="hf_diverse_tests_")
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["HF_DATASETS_CACHE"] = os.path.join(_TMP, "datasets")
-os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
-os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
-os.environ["HF_DIVERSE_DISABLE_PROGRESS_BARS"] = "1"
-# computed columns are stored and found again (hf_diverse.scoring): one store per test session
-os.environ["HF_DIVERSE_SCORE_CACHE"] = os.path.join(_TMP, "scores")
-os.environ.pop("HF_TOKEN", None)
-os.environ["HF_TOKEN_PATH"] = os.path.join(_TMP, "no_token")
-# the converted SmolLM2 is re-used across runs (it is a pure function of the installed package)
-os.environ.setdefault("HF_DIVERSE_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "hf_diverse_tests"))
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+import numpy as np
+import pytest
+import torch
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM  # noqa: E402
+from hf_diverse import EmbeddingScorer, select_diverse
+from hf_diverse.data import load_embedded_default
+from hf_diverse.io import save_subset
+from hf_diverse.models import default_causal_lm_path, load_tokenizer
 
-from hf_diverse import EmbeddingScorer, select_diverse  # noqa: E402
-from hf_diverse.data import load_embedded_default  # noqa: E402
-from hf_diverse.io import save_subset  # noqa: E402
-from hf_diverse.models import default_causal_lm_path, load_tokenizer  # noqa: E402
-
-# plain `assert`s in the shared helpers report their values like those in test modules
+# plain `assert`s in the shared helpers report their values like those in test modules (registered before the import)
 pytest.register_assert_rewrite("tests.helpers")
+from tests.helpers import save_tiny_llama  # noqa: E402
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
@@ -97,27 +81,8 @@ def smollm2_tokenizer_path():
 
 @pytest.fixture(scope="session")
 def tiny_llama_path(tmp_path_factory, smollm2_tokenizer_path):
-    """A random-init 2-layer Llama (hidden 16) with the SmolLM2 tokenizer and chat template, saved to a folder."""
-    tok = AutoTokenizer.from_pretrained(smollm2_tokenizer_path)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=4,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=2048,
-        tie_word_embeddings=True,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
-    model = LlamaForCausalLM(config)
-    path = tmp_path_factory.mktemp("tiny_llama")
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
+    """A random-init 4-layer Llama (hidden 16) with the SmolLM2 tokenizer and chat template, saved to a folder."""
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny_llama"), smollm2_tokenizer_path)
 
 
 @pytest.fixture(scope="module")

@@ -1,18 +1,25 @@
 """A stand-in for the part of vLLM's offline API hf_diverse calls, for CPU tests of the `backend="vllm"` paths.
 
-It honours the interface: `LLM(model=..., revision=..., dtype=..., seed=..., gpu_memory_utilization=...)`,
-`SamplingParams(n=..., temperature=..., top_p=..., max_tokens=..., seed=...)` (one per request, or one for all), and
-`LLM.generate([{"prompt_token_ids": [...]}, ...], params, use_tqdm=False)` returning one output per request whose
-`.outputs` holds `n` completions with `.token_ids` and `.text`. Completions are deterministic: greedy requests
-(`temperature == 0`) depend on the prompt only, sampled ones on the prompt, the request's `seed` and the sample's
-index; every request is recorded in `LLM.requests`.
+It honours the interface:
+- `LLM(model=..., revision=..., dtype=..., seed=..., gpu_memory_utilization=...)`; the keyword arguments of every
+  engine built are kept in `LLM.built`;
+- `SamplingParams(n=..., temperature=..., top_p=..., max_tokens=..., seed=...)` checks its values as vLLM does;
+- `LLM.generate([{"prompt_token_ids": [...]}, ...], params, use_tqdm=False)`, with one `SamplingParams` per prompt
+  or one for all, returns one `RequestOutput` per prompt, in order, whose `.outputs` holds `n` `CompletionOutput`s
+  (`index`, `text`, `token_ids`). Every request is kept in `LLM.requests` as `(prompt_token_ids, params)`.
 
-`answer=` chooses what the engine "says" for a prompt (its decoded text): by default a JSON list of words of the
-prompt's last lines, picked with the request's generator.
+Completions honour vLLM's contract for a seeded request: they depend on the prompt, the request's seed and the
+sample's index only, never on the other requests of the call; greedy requests (`temperature == 0`) on the prompt
+only. What the engine "says" is chosen by `answer`:
+- a function `answer(prompt_text, rng)` (`rng` is None when greedy) gives the decoded text, tokenized with the
+  tokenizer of `model` (the default, `default_answer`, is a JSON list of words of the prompt's last lines);
+- `answer=None` gives random word-like token ids (`answers`), without a tokenizer; EOS id 2 ends some of them.
+An answer that stops before `max_tokens` ends with EOS, kept in `token_ids` as vLLM does.
 
-Use it with `install(monkeypatch)`, which puts it in `sys.modules["vllm"]`.
+Use it with `install(monkeypatch, answer=...)`, which puts it in `sys.modules["vllm"]` for the test.
 """
 
+import hashlib
 import importlib.machinery
 import json
 import sys
@@ -21,7 +28,10 @@ import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
-from transformers import AutoTokenizer
+import torch
+
+WORD_IDS = (1000, 8000)  # SmolLM2 ids that decode to words
+EOS_ID = 2  # SmolLM2's <|im_end|>, the EOS of the id-only mode
 
 
 @dataclass
@@ -33,8 +43,12 @@ class SamplingParams:
     seed: int | None = None
 
     def __post_init__(self):
-        if self.n < 1 or self.temperature < 0 or not 0 < self.top_p <= 1 or self.max_tokens < 1:
+        if not (isinstance(self.n, int) and self.n >= 1):
+            raise ValueError(f"n must be a positive integer, got {self.n}.")
+        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.max_tokens < 1:
             raise ValueError(f"invalid SamplingParams {self}")
+        if self.seed is not None and not (isinstance(self.seed, int) and 0 <= self.seed < 2**63):
+            raise ValueError(f"seed must be a non-negative 64-bit integer, got {self.seed!r}.")
 
 
 @dataclass
@@ -61,14 +75,35 @@ def default_answer(prompt_text: str, rng: np.random.Generator | None) -> str:
     return json.dumps([words[0], *rng.choice(words[1:], size=2, replace=False).tolist()])
 
 
+def answers(prompt_ids, params: SamplingParams, eos_token_id: int = EOS_ID) -> list[list[int]]:
+    """The `n` token-id answers of one request in the id-only mode: a pure function of (prompt, seed, n,
+    max_tokens)."""
+    digest = hashlib.blake2b(repr((params.seed, list(prompt_ids))).encode(), digest_size=8).digest()
+    gen = torch.Generator().manual_seed(int.from_bytes(digest, "little") & (2**63 - 1))
+    out = []
+    for _ in range(params.n):
+        length = int(torch.randint(1, params.max_tokens + 1, (1,), generator=gen))
+        ids = torch.randint(*WORD_IDS, (length,), generator=gen).tolist()
+        if length < params.max_tokens and bool(torch.rand(1, generator=gen) < 0.5):
+            ids.append(eos_token_id)
+        out.append(ids)
+    return out
+
+
 class LLM:
-    """The engine: loads the tokenizer of `model` (a local path) and answers with `answer(prompt_text, rng)`."""
+    """The engine. With a text `answer`, it loads the tokenizer of `model` (a local path)."""
 
     answer = staticmethod(default_answer)
+    built: list = []
 
-    def __init__(self, model, revision=None, dtype="auto", seed=0, gpu_memory_utilization=0.9, **kwargs):
-        self.model, self.seed, self.gpu_memory_utilization = model, seed, gpu_memory_utilization
-        self.tokenizer = AutoTokenizer.from_pretrained(model)
+    def __init__(self, model=None, seed=0, **kwargs):
+        type(self).built.append({"model": model, "seed": seed, **kwargs})
+        self.model, self.seed = model, seed
+        self.tokenizer = None
+        if self.answer is not None:
+            from transformers import AutoTokenizer
+
+            self.tokenizer = AutoTokenizer.from_pretrained(model)
         self.requests: list = []
 
     def generate(self, prompts, sampling_params=None, use_tqdm=True):
@@ -82,29 +117,31 @@ class LLM:
         outputs = []
         for prompt, p in zip(prompts, params, strict=True):
             ids = list(prompt["prompt_token_ids"])
-            self.requests.append({"prompt_token_ids": ids, "params": p})
-            text = self.tokenizer.decode(ids, skip_special_tokens=True)
-            out = RequestOutput(ids)
-            for j in range(p.n):
-                if p.temperature == 0:
-                    rng = None
-                else:
-                    seed = self.seed if p.seed is None else p.seed
-                    rng = np.random.default_rng([seed, zlib.crc32(str(ids).encode()), j])
-                answer = self.answer(text, rng)
-                token_ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"][: p.max_tokens]
-                if len(token_ids) < p.max_tokens and self.tokenizer.eos_token_id is not None:
-                    token_ids.append(self.tokenizer.eos_token_id)
-                out.outputs.append(CompletionOutput(j, answer, token_ids))
-            outputs.append(out)
+            self.requests.append((ids, p))
+            if self.answer is None:
+                out = [CompletionOutput(j, "", a) for j, a in enumerate(answers(ids, p))]
+            else:
+                out = [CompletionOutput(j, *self._text_answer(ids, p, j)) for j in range(p.n)]
+            outputs.append(RequestOutput(ids, out))
         return outputs
 
+    def _text_answer(self, ids: list[int], p: SamplingParams, j: int) -> tuple[str, list[int]]:
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        rng = None
+        if p.temperature > 0:
+            rng = np.random.default_rng([self.seed if p.seed is None else p.seed, zlib.crc32(str(ids).encode()), j])
+        answer = self.answer(text, rng)
+        token_ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"][: p.max_tokens]
+        if len(token_ids) < p.max_tokens and self.tokenizer.eos_token_id is not None:
+            token_ids.append(self.tokenizer.eos_token_id)
+        return answer, token_ids
 
-def install(monkeypatch, answer=None) -> types.ModuleType:
-    """Make `import vllm` give this fake (for the test's duration); `answer` replaces the default answer."""
+
+def install(monkeypatch, answer=default_answer) -> types.ModuleType:
+    """Make `import vllm` (and `importlib.util.find_spec("vllm")`) give this fake for the test's duration."""
     module = types.ModuleType("vllm")
     module.__spec__ = importlib.machinery.ModuleSpec("vllm", loader=None)
-    engine = type("LLM", (LLM,), {"answer": staticmethod(answer)}) if answer is not None else LLM
+    engine = type("LLM", (LLM,), {"answer": None if answer is None else staticmethod(answer), "built": []})
     module.LLM, module.SamplingParams = engine, SamplingParams
     monkeypatch.setitem(sys.modules, "vllm", module)
     return module

@@ -5,6 +5,7 @@ import numpy as np
 import torch
 import yaml
 from datasets import Dataset
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
 
 from hf_diverse.facility import facility_location_greedy, sparse_facility_location_greedy
 
@@ -83,3 +84,29 @@ def front_matter(card) -> dict:
     text = str(card)
     assert text.startswith("---\n")
     return yaml.safe_load(text.split("---\n")[1])
+
+
+# --- tiny random-init models (tests/conftest.py, tests/scorers/, benchmarks/bench_train.py) -----------------------
+def save_tiny_llama(folder, tokenizer_path, *, num_hidden_layers: int = 4, reward: bool = False) -> str:
+    """Save a random-init Llama (hidden 16, seeded) with the tokenizer and chat template at `tokenizer_path` to
+    `folder`: a causal LM, or with `reward=True` a single-logit sequence classifier (a stand-in reward model)."""
+    tok = AutoTokenizer.from_pretrained(tokenizer_path)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=2048,
+        tie_word_embeddings=not reward,
+        num_labels=1,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    model = LlamaForSequenceClassification(config) if reward else LlamaForCausalLM(config)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)

@@ -36,13 +36,12 @@ The geometry (`answer_divergence`, `combined_score`, `token_weight`) and the sam
 `sample_top_p`) are re-exported here from the modules that define them.
 """
 
-import importlib.util
 import warnings
 
 import torch
 from datasets import List, Value
 
-from ..errors import InvalidParameterError, MissingDependencyError, TextFormatError
+from ..errors import InvalidParameterError, TextFormatError
 from ..models import load_causal_lm, resolve_causal_lm
 from ..textviews import TextView
 from ..utils.logging import get_logger
@@ -59,7 +58,9 @@ from .answer_geometry import (
 )
 from .base import Scorer
 from .sampling import (
+    BACKENDS,
     SamplingSettings,
+    check_backend,
     eos_token_ids,
     generate_vllm,
     load_vllm,
@@ -88,7 +89,6 @@ __all__ = [
 logger = get_logger(__name__)
 
 POOLINGS = ("answer", "instruction+answer")
-BACKENDS = ("transformers", "vllm")
 ALPACA_TEMPLATE = (
     "Below is an instruction that describes a task. Write a response that appropriately completes the request."
     "\n\n### Instruction:\n{instruction}\n\n### Response:"
@@ -438,19 +438,11 @@ def _check_arguments(
         raise InvalidParameterError(f"lam must be in [0, 1], got {lam!r}.")
     if pooling not in POOLINGS:
         raise InvalidParameterError(f"Unknown pooling={pooling!r}. Valid values: {list(POOLINGS)}.")
-    if backend not in BACKENDS:
-        raise InvalidParameterError(f"Unknown backend={backend!r}. Valid values: {list(BACKENDS)}.")
-    if backend == "vllm" and importlib.util.find_spec("vllm") is None:
-        raise MissingDependencyError(
-            "backend='vllm' needs vLLM. Install it with `pip install 'hf_diverse[vllm]'`, or use "
-            "backend='transformers'."
-        )
+    check_backend(backend, dtype)
     if batch_size < 1 or max_batch_tokens < 1:
         raise InvalidParameterError(
             f"batch_size and max_batch_tokens must be positive, got {batch_size} and {max_batch_tokens}."
         )
-    if dtype is not None and not isinstance(getattr(torch, str(dtype), None), torch.dtype):
-        raise InvalidParameterError(f"Unknown dtype {dtype!r}; use e.g. 'float32', 'float16', 'bfloat16'.")
 
 
 def _length_chunks(sequences: list[list[int]], starts: list[int], max_tokens: int):

@@ -13,7 +13,15 @@ vLLM, each row's output independent of the batch it is in.
 
 import torch
 
-from .sampling import SamplingSettings, _prefill, generate_vllm, sample_generators, sample_top_p
+from .sampling import (
+    SamplingSettings,
+    _prefill,
+    draw_next,
+    feed_step,
+    generate_vllm,
+    output_cache,
+    sample_generators,
+)
 
 __all__ = ["SamplingSettings", "generate", "generate_vllm"]
 
@@ -59,32 +67,14 @@ def generate(
         alive_list = list(range(n))
         tokens = torch.full((n, settings.max_new_tokens), -1, dtype=torch.long, device=device)
         for step in range(settings.max_new_tokens):
-            if greedy:
-                new = logits.argmax(dim=-1)
-            else:
-                vocab = logits.shape[-1]
-                noise = torch.stack(
-                    [torch.rand(vocab, generator=generators[i], device=generators[i].device) for i in alive_list]
-                )
-                new = sample_top_p(logits, noise, settings.temperature, settings.top_p)
+            new = draw_next(logits, generators, alive_list, settings)
             going = ~torch.isin(new, eos_ids)
             tokens[alive[going], step] = new[going]
             if step == settings.max_new_tokens - 1:
                 break
-            if not bool(going.all()):
-                keep = going.nonzero().squeeze(1)
-                if keep.numel() == 0:
-                    break
-                cache.batch_select_indices(keep)
-                alive, new, mask, next_pos = alive[keep], new[keep], mask[keep], next_pos[keep]
-                alive_list = [alive_list[i] for i in keep.tolist()]
-            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
-            out = model(
-                input_ids=new[:, None],
-                attention_mask=mask,
-                position_ids=next_pos[:, None],
-                past_key_values=cache,
-                use_cache=True,
-            )
-            cache, logits, next_pos = out.past_key_values, out.logits[:, -1].float(), next_pos + 1
+            fed = feed_step(model, cache, new, going, alive, alive_list, mask, next_pos)
+            if fed is None:
+                break
+            out, alive, alive_list, new, mask, next_pos = fed
+            cache, logits = output_cache(out), out.logits[:, -1].float()
     return [[t for t in row if t >= 0] for row in tokens.tolist()]

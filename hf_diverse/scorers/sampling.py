@@ -10,13 +10,18 @@ distributions).
 """
 
 import hashlib
+import importlib.util
+import inspect
 import json
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from ..errors import InvalidParameterError, MissingDependencyError
 from .answer_geometry import mean_of_layers, normalise_rows
+
+BACKENDS = ("transformers", "vllm")
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,17 @@ def cut_at_eos(ids: list[int], eos: list[int]) -> list[int]:
     return ids
 
 
+def output_cache(out):
+    """The KV cache of a forward pass's output: `cache` since transformers 5.x, `past_key_values` before."""
+    return out["cache"] if "cache" in out.keys() else out.past_key_values
+
+
+def cache_argument(model) -> str:
+    """The name under which `model.forward` takes a KV cache: `cache` since transformers 5.x (the old
+    `past_key_values` warns there and goes in 5.40), `past_key_values` before."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 def _prefill(model, prompts: list[list[int]], pad_id: int, k: int, device: torch.device):
     """Left-padded forward pass over the prompts, its KV cache and last logits repeated `k` times per row.
 
@@ -104,10 +120,59 @@ def _prefill(model, prompts: list[list[int]], pad_id: int, k: int, device: torch
         out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
     except TypeError:  # models without `logits_to_keep`
         out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
-    cache = out.past_key_values
+    cache = output_cache(out)
     cache.batch_repeat_interleave(k)
     logits = out.logits[:, -1].float().repeat_interleave(k, dim=0)
     return cache, logits, mask.repeat_interleave(k, dim=0), positions[:, -1].repeat_interleave(k) + 1
+
+
+def check_backend(backend: str, dtype) -> None:
+    """Raise `InvalidParameterError` for an unknown backend or dtype, `MissingDependencyError` when vLLM is missing."""
+    if backend not in BACKENDS:
+        raise InvalidParameterError(f"Unknown backend={backend!r}. Valid values: {list(BACKENDS)}.")
+    if backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise MissingDependencyError(
+            "backend='vllm' needs vLLM. Install it with `pip install 'hf_diverse[vllm]'`, or use "
+            "backend='transformers'."
+        )
+    if dtype is not None and not isinstance(getattr(torch, str(dtype), None), torch.dtype):
+        raise InvalidParameterError(f"Unknown dtype {dtype!r}; use e.g. 'float32', 'float16', 'bfloat16'.")
+
+
+def draw_next(logits: torch.Tensor, generators, alive_list: list[int], settings: SamplingSettings) -> torch.Tensor:
+    """The next token of each live row: the argmax when `generators` is None, else a top-p sample drawn with the
+    row's own generator (`alive_list[i]` is the sequence index of batch row i)."""
+    if generators is None:
+        return logits.argmax(dim=-1)
+    noise = torch.stack(
+        [torch.rand(logits.shape[-1], generator=generators[i], device=generators[i].device) for i in alive_list]
+    )
+    return sample_top_p(logits, noise, settings.temperature, settings.top_p)
+
+
+def feed_step(model, cache, new, going, alive, alive_list, mask, next_pos, **model_kwargs):
+    """One decoding step: drop the rows that just finished (`going` False) from the batch and its KV cache, then feed
+    the new token of each remaining row.
+
+    Returns `(out, alive, alive_list, new, mask, next_pos)` for the rows left, or `None` when none is.
+    """
+    if not bool(going.all()):
+        keep = going.nonzero().squeeze(1)
+        if keep.numel() == 0:
+            return None
+        cache.batch_select_indices(keep)
+        alive, new, mask, next_pos = alive[keep], new[keep], mask[keep], next_pos[keep]
+        alive_list = [alive_list[i] for i in keep.tolist()]
+    mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+    out = model(
+        input_ids=new[:, None],
+        attention_mask=mask,
+        position_ids=next_pos[:, None],
+        use_cache=True,
+        **{cache_argument(model): cache},
+        **model_kwargs,
+    )
+    return out, alive, alive_list, new, mask, next_pos + 1
 
 
 def sample_and_pool(
@@ -145,39 +210,23 @@ def sample_and_pool(
     with torch.inference_mode():
         cache, logits, mask, next_pos = _prefill(model, prompts, pad_id, settings.num_samples, device)
         generators = sample_generators(seeds, settings.num_samples, device)
-        vocab = logits.shape[-1]
         alive = torch.arange(n, device=device)  # sequence index of each batch row
         alive_list = list(range(n))
         tokens = torch.full((n, settings.max_new_tokens), -1, dtype=torch.long, device=device)
         sums = torch.zeros(n, model.config.get_text_config().hidden_size, dtype=torch.float32, device=device)
         totals = torch.zeros(n, dtype=torch.float32, device=device)
         for step in range(settings.max_new_tokens):
-            noise = torch.stack(
-                [torch.rand(vocab, generator=generators[i], device=generators[i].device) for i in alive_list]
-            )
-            new = sample_top_p(logits, noise, settings.temperature, settings.top_p)
+            new = draw_next(logits, generators, alive_list, settings)
             going = ~torch.isin(new, eos_ids)
             tokens[alive[going], step] = new[going]
-            if not bool(going.all()):
-                keep = going.nonzero().squeeze(1)
-                if keep.numel() == 0:
-                    break
-                cache.batch_select_indices(keep)
-                alive, new, mask, next_pos = alive[keep], new[keep], mask[keep], next_pos[keep]
-                alive_list = [alive_list[i] for i in keep.tolist()]
-            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
-            out = model(
-                input_ids=new[:, None],
-                attention_mask=mask,
-                position_ids=next_pos[:, None],
-                past_key_values=cache,
-                use_cache=True,
-                output_hidden_states=True,
-            )
+            fed = feed_step(model, cache, new, going, alive, alive_list, mask, next_pos, output_hidden_states=True)
+            if fed is None:
+                break
+            out, alive, alive_list, new, mask, next_pos = fed
             w = weights[new.clamp(max=weights.shape[0] - 1)]
             sums.index_add_(0, alive, mean_of_layers(out.hidden_states)[:, -1] * w[:, None])
             totals.index_add_(0, alive, w)
-            cache, logits, next_pos = out.past_key_values, out.logits[:, -1].float(), next_pos + 1
+            cache, logits = output_cache(out), out.logits[:, -1].float()
         vectors = normalise_rows(sums / totals[:, None].clamp(min=1e-8))
     answers = [[t for t in row if t >= 0] for row in tokens.tolist()]
     return answers, vectors.cpu()

@@ -25,7 +25,6 @@ scorer is the first step, written for this project:
 - Texts longer than `max_input_tokens` tokens are cut to that length before tagging (logged with the count).
 """
 
-import importlib.util
 import json
 import math
 import re
@@ -33,18 +32,17 @@ import re
 import torch
 from datasets import List, Value
 
-from ..errors import InvalidParameterError, MissingDependencyError
+from ..errors import InvalidParameterError
 from ..models import load_causal_lm, load_tokenizer, resolve_causal_lm
 from ..textviews import TextView
 from ..utils.logging import get_logger
 from .base import Scorer
 from .generation import generate
-from .sampling import SamplingSettings, eos_token_ids, generate_vllm, load_vllm, row_seed
+from .sampling import SamplingSettings, check_backend, eos_token_ids, generate_vllm, load_vllm, row_seed
 
 logger = get_logger(__name__)
 
 COMPONENTS = ("instruction", "response")
-BACKENDS = ("transformers", "vllm")
 STATUSES = ("ok", "retried", "failed", "no_text")
 MAX_TAG_WORDS = 5
 MAX_TAG_CHARS = 48
@@ -431,14 +429,6 @@ def _check_arguments(component, max_tags, max_new_tokens, max_input_tokens, temp
 
 
 def _check_backend(backend, batch_size, dtype):
-    if backend not in BACKENDS:
-        raise InvalidParameterError(f"Unknown backend={backend!r}. Valid values: {list(BACKENDS)}.")
-    if backend == "vllm" and importlib.util.find_spec("vllm") is None:
-        raise MissingDependencyError(
-            "backend='vllm' needs vLLM. Install it with `pip install 'hf_diverse[vllm]'`, or use "
-            "backend='transformers'."
-        )
+    check_backend(backend, dtype)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidParameterError(f"batch_size must be a positive integer, got {batch_size!r}.")
-    if dtype is not None and not isinstance(getattr(torch, str(dtype), None), torch.dtype):
-        raise InvalidParameterError(f"Unknown dtype {dtype!r}; use e.g. 'float32', 'float16', 'bfloat16'.")

@@ -173,20 +173,6 @@ def select_diverse(
     ```
     """
     pool = as_pool(pool, split=split, max_rows=max_rows)
-    if isinstance(pool, DatasetDict):  # the same selection on every split
-        return DatasetDict(
-            {
-                name: select_diverse(
-                    part, k, method, config=config, quality_column=quality_column, embedding_column=embedding_column,
-                    embedding_model=embedding_model, text_columns=text_columns, what=what, turns=turns,
-                    keep_empty=keep_empty, max_seq_length=max_seq_length, long_text=long_text, device=device,
-                    seed=seed, embedding_batch_size=embedding_batch_size, num_proc=num_proc,
-                    show_progress=show_progress, checkpoint_dir=checkpoint_dir, _split_name=name, **options,
-                )
-                for name, part in pool.items()
-            }
-        )  # fmt: skip
-    split_name = options.pop("_split_name", split)
     settings = dict(
         quality_column=quality_column,
         embedding_column=embedding_column,
@@ -203,7 +189,12 @@ def select_diverse(
         show_progress=show_progress,
         checkpoint_dir=checkpoint_dir,
     )
-    return _select_one(pool, k, get_method(method), config, what, split_name, settings, options)
+    m = get_method(method)
+    if isinstance(pool, DatasetDict):  # the same selection on every split
+        return DatasetDict(
+            {name: _select_one(part, k, m, config, what, name, settings, dict(options)) for name, part in pool.items()}
+        )
+    return _select_one(pool, k, m, config, what, split, settings, options)
 
 
 def _select_one(pool: Dataset, k, m: Method, config, what, split_name, settings: dict, options: dict) -> Dataset:

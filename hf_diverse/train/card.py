@@ -58,9 +58,9 @@ def _fmt(value) -> str:
 
 
 def _card_data(model_name: str, base_name: str | None, dataset_name: str, provenance: dict | None) -> ModelCardData:
-    tags = ["hf_diverse", "trl", "sft"]
+    tags = ["hf-diverse", "trl", "sft"]  # the tag the dataset cards carry too
     if provenance and provenance.get("method"):
-        tags.append(f"hf_diverse-{provenance['method']}")
+        tags.append(f"hf-diverse-{provenance['method']}")
     return ModelCardData(
         model_name=model_name,
         base_model=base_name if _is_hub_id(base_name) else None,
@@ -157,7 +157,7 @@ def render_model_card(
     ...     base_model={"name": "HuggingFaceTB/SmolLM2-135M-Instruct"}, cfg=cfg, completion_only_loss=True,
     ...     chat_template="tokenizer", text_format="alpaca", num_rows=50, num_examples=50)
     >>> card.data.base_model, card.data.tags
-    ('HuggingFaceTB/SmolLM2-135M-Instruct', ['hf_diverse', 'trl', 'sft'])
+    ('HuggingFaceTB/SmolLM2-135M-Instruct', ['hf-diverse', 'trl', 'sft'])
     >>> card.save("out/smollm2-curated/README.md")
     ```
     """

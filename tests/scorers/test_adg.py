@@ -173,7 +173,7 @@ def test_real_smollm2_on_ifbench(ifbench):
     assert all(any(t.strip() for t in answers) for answers in a["adg_answers"])
 
 
-# --- backend="vllm", on a fake engine with vLLM's interface (tests/scorers/fake_vllm.py) -----------------------------
+# --- backend="vllm", on a fake engine with vLLM's interface (tests/fake_vllm.py) -----------------------------
 def _pooled(model, tok, prompt, answer):
     """The answer vector written out: layers -4..-2 of one forward pass over prompt + answer, averaged over the answer
     tokens with the reference weights (each token decoded alone), L2-normalised."""
@@ -195,9 +195,9 @@ def _divergence(vectors):
 
 
 def test_vllm_backend_on_a_fake_engine(small_pool, tiny_llama_path, monkeypatch):
-    from tests.scorers import fake_vllm
+    from tests import fake_vllm
 
-    fake = fake_vllm.install(monkeypatch)
+    fake = fake_vllm.install(monkeypatch, answer=None)
     scorer = AnswerDivergenceScorer(
         model=tiny_llama_path, backend="vllm", num_samples=K, max_new_tokens=TOKENS, keep_answers=True, device="cpu"
     )
@@ -221,9 +221,9 @@ def test_vllm_backend_on_a_fake_engine(small_pool, tiny_llama_path, monkeypatch)
 
 
 def test_vllm_backend_results_do_not_depend_on_the_other_rows(small_pool, tiny_llama_path, monkeypatch):
-    from tests.scorers import fake_vllm
+    from tests import fake_vllm
 
-    fake_vllm.install(monkeypatch)
+    fake_vllm.install(monkeypatch, answer=None)
     scorer = AnswerDivergenceScorer(
         model=tiny_llama_path, backend="vllm", num_samples=K, max_new_tokens=TOKENS, keep_answers=True
     )

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 from datasets import Dataset
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_diverse import LMQualityScorer, RewardModelScorer, get_provenance, select_diverse
 from hf_diverse.errors import InvalidParameterError, ModelLoadError, TextFormatError
+from tests.helpers import save_tiny_llama
 
 
 def reference_scores(path, prompt, response, max_length):
@@ -76,25 +77,10 @@ def test_lm_scorer_edge_cases(tiny_llama_path):
 
 @pytest.fixture(scope="module")
 def tiny_reward_path(tmp_path_factory, smollm2_tokenizer_path):
-    """A random-init single-logit Llama reward model (hidden 16) with the SmolLM2 tokenizer."""
-    tok = AutoTokenizer.from_pretrained(smollm2_tokenizer_path)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        num_labels=1,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
+    """A random-init 2-layer single-logit Llama reward model (hidden 16) with the SmolLM2 tokenizer."""
+    return save_tiny_llama(
+        tmp_path_factory.mktemp("tiny_reward"), smollm2_tokenizer_path, num_hidden_layers=2, reward=True
     )
-    path = tmp_path_factory.mktemp("tiny_reward")
-    LlamaForSequenceClassification(config).save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
 
 
 @pytest.mark.parametrize("input_format", ["chat", "pair"])

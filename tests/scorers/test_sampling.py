@@ -39,9 +39,9 @@ def test_row_seed_is_stable_and_content_keyed():
 
 def test_generate_vllm_sends_one_seeded_request_per_prompt_and_cuts_at_eos(monkeypatch):
     from hf_diverse.scorers.sampling import SamplingSettings, generate_vllm
-    from tests.scorers import fake_vllm
+    from tests import fake_vllm
 
-    fake = fake_vllm.install(monkeypatch)
+    fake = fake_vllm.install(monkeypatch, answer=None)
     llm = fake.LLM()
     prompts, seeds = [[5, 6, 7], [9], [5, 6, 7]], [2**40 + 2**30 + 3, 11, 2**40 + 2**30 + 3]
     settings = SamplingSettings(num_samples=4, temperature=1.4, top_p=0.9, max_new_tokens=6)

@@ -158,8 +158,8 @@ def test_vllm_backend_with_a_fake_engine(monkeypatch, small_pool, tiny_llama_pat
     assert again["tags"] == out["tags"]
     requests = direct._vllm.requests
     texts = [t.strip() for t in small_pool["prompt"][:5]]
-    assert [r["params"].seed for r in requests] == [row_seed(2, [t, "first"]) % 2**31 for t in texts]
-    assert all(r["params"].n == 3 and r["params"].max_tokens == 40 for r in requests)
+    assert [p.seed for _, p in requests] == [row_seed(2, [t, "first"]) % 2**31 for t in texts]
+    assert all(p.n == 3 and p.max_tokens == 40 for _, p in requests)
     # greedy requests do not depend on the seed
     greedy = [TagScorer(model=tiny_llama_path, backend="vllm", seed=s)(small_pool[:3])["tags"] for s in (0, 9)]
     assert greedy[0] == greedy[1]

