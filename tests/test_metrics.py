@@ -57,6 +57,11 @@ def test_kurtosis_is_appendix_e_rank_index_kurtosis():
     counts = np.array([1, 2, 3, 10, 50, 0, 0])
     ranks = np.repeat(np.arange(1, 6), np.sort(counts[counts > 0])[::-1])
     assert M.token_kurtosis(counts) == pytest.approx(stats.kurtosis(ranks, fisher=True, bias=True) + 3)
+    # the ranks follow frequency, not the type ids (ids in a mixed order; ascending order would be a mirror image,
+    # which kurtosis cannot tell apart)
+    mixed = np.array([10, 1, 50, 0, 3, 2, 7])
+    ranks = np.repeat(np.arange(1, 7), np.sort(mixed[mixed > 0])[::-1])
+    assert M.token_kurtosis(mixed) == pytest.approx(stats.kurtosis(ranks, fisher=True, bias=True) + 3)
     # by hand: counts (3, 1) -> p = (3/4, 1/4) at ranks (1, 2): mu = 5/4, var = 3/16, m4 = 21/256, K = 7/3
     p, x = [Fraction(3, 4), Fraction(1, 4)], [1, 2]
     mu = sum(pi * xi for pi, xi in zip(p, x, strict=True))

@@ -179,6 +179,19 @@ def test_vllm_retry_and_failure_are_counted(monkeypatch, small_pool, tiny_llama_
     assert "5 failed, 1 without text" in caplog.text
 
 
+def test_samples_keep_the_tags_at_least_half_of_them_agree_on():
+    answers = ['["math", "algebra"]', '["math", "geometry"]', '["algebra", "math", "logic"]']
+    # math 3 of 3, algebra 2 of 3: kept in first-seen order; geometry and logic 1 of 3: dropped
+    assert TagScorer(temperature=0.8, num_samples=3)._vote(answers) == ["math", "algebra"]
+    # 2 of 4 is half: geometry is kept too
+    assert TagScorer(temperature=0.8, num_samples=4)._vote([*answers, '["geometry"]']) == [
+        "math",
+        "algebra",
+        "geometry",
+    ]
+    assert TagScorer()._vote(['["logic"]']) == ["logic"]  # one answer: all its tags
+
+
 @pytest.mark.slow
 def test_real_smollm2_tags_most_ifbench_prompts(ifbench):
     pool = ifbench.select(range(8))

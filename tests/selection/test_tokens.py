@@ -129,6 +129,7 @@ def test_matched_length_within_ten_percent_of_random_at_every_point(ifbench, res
         rec = get_provenance(s)
         assert rec["details"]["series"]["mean_response_tokens"] == pytest.approx(mean)
         assert rec["details"]["length_control"]["target_mean_tokens"] == pytest.approx(target)
+        assert rec["details"]["length_control"]["band"] == pytest.approx([0.9 * target, 1.1 * target])
         assert rec["details"]["length_control"]["band_met"] and rec["details"]["length"] == "matched"
         coverage.append(measure(s, response_tokens)[0])
     assert all(a <= b for a, b in zip(coverage, coverage[1:], strict=False)), coverage
