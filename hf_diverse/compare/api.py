@@ -364,7 +364,10 @@ def _select_all(candidates: Dataset, k: int, methods: list, alphas, opts: _Optio
         record = get_provenance(subset) or {}
         effective = (record.get("details") or {}).get("alpha_effective")
         if "alpha" in options and effective is not None and effective != options["alpha"]:
-            notes.append(f"{label} ran with alpha={effective} (no quality column).")
+            # the label names the alpha that ran (tables, plots and cards show labels)
+            asked, label = label, f"{name} (alpha={float(effective):g}; {options['alpha']:g} asked)"
+            notes.append(f"{label} ran with alpha={float(effective):g}, not {options['alpha']:g}: no quality column.")
+            logger.info("compare_methods: %s ran as %s (no quality column).", asked, label)
         runs[label] = {
             "method": name,
             "rows": np.asarray(subset[_ROW], dtype=np.int64),

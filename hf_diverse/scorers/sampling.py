@@ -9,6 +9,7 @@ inverse-CDF draw flips whenever the rounding moves the CDF across a token bounda
 distributions).
 """
 
+import functools
 import hashlib
 import importlib.util
 import inspect
@@ -97,10 +98,15 @@ def output_cache(out):
     return out["cache"] if "cache" in out.keys() else out.past_key_values
 
 
+@functools.cache
+def _cache_argument_of(model_class) -> str:
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
+
+
 def cache_argument(model) -> str:
     """The name under which `model.forward` takes a KV cache: `cache` since transformers 5.x (the old
-    `past_key_values` warns there and goes in 5.40), `past_key_values` before."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    `past_key_values` warns there and goes in 5.40), `past_key_values` before. Read once per model class."""
+    return _cache_argument_of(type(model))
 
 
 def _prefill(model, prompts: list[list[int]], pad_id: int, k: int, device: torch.device):

@@ -126,6 +126,14 @@ def test_alpha_sweep_in_one_call(rows_pool):
     assert ends["diversity_coverage"] > ends["quality_coverage"]
 
 
+def test_without_a_quality_column_labels_name_the_alpha_that_ran(rows_pool):
+    plain = rows_pool.remove_columns("score")
+    result = compare_methods(plain, K, methods=["qdit"], alphas=[0, 0.7], **OPTIONS)
+    assert result.labels == ["qdit (alpha=0)", "qdit (alpha=0; 0.7 asked)", "random"]
+    assert "qdit (alpha=0; 0.7 asked) ran with alpha=0, not 0.7: no quality column." in result.notes
+    assert "qdit (alpha=0; 0.7 asked)" in result.to_markdown()
+
+
 def test_output_dir_is_written_atomically(rows_pool, tmp_path):
     out = tmp_path / "cmp"
     compare_methods(rows_pool, K, methods=["random"], output_dir=str(out), **OPTIONS)

@@ -55,3 +55,20 @@ def test_generate_vllm_sends_one_seeded_request_per_prompt_and_cuts_at_eos(monke
         expected = [a[: a.index(2)] if 2 in a else a for a in fake_vllm.answers(prompt, p)]
         assert flat[row * 4 : (row + 1) * 4] == expected
     assert all(2 not in a for a in flat)
+
+
+def test_the_kv_cache_goes_by_the_name_the_model_takes():
+    from transformers.modeling_outputs import ModelOutput
+
+    from hf_diverse.scorers.sampling import cache_argument, output_cache
+
+    class Old(torch.nn.Module):  # transformers < 5: `past_key_values`
+        def forward(self, input_ids, past_key_values=None, use_cache=None): ...
+
+    class New(torch.nn.Module):  # transformers 5: `cache` (the old name warns)
+        def forward(self, input_ids, cache=None, use_cache=None, **kwargs): ...
+
+    assert cache_argument(Old()) == "past_key_values" and cache_argument(New()) == "cache"
+    marker = object()
+    assert output_cache(ModelOutput(past_key_values=marker)) is marker
+    assert output_cache(ModelOutput(cache=marker)) is marker
