@@ -49,6 +49,8 @@ logger = get_logger("hf_diverse.space")
 # limits that keep a free CPU Space (2 vCPU, 16 GB) responsive; raise them on bigger hardware
 MAX_ROWS = int(os.environ.get("HF_DIVERSE_SPACE_MAX_ROWS", "2000"))
 ADG_MAX_ROWS = int(os.environ.get("HF_DIVERSE_SPACE_ADG_MAX_ROWS", "64"))
+# tagging with SmolLM2-135M runs at ~0.8 rows/s on 2 CPU cores (benchmarks/RESULTS.md, issue 15): ~4 min for 200
+TAGS_MAX_ROWS = int(os.environ.get("HF_DIVERSE_SPACE_TAGS_MAX_ROWS", "200"))
 # ADG answers: the paper's K=5 samples, but up to 64 new tokens each instead of 256 (CPU time); None = SmolLM2
 ADG_MODEL = os.environ.get("HF_DIVERSE_SPACE_ADG_MODEL") or None
 ADG_NUM_SAMPLES = 5
@@ -73,7 +75,8 @@ LIMITS_MD = f"""
 **Limits of this Space (free CPU hardware).** Pools are capped at **{MAX_ROWS} rows** (the first rows of the source
 are kept; a row limit lower than that is honoured). Embeddings: **all-MiniLM-L6-v2** (fixed here, fast on CPU).
 ADG samples {ADG_NUM_SAMPLES} answers of up to {ADG_MAX_NEW_TOKENS} new tokens (the paper: 256) per row with
-**{ADG_MODEL or "SmolLM2-135M-Instruct"}**, so it is limited to **{ADG_MAX_ROWS} rows** here.
+**{ADG_MODEL or "SmolLM2-135M-Instruct"}**, so it is limited to **{ADG_MAX_ROWS} rows** here. `tags` on a pool
+without a `tags` column first tags every row with SmolLM2-135M-Instruct, so it is limited to **{TAGS_MAX_ROWS} rows**.
 The diversity report samples {SELF_BLEU_SAMPLES} texts per set for Self-BLEU and embeds responses only when asked.
 For bigger pools or other models run the library or `hf-diverse select` on your own machine.
 Downloads and pushes leave out heavy columns (embeddings, ADG answers).
@@ -295,6 +298,13 @@ def run_selection(
             raise InvalidParameterError(
                 f"ADG samples answers with a language model: this Space allows it on at most {ADG_MAX_ROWS} rows, "
                 f"the pool has {n}. Reload with a row limit of {ADG_MAX_ROWS} or less."
+            )
+        needs_tagging = not {"tags", "tags_normalized"} & set(state["pool"].column_names)
+        if method == "tags" and needs_tagging and n > TAGS_MAX_ROWS:
+            raise InvalidParameterError(
+                f"tags first tags every row with a language model: this Space allows that on at most {TAGS_MAX_ROWS} "
+                f"rows, the pool has {n}. Reload with a row limit of {TAGS_MAX_ROWS} or less, or upload a pool with a "
+                "`tags` column (`pool.map(TagScorer(), batched=True)`)."
             )
         kwargs = _method_kwargs(method, options or {}, quality)
         pool = _pool_with_embeddings(state, text_columns, progress)

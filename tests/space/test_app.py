@@ -307,6 +307,20 @@ def test_adg_row_cap(app, loaded):
     assert f"at most {app.ADG_MAX_ROWS} rows" in outputs[-1]
 
 
+def test_tags_row_cap_unless_the_pool_has_tags(app, loaded, monkeypatch, light):
+    monkeypatch.setattr(app, "TAGS_MAX_ROWS", 5)
+    state = loaded[0]
+    with pytest.warns(UserWarning):  # the page shows the message
+        outputs = app.run_selection(state, "tags", 4, 0, app.NO_QUALITY, "", "", options={}, progress=_no_progress)
+    assert "at most 5 rows" in outputs[-1] and "`tags` column" in outputs[-1]
+    # a pool that carries its tags needs no language model: no cap
+    n = len(state["pool"])
+    tags = [["math"] if i % 2 else ["poetry"] for i in range(n)]
+    tagged = {**state, "pool": state["pool"].add_column("tags", tags), "cache": {}}  # a new pool: nothing cached
+    outputs = app.run_selection(tagged, "tags", 4, 0, app.NO_QUALITY, "", "", options={}, progress=_no_progress)
+    assert outputs[-1].startswith("Selected **4** of 294 rows with `tags`"), outputs[-1]
+
+
 def test_adg_with_a_tiny_model_shows_the_quadrant(app, uploaded, tiny_llama_path, monkeypatch, light):
     assert "adg" in app.METHODS
     monkeypatch.setattr(app, "ADG_MODEL", tiny_llama_path)
