@@ -9,6 +9,7 @@ from ..compare import compare_methods
 from ..data import load_pool
 from ..errors import InvalidParameterError
 from ..selection import VALID_METHODS
+from .config import DEVICE_HELP, add_progress_and_config
 
 EXAMPLES = """Examples:
   # the embedded default pool (294 IFBench pairs): QDIT, tokens and clusters against random
@@ -111,13 +112,10 @@ def add_parser(sub):
     p.add_argument("--tokenizer", default=None, help="Tokenizer of the token metrics (default: SmolLM2).")
     p.add_argument("--self-bleu-samples", type=int, default=1000, help="Texts per subset for Self-BLEU (0 skips).")
     p.add_argument("--n-clusters", type=int, default=100, help="k-means clusters for cluster coverage.")
-    p.add_argument("--device", default=None, help="cuda, cuda:1, mps or cpu (default: auto).")
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
     p.add_argument("--output-dir", default="comparison", help="Output folder (default: comparison), atomic.")
     p.add_argument("--overwrite", action="store_true", help="Replace an existing output folder.")
-    p.add_argument(
-        "--progress", action=argparse.BooleanOptionalAction, default=True, help="Show progress bars (default: yes)."
-    )
-    p.add_argument("--config", default=None, help="YAML file of options; flags override it.")
+    add_progress_and_config(p)
     p.set_defaults(command="compare")
     return p
 

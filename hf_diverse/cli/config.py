@@ -10,6 +10,16 @@ import yaml
 
 from ..errors import InvalidParameterError
 
+DEVICE_HELP = "cuda, cuda:1, mps or cpu (default: auto)."
+
+
+def add_progress_and_config(parser, progress_group=None) -> None:
+    """`--progress/--no-progress` (in `progress_group` when given) and `--config`, the same in every subcommand."""
+    (progress_group or parser).add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=True, help="Show progress bars (default: yes)."
+    )
+    parser.add_argument("--config", default=None, help="YAML file of options; flags override it.")
+
 
 def apply_config(parser: argparse.ArgumentParser, args: argparse.Namespace, argv) -> argparse.Namespace:
     try:

@@ -8,6 +8,7 @@ from ..provenance import get_provenance
 from ..report import diversity_report
 from ..textviews import TURNS
 from ..tokens import get_tokenizer
+from .config import DEVICE_HELP, add_progress_and_config
 
 EXAMPLES = """Examples:
   # the embedded default pool (294 IFBench prompt/response pairs) on its own
@@ -94,12 +95,9 @@ def add_parser(sub):
     p.add_argument("--n-clusters", type=int, default=100, help="k-means clusters for cluster coverage (default: 100).")
     p.add_argument("--no-random", action="store_true", help="Leave out the random subset of the subset's size.")
     p.add_argument("--seed", type=int, default=0, help="Random seed (default: 0).")
-    p.add_argument("--device", default=None, help="cuda, cuda:1, mps or cpu (default: auto).")
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
     p.add_argument("--batch-size", type=int, default=64, help="Embedding batch size.")
-    p.add_argument(
-        "--progress", action=argparse.BooleanOptionalAction, default=True, help="Show progress bars (default: yes)."
-    )
-    p.add_argument("--config", default=None, help="YAML file of options; flags override it.")
+    add_progress_and_config(p)
     p.set_defaults(command="report")
     return p
 

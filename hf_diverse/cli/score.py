@@ -16,6 +16,7 @@ from ..provenance import get_provenance
 from ..scorers import AnswerDivergenceScorer, EmbeddingScorer, LMQualityScorer, RewardModelScorer
 from ..scoring import score
 from ..textviews import WHAT
+from .config import DEVICE_HELP, add_progress_and_config
 
 EXAMPLES = """Examples:
   # embeddings of the embedded sample (bundled all-MiniLM-L6-v2)
@@ -96,7 +97,7 @@ def add_parser(sub):
     group.add_argument("--text-columns", default=None, help="Comma-separated columns instead of the detected format.")
     group.add_argument("--what", default=None, choices=WHAT, help="embedding: the text view to embed.")
     group.add_argument("--output-column", default=None, help="embedding, reward: the column written.")
-    group.add_argument("--device", default=None, help="cuda, cuda:1, mps or cpu (default: auto).")
+    group.add_argument("--device", default=None, help=DEVICE_HELP)
     group.add_argument("--num-samples", type=int, default=None, help="adg: answers sampled per instruction (K).")
     group.add_argument("--max-new-tokens", type=int, default=None, help="adg: longest sampled answer.")
     group.add_argument("--temperature", type=float, default=None, help="adg: sampling temperature.")
@@ -119,10 +120,7 @@ def add_parser(sub):
     run_group.add_argument(
         "--reuse", action=argparse.BooleanOptionalAction, default=True, help="Copy rows scored before (default: yes)."
     )
-    run_group.add_argument(
-        "--progress", action=argparse.BooleanOptionalAction, default=True, help="Show progress bars (default: yes)."
-    )
-    p.add_argument("--config", default=None, help="YAML file of options; flags override it.")
+    add_progress_and_config(p, run_group)
     p.set_defaults(command="score")
     return p
 

@@ -12,6 +12,7 @@ from ..provenance import get_provenance
 from ..scorers.embedding import LONG_TEXT
 from ..selection import METHODS, Option, select_diverse
 from ..textviews import TURNS, WHAT, TextView
+from .config import DEVICE_HELP, add_progress_and_config
 
 EXAMPLES = """Examples:
   # embedded default (294 IFBench prompt/response pairs, bundled MiniLM), 50 rows by QDIT
@@ -159,13 +160,10 @@ def add_parser(sub):
     p.add_argument("--overwrite", action="store_true", help="Replace an existing output folder.")
     p.add_argument("--quality-column", default=None, help="Numeric column with quality scores (higher is better).")
     p.add_argument("--seed", type=int, default=0, help="Random seed (default: 0).")
-    p.add_argument("--device", default=None, help="cuda, cuda:1, mps or cpu (default: auto).")
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
     _add_text_and_embedding_options(p)
     p.add_argument("--num-proc", type=int, default=None, help="Processes for the embedding map.")
-    p.add_argument(
-        "--progress", action=argparse.BooleanOptionalAction, default=True, help="Show progress bars (default: yes)."
-    )
-    p.add_argument("--config", default=None, help="YAML file of options; flags override it.")
+    add_progress_and_config(p)
     p.add_argument(
         "--push-to",
         default=None,
