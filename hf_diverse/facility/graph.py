@@ -5,9 +5,10 @@ d(j | A) ~ sum_{v in N(j)} max(0, S[j, v] - cur[v]).
 
 **Dense cover** (`embeddings=` given, as `knn_greedy` and QDIT do): the cover cur[v] = max_{a in A} max(0, sim(a, v))
 is kept on the full similarity rows of the picks, computed `cover_batch` picks at a time (one `(B, d) x (d, N)`
-product, k N d flops in all, no N x N matrix; B = k / 64 within [1, 64]), with the graph's own values on the graph's
-pairs, which are applied at each pick; the rest of a pick's cover lags by at most B - 1 picks. Without it the cover
-only counts graph pairs, so a point covered by a similar pick that is not among its m nearest looks uncovered and
+product, k N d flops in all, no N x N matrix; B = k / 64 within [1, 64]; screened with bfloat16 products where those
+are fast, which leaves the float32 cover unchanged: `hf_diverse.facility.cover`), with the graph's own values on the
+graph's pairs, which are applied at each pick; the rest of a pick's cover lags by at most B - 1 picks. Without it the
+cover only counts graph pairs, so a point covered by a similar pick that is not among its m nearest looks uncovered and
 later gains are inflated: with alpha > 0 that mis-weighs diversity against quality (clustered data, N = 20k, m = 32,
 alpha 0.3 / 0.7: 0.982 of exact greedy's quality-diversity objective for `sparse` and 0.959 for `stochastic` with the
 graph-only cover; >= 0.99 with the dense one, benchmarks/RESULTS.md). The result's `coverage` is then the exact dense
@@ -16,7 +17,9 @@ gains).
 
 - `"sparse"`: greedy. Gains are kept exact incrementally: when a pick raises cur[v], only the candidates adjacent to
   v lose gain, by exactly what they lose. With the graph-only cover: the same picks as plain (or lazy) greedy on the
-  sparsified objective; total work ~ sum over v of (times cur[v] rose) x degree(v).
+  sparsified objective; total work ~ sum over v of (times cur[v] rose) x degree(v). On CPU with numba the per-pick
+  work (heap argmax, cover on the graph's pairs, gain updates) runs compiled (`kernels.graph_picks`), with the same
+  picks as the torch loop, which runs on GPU and without numba.
 - `"stochastic"`: stochastic greedy (Mirzasoleiman et al. 2015): each step scores a uniform sample of
   ceil(N/k ln(1/epsilon)) rows (drawn with replacement from a seeded CPU generator, already-picked rows dropped)
   and takes the best. hf_diverse adds to each sample as many rows of highest stale score (upper bounds, by
@@ -36,6 +39,8 @@ import torch
 
 from ..errors import InvalidParameterError
 from ..utils.progress import tqdm
+from . import kernels
+from .cover import Cover
 from .knn import KnnGraph, build_knn_graph
 from .objective import GreedyResult, check_score
 
@@ -193,26 +198,27 @@ def _raise_cur(graph: KnnGraph, cur: torch.Tensor, j: int) -> tuple[torch.Tensor
     return v, old, new
 
 
-def _raise_cur_dense(graph: KnnGraph, x: torch.Tensor, cur: torch.Tensor, pending: list[int]):
-    """cur = max(cur, max(0, x_j . X^T)) for the picks `pending` (one product for all), with the graph's own values
-    on the graph's pairs so both agree; returns the rows v that rose, with their old and new cur."""
-    # X @ x_p^T (tall and skinny) is the fast orientation of the product on CPU BLAS
-    with torch_threads(_product_threads if x.device.type == "cpu" else None):
-        rows = (x @ x[torch.as_tensor(pending, device=x.device)].T).float().clamp_(min=0).T
-    for b, j in enumerate(pending):
+def _raise_cur_dense(graph: KnnGraph, cover: Cover, pending: list[int]):
+    """cur = max(cur, max(0, x_j . X^T)) for the picks `pending` (one product for all, see `Cover`), with the graph's
+    own values on the graph's pairs so both agree; returns the rows v that rose, with their old and new cur."""
+    fixed = []
+    for j in pending:
         lo, hi = int(graph.indptr[j]), int(graph.indptr[j + 1])
-        rows[b, graph.indices[lo:hi].long()] = graph.values[lo:hi]
-    best = rows.max(dim=0).values
-    del rows
-    v = torch.nonzero(best > cur).squeeze(1)
-    old, new = cur[v], best[v]
-    cur[v] = new
-    return v, old, new
+        fixed.append((graph.indices[lo:hi].long(), graph.values[lo:hi]))
+    with torch_threads(_product_threads if cover.x.device.type == "cpu" else None):
+        return cover.raise_(torch.as_tensor(pending, device=cover.x.device), fixed)
+
+
+def _new_cover(x: torch.Tensor | None, cur: torch.Tensor) -> Cover | None:
+    return None if x is None else Cover(x, cur=cur)
 
 
 def _exact_greedy(graph: KnnGraph, k: int, w_div: float, modular: torch.Tensor, epsilon, seed, bar, x, cover_batch):
     n, device = graph.n, graph.values.device
+    if device.type == "cpu" and kernels.HAS_NUMBA:
+        return _exact_greedy_numba(graph, k, w_div, modular, bar, x, cover_batch)
     cur = torch.zeros(n, dtype=torch.float32, device=device)
+    cover = _new_cover(x, cur)
     selected = torch.zeros(n, dtype=torch.bool, device=device)
     div = _row_sums(graph)  # d(j | {}) for every j
     score = w_div * div + modular
@@ -227,14 +233,47 @@ def _exact_greedy(graph: KnnGraph, k: int, w_div: float, modular: torch.Tensor, 
         score[j] = -math.inf
         v, old, new = _raise_cur(graph, cur, j)
         touched += _lose_gain(graph, v, old, new, div, score, selected, w_div, modular)
-        if x is not None:
+        if cover is not None:
             pending.append(j)
             if len(pending) == cover_batch or step == k - 1:
-                v, old, new = _raise_cur_dense(graph, x, cur, pending)
+                v, old, new = _raise_cur_dense(graph, cover, pending)
                 touched += _lose_gain(graph, v, old, new, div, score, selected, w_div, modular)
                 pending = []
         bar.update(1)
-    return picks, gains, div_gains, float(cur.sum(dtype=torch.float64)), touched, {}
+    return picks, gains, div_gains, float(cur.sum(dtype=torch.float64)), touched, _cover_info(cover)
+
+
+def _exact_greedy_numba(graph: KnnGraph, k: int, w_div: float, modular: torch.Tensor, bar, x, cover_batch):
+    """`_exact_greedy` with its per-pick work in compiled code (`kernels.graph_picks`): the same picks, ties included;
+    the dense cover's products stay in torch, `cover_batch` picks at a time."""
+    n = graph.n
+    indptr, indices, values = graph.indptr.numpy(), graph.indices.numpy(), graph.values.numpy()
+    cur = torch.zeros(n, dtype=torch.float32)
+    cover = _new_cover(x, cur)
+    picked = np.zeros(n, dtype=np.bool_)
+    div = _row_sums(graph).numpy()
+    bonus = np.ascontiguousarray(modular.numpy(), dtype=np.float64)
+    score = w_div * div + bonus
+    keys, rows = kernels.graph_heap(score)
+    size, touched = n, graph.nnz
+    out = np.empty((k, 3), dtype=np.float64)
+    batch = cover_batch if cover is not None else 256
+    state = (indptr, indices, values, cur.numpy(), div, score, picked, w_div, bonus)
+    for start in range(0, k, batch):
+        count = min(batch, k - start)
+        size, read = kernels.graph_picks(*state, keys, rows, size, count, out, start)
+        touched += read
+        if cover is not None:
+            v, old, new = _raise_cur_dense(graph, cover, out[start : start + count, 0].astype(np.int64).tolist())
+            rose = (v.numpy(), old.numpy(), new.numpy())
+            touched += kernels.graph_lose_many(indptr, indices, values, *rose, *state[4:])
+        bar.update(count)
+    picks, coverage = out[:, 0].astype(np.int64).tolist(), float(cur.sum(dtype=torch.float64))
+    return picks, out[:, 1].tolist(), out[:, 2].tolist(), coverage, touched, _cover_info(cover)
+
+
+def _cover_info(cover: Cover | None) -> dict:
+    return {} if cover is None else cover.info()
 
 
 def _lose_gain(graph, v, old, new, div, score, selected, w_div, modular, chunk_entries: int = 1 << 22) -> int:
@@ -265,6 +304,7 @@ def _stochastic_greedy(
     n, device = graph.n, graph.values.device
     indptr, cols, vals = graph.indptr, graph.indices, graph.values
     cur = torch.zeros(n, dtype=torch.float32, device=device)
+    cover = _new_cover(x, cur)
     selected = torch.zeros(n, dtype=torch.bool, device=device)
     sample = min(n, math.ceil(n / k * math.log(1.0 / epsilon)))
     gen = torch.Generator().manual_seed(int(seed))  # CPU generator: the same draws on every device
@@ -290,14 +330,14 @@ def _stochastic_greedy(
         selected[j] = True
         bound[j] = -math.inf
         _raise_cur(graph, cur, j)
-        if x is not None:
+        if cover is not None:
             pending.append(j)
             if len(pending) == cover_batch or step == k - 1:
-                _raise_cur_dense(graph, x, cur, pending)
+                _raise_cur_dense(graph, cover, pending)
                 pending = []
         touched += int(pos.numel())
         bar.update(1)
-    details = {"epsilon": epsilon, "sample_size": sample}
+    details = {"epsilon": epsilon, "sample_size": sample, **_cover_info(cover)}
     return picks, gains, div_gains, float(cur.sum(dtype=torch.float64)), touched, details
 
 

@@ -13,7 +13,8 @@ float64), so equal rows give equal gains in whichever phase they are computed, a
 - **Incremental phase** (`incremental=True`). Once a pick re-scored more rows than the exact update of every gain
   would read, every gain is kept exact by subtracting what each pick takes away: for the points v whose cover rose
   from old_v to new_v, candidate i loses clamp(S[v, i], old_v, new_v) - old_v; S is symmetric, so that is a pass over
-  the rows S[v, :], in parallel over column blocks (blocks where S[v, :] <= old_v are skipped). The updated gains
+  the rows S[v, :] (blocks where S[v, :] <= old_v are skipped), split over the threads, each streaming whole rows into
+  partial sums of its own that are added at the end. The updated gains
   carry rounding of their own, so each pick re-scores directly (with `_row_gain`) every candidate within a rounding
   bound of the best, and decides on those numbers: the same picks as plain greedy, ties included.
 
@@ -144,27 +145,37 @@ if HAS_NUMBA:
             div[i] -= max(min(np.float64(row[i]), h), o) - o
 
     @njit(cache=True, nogil=True)
-    def _take_block(s, bmax, width, div, improved, old, new, m, b):
-        lo = b * width
-        hi = min(div.shape[0], lo + width)
-        for t in range(m):
-            v, o = improved[t], old[t]
+    def _take_row(s, bmax, width, div, v, o, h):
+        """div[i] -= clamp(S[v, i], o, h) - o along row v, skipping its blocks whose maximum is <= o (they take 0)."""
+        n = div.shape[0]
+        for b in range(bmax.shape[1]):
             if bmax[v, b] > o:
-                _take(s[v, lo:hi], div[lo:hi], np.float64(o), np.float64(new[t]))
+                lo = b * width
+                hi = min(n, lo + width)
+                _take(s[v, lo:hi], div[lo:hi], o, h)
 
     @njit(cache=True, parallel=True)
-    def _subtract_parallel(s, bmax, width, div, improved, old, new, m):
-        for b in prange(bmax.shape[1]):
-            _take_block(s, bmax, width, div, improved, old, new, m, b)
+    def _subtract_parallel(s, bmax, width, div, improved, old, new, m, part):
+        # each thread streams whole rows (contiguous, so prefetched) into its own partial sums, added at the end
+        chunks, n = part.shape[0], div.shape[0]
+        for c in prange(chunks):
+            acc = part[c]
+            acc[:] = 0.0
+            for t in range(c * m // chunks, (c + 1) * m // chunks):
+                _take_row(s, bmax, width, acc, improved[t], np.float64(old[t]), np.float64(new[t]))
+        for c in range(chunks):
+            for i in range(n):
+                div[i] += part[c, i]
 
     @njit(cache=True, nogil=True)
-    def _subtract_lost(s, bmax, width, div, improved, old, new, m):
-        """div[i] -= clamp(S[v, i], old_v, new_v) - old_v for every v whose cover rose (row v of S is S[:, v])."""
-        if m >= _PARALLEL_UPDATES:
-            _subtract_parallel(s, bmax, width, div, improved, old, new, m)
+    def _subtract_lost(s, bmax, width, div, improved, old, new, m, part):
+        """div[i] -= clamp(S[v, i], old_v, new_v) - old_v for every v whose cover rose (row v of S is S[:, v]);
+        `part`: one row of partial sums per thread."""
+        if m >= _PARALLEL_UPDATES and part.shape[0] > 1:
+            _subtract_parallel(s, bmax, width, div, improved, old, new, m, part)
         else:
-            for b in range(bmax.shape[1]):
-                _take_block(s, bmax, width, div, improved, old, new, m, b)
+            for t in range(m):
+                _take_row(s, bmax, width, div, improved[t], np.float64(old[t]), np.float64(new[t]))
 
     @njit(cache=True, nogil=True)
     def _cover(s, j, cur, cmin, width, improved, old, new):
@@ -239,9 +250,10 @@ if HAS_NUMBA:
         return j, size, cost
 
     @njit(cache=True, nogil=True)
-    def greedy(s, bmax, width, k, w, bonus, gains0, incremental, switch_after):
+    def greedy(s, bmax, width, k, w, bonus, gains0, incremental, switch_after, threads):
         """Exact greedy on the stored S (see the module docstring): `(picks, scores, div_gains, coverage d(A),
-        evaluations, switched_at)`, `switched_at` the pick at which the incremental phase began (-1: never)."""
+        evaluations, switched_at)`, `switched_at` the pick at which the incremental phase began (-1: never).
+        `threads`: numba's thread count (`numba.get_num_threads()`), one row of partial sums each."""
         n = s.shape[0]
         cur = np.zeros(n, dtype=np.float32)
         cmin = np.zeros(bmax.shape[1], dtype=np.float32)
@@ -264,6 +276,7 @@ if HAS_NUMBA:
         div_max = 0.0
         for r in range(n):
             div_max = max(div_max, div[r])
+        part = np.empty((threads if incremental else 0, n), dtype=np.float64)
         evaluations, updates, switched_at = 0, 0, -1
         for step in range(k):
             if switched_at < 0:
@@ -276,7 +289,7 @@ if HAS_NUMBA:
             picked[j] = True
             m = _cover(s, j, cur, cmin, width, improved, old, new)
             if switched_at >= 0:
-                _subtract_lost(s, bmax, width, div, improved, old, new, m)
+                _subtract_lost(s, bmax, width, div, improved, old, new, m, part)
                 cost += m
                 updates += m
             evaluations += cost
@@ -325,6 +338,69 @@ if HAS_NUMBA:
             _cover(s, j, cur, cmin, width, improved, old, new)
         return picks, scores, div_gains, _total(cur), evaluations
 
+    # --- greedy on the kNN graph (`hf_diverse.facility.graph`, strategy "sparse") -----------------------------------
+    @njit(cache=True, nogil=True)
+    def _graph_lose(indptr, indices, values, v, o, h, div, score, picked, w, bonus):
+        """Every candidate c adjacent to v loses max(0, s - o) - max(0, s - h) of gain when cur[v] rises from o to h
+        (float64 terms: exact differences of float32 values); returns the entries read."""
+        lo, hi = indptr[v], indptr[v + 1]
+        for e in range(lo, hi):
+            c = indices[e]
+            s = np.float64(values[e])
+            div[c] += max(s - h, 0.0) - max(s - o, 0.0)
+            if not picked[c]:
+                score[c] = w * div[c] + bonus[c]
+        return hi - lo
+
+    @njit(cache=True, nogil=True)
+    def graph_lose_many(indptr, indices, values, rose, old, new, div, score, picked, w, bonus):
+        """`_graph_lose` for each row of `rose` (cover old -> new): the dense cover's update; returns entries read."""
+        touched = 0
+        for t in range(rose.shape[0]):
+            o, h = np.float64(old[t]), np.float64(new[t])
+            touched += _graph_lose(indptr, indices, values, rose[t], o, h, div, score, picked, w, bonus)
+        return touched
+
+    @njit(cache=True, nogil=True)
+    def graph_heap(score):
+        """A max-heap of (stale score, row) snapshots over all rows: `(keys, rows)`, the larger score first, then the
+        lower row."""
+        n = score.shape[0]
+        keys = score.copy()
+        rows = np.arange(n)
+        for pos in range(n // 2 - 1, -1, -1):
+            _sift_down(keys, rows, n, pos)
+        return keys, rows
+
+    @njit(cache=True, nogil=True)
+    def graph_picks(indptr, indices, values, cur, div, score, picked, w, bonus, keys, rows, size, count, out, start):
+        """`count` greedy picks on the graph, written to `out[start:]` as (row, score, d(row | A)) in columns 0-2.
+
+        The argmax pops the heap of stale snapshots: scores only decrease, so a top whose snapshot equals its score is
+        the best row (ties: lower row) and the others are re-keyed and sifted down. Each pick raises cur on its graph
+        row and takes what it covers from the gains of the rows adjacent to those it raised. Returns
+        `(heap size, entries read)`."""
+        touched = 0
+        for t in range(count):
+            while True:
+                j = rows[0]
+                if score[j] == keys[0]:
+                    j, size = _pop(keys, rows, size)
+                    break
+                keys[0] = score[j]
+                _sift_down(keys, rows, size, 0)
+            out[start + t, 0], out[start + t, 1], out[start + t, 2] = j, score[j], div[j]
+            picked[j] = True
+            score[j] = _NEG_INF
+            for e in range(indptr[j], indptr[j + 1]):
+                v = indices[e]
+                s = values[e]
+                if s > cur[v]:
+                    o = np.float64(cur[v])
+                    cur[v] = s
+                    touched += _graph_lose(indptr, indices, values, v, o, np.float64(s), div, score, picked, w, bonus)
+        return size, touched
+
 
 def block_width(n: int) -> int:
     """Columns per block of the block maxima: 64 (1/16 of S in memory), fewer for tiny pools."""
@@ -346,5 +422,13 @@ def warm_up() -> None:
     bmax = np.empty((16, 2), dtype=np.float32)
     gains = np.empty(16, dtype=np.float64)
     prepare_rows(x, bmax, gains, 8)
-    greedy(x, bmax, 8, 4, 1.0, np.zeros(16), gains, True, 0)
+    greedy(x, bmax, 8, 4, 1.0, np.zeros(16), gains, True, 0, numba.get_num_threads())
     plain_greedy(x, bmax, 8, 2, 1.0, np.zeros(16), gains)
+    indptr, indices = np.arange(17, dtype=np.int64), np.arange(16, dtype=np.int32)
+    values, cur, picked = np.ones(16, dtype=np.float32), np.zeros(16, dtype=np.float32), np.zeros(16, dtype=np.bool_)
+    div = np.ones(16)
+    score = div.copy()
+    keys, rows = graph_heap(score)
+    args = (indptr, indices, values, cur, div, score, picked, 1.0, np.zeros(16))
+    graph_picks(*args, keys, rows, 16, 2, np.empty((2, 3)), 0)
+    graph_lose_many(indptr, indices, values, np.arange(2), cur[:2], cur[:2] + 1, *args[4:])

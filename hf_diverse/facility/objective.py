@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import InvalidParameterError
+from .cover import COVER_BATCH, SCREEN_MIN_ROWS, Cover, bf16_matmul_is_fast
 
 
 @dataclass
@@ -77,6 +78,12 @@ def facility_location_objective(x: torch.Tensor, indices, block_size: int = 4096
     idx = torch.as_tensor(np.asarray(indices), dtype=torch.long, device=x.device)
     if idx.numel() == 0:
         return 0.0
+    if x.shape[0] >= SCREEN_MIN_ROWS and bf16_matmul_is_fast(x.device):
+        # large pools on CPUs with bfloat16 matrix units: screened products, the same float32 cover (`Cover`)
+        cover = Cover(x)
+        for start in range(0, idx.numel(), COVER_BATCH):
+            cover.raise_(idx[start : start + COVER_BATCH])
+        return cover.total()
     sel = x[idx]
     total = 0.0
     for start in range(0, x.shape[0], block_size):

@@ -43,6 +43,7 @@ BACKENDS = ("auto", "numba", "torch")
 # `backend="auto"` compiles (or loads) the numba kernels from this pool size up; below it the torch loops take well
 # under a second and a first call in a fresh environment does not wait ~10 s for the compilation
 NUMBA_MIN_ROWS = 4096
+SIMILARITY_BLOCK_BYTES = 64 * 2**20  # rows of S per block of the numba strategies' build: ~64 MiB
 _warned_no_numba = False
 
 
@@ -183,10 +184,13 @@ def _numba_greedy(x, k, w, b, strategy, incremental_after, show_progress) -> Gre
     s_np = s.numpy()
     bmax = np.empty((n, -(-n // width)), dtype=np.float32)
     gains0 = np.empty(n, dtype=np.float64)
-    rows = max(1, min(n, (64 * 2**20) // (4 * n)))  # ~64 MiB of S per block
+    rows = max(1, min(n, SIMILARITY_BLOCK_BYTES // (4 * n)))
     for start in tqdm(range(0, n, rows), desc="Similarities", disable=not show_progress, leave=False):
         stop = min(n, start + rows)
-        torch.matmul(x[start:stop], x.T, out=s[start:stop])
+        # symmetric: the block's columns left of it were copied in by earlier blocks, so only X_block X[start:]^T is
+        # computed (half the flops of X X^T in all) and its transpose fills the rows below; S is exactly symmetric
+        torch.matmul(x[start:stop], x[start:].T, out=s[start:stop, start:])
+        s[stop:, start:stop].copy_(s[start:stop, stop:].T)
         kernels.prepare_rows(s_np[start:stop], bmax[start:stop], gains0[start:stop], width)
     t1 = time.perf_counter()
     bonus = b.cpu().numpy()
@@ -195,7 +199,8 @@ def _numba_greedy(x, k, w, b, strategy, incremental_after, show_progress) -> Gre
         picks, scores, div_gains, coverage, evaluations = kernels.plain_greedy(s_np, bmax, width, k, w, bonus, gains0)
     else:
         incremental = strategy == "incremental"
-        out = kernels.greedy(s_np, bmax, width, k, w, bonus, gains0, incremental, incremental_after)
+        threads = kernels.numba.get_num_threads()
+        out = kernels.greedy(s_np, bmax, width, k, w, bonus, gains0, incremental, incremental_after, threads)
         picks, scores, div_gains, coverage, evaluations, switched_at = out
     details = {
         "backend": "numba",

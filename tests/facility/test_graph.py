@@ -103,3 +103,81 @@ def test_approximate_strategies_keep_the_quality_diversity_objective():
 def test_approximate_strategies_keep_the_quality_diversity_objective_at_20k():
     ratios = _qd_ratios(20000, 1000, 64, 200, (0.0, 0.3, 0.7))
     assert min(ratios.values()) >= 0.99, ratios
+
+
+def graph_matrix(graph) -> np.ndarray:
+    """The graph's values as a dense N x N float64 matrix (0 off the graph)."""
+    n = graph.n
+    rows = np.repeat(np.arange(n), np.diff(graph.indptr.numpy()))
+    g = np.zeros((n, n))
+    g[rows, graph.indices.numpy()] = graph.values.numpy()
+    return g
+
+
+def plain_graph_greedy(g: np.ndarray, k: int, w: float, bonus: np.ndarray) -> list[int]:
+    """Plain greedy on the graph's objective, read off the definition: f(j | A) = w sum_v max(0, g[j, v] - cur[v])
+    + bonus[j], cur[v] = max over the picks of g[a, v]; ties to the lower row (`np.argmax`)."""
+    cur, picks = np.zeros(len(g)), []
+    for _ in range(k):
+        f = w * np.maximum(g - cur, 0.0).sum(axis=1) + bonus
+        f[picks] = -np.inf
+        j = int(np.argmax(f))
+        picks.append(j)
+        cur = np.maximum(cur, g[j])
+    return picks
+
+
+def tied_rows(n=400, seed=0) -> tuple[torch.Tensor, np.ndarray]:
+    """Unit rows whose similarities are multiples of 1/4 (basis vectors and +-1/2 patterns, repeated), so gains tie
+    exactly; quality in multiples of 1/8."""
+    rng = np.random.default_rng(seed)
+    d = 8
+    protos = [np.eye(d)[i] for i in range(d)]
+    for _ in range(12):
+        v = np.zeros(d)
+        v[rng.choice(d, 4, replace=False)] = rng.choice([-0.5, 0.5], 4)
+        protos.append(v)
+    x = np.array(protos)[rng.integers(0, len(protos), n)].astype(np.float32)
+    return torch.from_numpy(x), rng.integers(0, 8, n) / 8.0
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.6])
+@pytest.mark.parametrize("data", ["tied", "clustered"])
+def test_sparse_greedy_is_plain_greedy_on_the_graph(data, alpha):
+    # graph-only cover: `sparse` (compiled where numba is installed, else the torch loop) must make plain greedy's
+    # picks on the graph's objective, exact ties to the lower row included
+    if data == "tied":
+        x, q = tied_rows()
+    else:
+        x, q = clustered(400, d=16, n_clusters=10), np.random.default_rng(2).random(400)
+    graph = build_knn_graph(x, 12, knn="exact", cache=False, show_progress=False)
+    k, n = 60, graph.n
+    w, bonus = (1 - alpha) / n, alpha * q / k
+    res = qdit_graph_greedy(graph, k, quality=q, alpha=alpha, show_progress=False)
+    expected = plain_graph_greedy(graph_matrix(graph), k, w, bonus)
+    np.testing.assert_array_equal(res.indices, expected)
+    g, cur = graph_matrix(graph), np.zeros(n)
+    for j, gain in zip(res.indices, res.gains, strict=True):
+        assert gain == pytest.approx(w * np.maximum(g[j] - cur, 0).sum() + bonus[j], rel=1e-9, abs=1e-15)
+        cur = np.maximum(cur, g[j])
+    assert res.coverage == pytest.approx(cur.sum(), rel=1e-9)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.6])
+def test_compiled_sparse_greedy_matches_the_torch_loop_with_the_dense_cover(alpha, monkeypatch):
+    from hf_diverse.facility import kernels, knn_greedy
+
+    if not kernels.HAS_NUMBA:
+        pytest.skip("numba is not installed")
+    x, q = tied_rows(600, seed=1)
+    runs = {}
+    for compiled in (True, False):
+        monkeypatch.setattr(kernels, "HAS_NUMBA", compiled)
+        runs[compiled], _ = knn_greedy(
+            x, 80, bonus=alpha * q / 80, diversity_weight=(1 - alpha) / 600, n_neighbors=8, knn="exact",
+            cache=False, show_progress=False,
+        )  # fmt: skip
+    np.testing.assert_array_equal(runs[True].indices, runs[False].indices)
+    np.testing.assert_allclose(runs[True].gains, runs[False].gains, rtol=1e-12)
+    assert runs[True].coverage == runs[False].coverage
+    assert runs[True].evaluations == runs[False].evaluations

@@ -98,6 +98,26 @@ def test_same_picks_as_numpy_greedy(alpha, backend):
         assert res.coverage == pytest.approx(s[:, expected].max(axis=1).sum(), rel=1e-9)
 
 
+@needs_numba
+@pytest.mark.parametrize("alpha", [0.0, 0.7])
+def test_similarities_built_in_many_row_blocks(alpha, monkeypatch):
+    # S is built a row block at a time, the columns left of each block copied from the blocks above it (S is
+    # symmetric): with blocks of 37 rows (not a divisor of N) every copy runs
+    from hf_diverse.facility import stored
+
+    monkeypatch.setattr(stored, "SIMILARITY_BLOCK_BYTES", 4 * 500 * 37)
+    x = clustered()
+    k = 40
+    w, bonus = terms(len(x), k, alpha, np.random.default_rng(1).random(len(x)))
+    expected = numpy_greedy(x, k, w, bonus)
+    s = np.maximum(x.astype(np.float64) @ x.T.astype(np.float64), 0)
+    for strategy, extra in STRATEGIES:
+        res = run(x, k, w, bonus, strategy, backend="numba", **extra)
+        assert res.indices.tolist() == expected, (strategy, extra)
+        assert res.coverage == pytest.approx(s[:, expected].max(axis=1).sum(), rel=1e-6)
+        assert res.gains[0] == pytest.approx(w * s[expected[0]].sum() + bonus[expected[0]], rel=1e-6)
+
+
 @pytest.mark.parametrize("backend", [pytest.param("numba", marks=needs_numba), "torch"])
 @pytest.mark.parametrize("alpha", [0.0, 0.7])
 def test_exact_ties_go_to_the_lower_row(alpha, backend):
