@@ -8,6 +8,7 @@ from datasets import Dataset
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
 
 from hf_diverse.facility import facility_location_greedy, sparse_facility_location_greedy
+from tests.reference import plain_greedy_on  # noqa: F401  (re-exported for the test modules)
 
 
 # --- QDIT's score on the facility-location engine (tests/facility/, tests/selection/) --------------------------------

@@ -6,7 +6,8 @@ import torch
 
 from hf_diverse.facility import build_knn_graph, facility_location_greedy, facility_location_objective
 from hf_diverse.facility.graph import _HeapArgmax
-from tests.helpers import clustered, qdit_graph_greedy, qdit_greedy
+from tests.facility.test_kernels import tied_pool
+from tests.helpers import clustered, plain_greedy_on, qdit_graph_greedy, qdit_greedy
 
 pytestmark = pytest.mark.usefixtures("one_thread", "knn_cache_dir")
 
@@ -114,31 +115,10 @@ def graph_matrix(graph) -> np.ndarray:
     return g
 
 
-def plain_graph_greedy(g: np.ndarray, k: int, w: float, bonus: np.ndarray) -> list[int]:
-    """Plain greedy on the graph's objective, read off the definition: f(j | A) = w sum_v max(0, g[j, v] - cur[v])
-    + bonus[j], cur[v] = max over the picks of g[a, v]; ties to the lower row (`np.argmax`)."""
-    cur, picks = np.zeros(len(g)), []
-    for _ in range(k):
-        f = w * np.maximum(g - cur, 0.0).sum(axis=1) + bonus
-        f[picks] = -np.inf
-        j = int(np.argmax(f))
-        picks.append(j)
-        cur = np.maximum(cur, g[j])
-    return picks
-
-
 def tied_rows(n=400, seed=0) -> tuple[torch.Tensor, np.ndarray]:
-    """Unit rows whose similarities are multiples of 1/4 (basis vectors and +-1/2 patterns, repeated), so gains tie
-    exactly; quality in multiples of 1/8."""
-    rng = np.random.default_rng(seed)
-    d = 8
-    protos = [np.eye(d)[i] for i in range(d)]
-    for _ in range(12):
-        v = np.zeros(d)
-        v[rng.choice(d, 4, replace=False)] = rng.choice([-0.5, 0.5], 4)
-        protos.append(v)
-    x = np.array(protos)[rng.integers(0, len(protos), n)].astype(np.float32)
-    return torch.from_numpy(x), rng.integers(0, 8, n) / 8.0
+    """`tied_pool` of the kernel tests as a tensor: similarities in multiples of 1/4, so gains tie exactly."""
+    x, quality = tied_pool(n, seed)
+    return torch.from_numpy(x), quality
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.6])
@@ -154,7 +134,7 @@ def test_sparse_greedy_is_plain_greedy_on_the_graph(data, alpha):
     k, n = 60, graph.n
     w, bonus = (1 - alpha) / n, alpha * q / k
     res = qdit_graph_greedy(graph, k, quality=q, alpha=alpha, show_progress=False)
-    expected = plain_graph_greedy(graph_matrix(graph), k, w, bonus)
+    expected, _ = plain_greedy_on(graph_matrix(graph), k, w, bonus)
     np.testing.assert_array_equal(res.indices, expected)
     g, cur = graph_matrix(graph), np.zeros(n)
     for j, gain in zip(res.indices, res.gains, strict=True):

@@ -1,8 +1,9 @@
 """`hf_diverse.facility.kernels`: the compiled exact greedy against a plain numpy greedy written here, exact ties
 included, on CPU (numba and torch backends) and, where CUDA is available, on the GPU.
 
-Self-contained on purpose (no `tests.helpers`, no conftest fixtures): `benchmarks/gpu_check.sh` runs this file with
-`pytest --noconftest` on a GPU machine that has torch and numba but not `datasets`.
+Self-contained on purpose (only `tests.reference`, no `tests.helpers`, no conftest fixtures):
+`benchmarks/gpu_check.sh` runs this file with `pytest --noconftest` on a GPU machine that has torch and numba but not
+`datasets`.
 """
 
 import os
@@ -16,6 +17,7 @@ import pytest
 import torch
 
 from hf_diverse.facility import facility_location_greedy, kernels
+from tests.reference import plain_greedy_on
 
 ROOT = Path(__file__).resolve().parents[2]
 needs_numba = pytest.mark.skipif(not kernels.HAS_NUMBA, reason="numba is not installed")
@@ -25,16 +27,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUD
 def numpy_greedy(x: np.ndarray, k: int, w: float, bonus: np.ndarray) -> list[int]:
     """Plain greedy on f(j | A) = w * d(j | A) + bonus[j], read straight off the definition: float32 similarities
     clamped at 0, float64 gains, ties to the lower row (`np.argmax` takes the first maximum)."""
-    s = np.maximum(x @ x.T, np.float32(0)).astype(np.float64)
-    cur = np.zeros(len(x))
-    picks = []
-    for _ in range(k):
-        f = w * np.maximum(s - cur, 0.0).sum(axis=1) + bonus
-        f[picks] = -np.inf
-        j = int(np.argmax(f))
-        picks.append(j)
-        cur = np.maximum(cur, s[j])
-    return picks
+    return plain_greedy_on(np.maximum(x @ x.T, np.float32(0)).astype(np.float64), k, w, bonus)[0]
 
 
 def clustered(n=500, d=24, n_clusters=15, noise=0.4, seed=0) -> np.ndarray:
@@ -220,6 +213,7 @@ def test_without_numba_the_torch_loops_run_and_say_so():
         + """
 import numpy as np, torch
 from hf_diverse.facility import facility_location_greedy, kernels
+from tests.reference import plain_greedy_on
 x = torch.from_numpy(np.load("{path}"))
 res = facility_location_greedy(x, 20, diversity_weight=1 / 300, show_progress=False)
 print(kernels.HAS_NUMBA, res.details["backend"], *res.indices.tolist())

@@ -10,7 +10,7 @@ from hf_diverse.facility import facility_location_greedy, stored
 from hf_diverse.selection.base import SelectionContext
 from hf_diverse.selection.qdit_scaling import SCALINGS, clear_ends_cache
 from tests.golden_cases import golden_pool
-from tests.helpers import clustered
+from tests.helpers import clustered, plain_greedy_on
 
 pytestmark = pytest.mark.usefixtures("one_thread", "knn_cache_dir")
 
@@ -84,15 +84,7 @@ def test_bad_parameters():
 # --- scaling (`QditConfig.scaling`) ---------------------------------------------------------------------------------
 def naive_greedy(x: np.ndarray, k: int, w: float, bonus: np.ndarray) -> tuple[list[int], float]:
     """Plain greedy on w * d(j|A) + bonus[j] written out in float64 numpy (ties to the lower row); `(picks, d(A))`."""
-    s = np.maximum(x.astype(np.float64) @ x.astype(np.float64).T, 0.0)
-    cur, picks = np.zeros(len(x)), []
-    for _ in range(k):
-        gains = w * np.maximum(s - cur, 0.0).sum(axis=1) + bonus
-        gains[picks] = -np.inf
-        j = int(np.argmax(gains))
-        picks.append(j)
-        cur = np.maximum(cur, s[j])
-    return picks, float(cur.sum())
+    return plain_greedy_on(np.maximum(x.astype(np.float64) @ x.astype(np.float64).T, 0.0), k, w, bonus)
 
 
 def coverage_of(x: np.ndarray, rows) -> float:
