@@ -205,15 +205,21 @@ if HAS_NUMBA:
         """argmax of w * div + bonus over unpicked rows while div is kept by updates: the rows within `tol` of the
         best are re-scored directly and the best of those wins (ties: lower row). Returns `(row, re-scored)`."""
         n = div.shape[0]
-        best = _NEG_INF
-        for r in range(n):
+        best, m = _NEG_INF, 0
+        for r in range(n):  # one pass: every row within tol of the best so far, then those within tol of the best
             if not picked[r]:
-                best = max(best, w * div[r] + bonus[r])
-        m = 0
-        for r in range(n):
-            if not picked[r] and w * div[r] + bonus[r] >= best - tol:
-                near[m] = r
-                m += 1
+                f = w * div[r] + bonus[r]
+                if f >= best - tol:
+                    best = max(best, f)
+                    near[m] = r
+                    m += 1
+        kept = 0
+        for t in range(m):
+            r = near[t]
+            if w * div[r] + bonus[r] >= best - tol:
+                near[kept] = r
+                kept += 1
+        m = kept
         j, top = -1, _NEG_INF
         for t in range(m):
             r = near[t]

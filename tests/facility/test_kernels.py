@@ -126,6 +126,54 @@ def test_exact_ties_go_to_the_lower_row(alpha, backend):
 
 
 @needs_numba
+@pytest.mark.parametrize("near", [0, 1, 3, 5, 7])
+def test_near_ties_of_the_updated_gains_are_rescored_directly(near):
+    # the incremental phase keeps gains by updates, which drift by rounding: every row within `tol` of the best updated
+    # score is re-scored from S and the best re-scored one wins. Here row `near` truly has the largest gain, but its
+    # updated gain reads a little below the others' (and row 6's a little above its true gain)
+    rng = np.random.default_rng(0)
+    s = np.ascontiguousarray(rng.random((8, 8)), dtype=np.float32)
+    s = np.minimum(s, s.T)
+    bmax = np.empty((8, 1), dtype=np.float32)
+    true = np.empty(8)
+    kernels.prepare_rows(s, bmax, true, 8)  # d(j | {}) of each row
+    tol = 0.5
+    div = np.full(8, true.max() + 1.0)  # every other row: updated gain 1.0 above the best's, truly lower
+    div[1::2] = true.max() - 5.0  # far below: never re-scored
+    best_row = 6 if near != 6 else 4
+    div[best_row] = true.max() + 1.2  # the best updated score
+    div[near] = true.max() + 0.8  # within tol of it, after it or before it
+    true_best = true.copy()
+    true_best[near] = true.max() + 1.5  # ... and truly the best: its row of S is scaled up to say so
+    s2 = s.copy()
+    s2[near] *= np.float32(true_best[near] / true[near])
+    bmax2 = np.maximum(bmax, s2.max(axis=1, keepdims=True))
+    picked = np.zeros(8, dtype=np.bool_)
+    picked[2] = near != 2  # a picked row is never a candidate
+    cur, cmin, out = np.zeros(8, dtype=np.float32), np.zeros(1, dtype=np.float32), np.empty(8, dtype=np.int64)
+    j, rescored = kernels._exact_argmax(s2, bmax2, 8, cur, cmin, div.copy(), 1.0, np.zeros(8), picked, tol, out)
+    assert j == near
+    # re-scored: exactly the unpicked rows within tol of the best updated score (the even rows, 1.0 and 0.8 below)
+    within = [r for r in range(8) if not picked[r] and div[r] >= div.max() - tol]
+    assert rescored == len(within)
+    assert sorted(out[:rescored].tolist()) == within
+
+
+@needs_numba
+def test_near_tie_candidates_are_exactly_the_rows_within_tol_of_the_best():
+    # updated scores in row order; the best is 1.2 and tol 0.5, so rows 2, 3, 4, 6 and 7 (>= 0.7) are re-scored, not
+    # row 0 or 1 (within tol of the best seen before row 2) nor row 5
+    offsets = np.array([0.0, 0.3, 1.2, 0.75, 0.72, -3.0, 1.0, 0.71])
+    s = np.eye(8, dtype=np.float32)
+    bmax = np.ones((8, 1), dtype=np.float32)
+    cur, cmin, out = np.zeros(8, dtype=np.float32), np.zeros(1, dtype=np.float32), np.empty(8, dtype=np.int64)
+    picked = np.zeros(8, dtype=np.bool_)
+    j, rescored = kernels._exact_argmax(s, bmax, 8, cur, cmin, 10.0 + offsets, 1.0, np.zeros(8), picked, 0.5, out)
+    assert out[:rescored].tolist() == [2, 3, 4, 6, 7]
+    assert j == 2  # every re-scored gain is 1 (S = I): the tie goes to the lower row
+
+
+@needs_numba
 def test_incremental_phase_runs_and_matches_lazy_on_a_larger_pool():
     x = clustered(n=3000, d=32, n_clusters=60, seed=3)
     k = 300
