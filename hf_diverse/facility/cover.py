@@ -68,20 +68,16 @@ class Cover:
         `fixed` (one `(rows, values)` pair per pick, or `None`): similarities to use instead of the computed ones on
         those pairs, which the caller has already raised cur to (the kNN graph's own values, applied at each pick):
         a product that rounds differently then does not raise cur by an ulp."""
-        x, cur, n = self.x, self.cur, self.x.shape[0]
+        x, cur = self.x, self.cur
         self.stats["batches"] += 1
-        rows = None
-        if self.x_screen is not None and self.left <= _FULL_PRODUCT_ABOVE:
-            self.stats["screened"] += 1
-            top = (self.x_screen @ self.x_screen[picks].T).amax(dim=1).float()
-            rows = torch.nonzero(top + SCREEN_MARGIN > cur).squeeze(1)
-            self.left = rows.numel() / n
-            self.stats["rows_left"] += rows.numel()
-        if rows is None or self.left > _FULL_PRODUCT_ABOVE:
+        screen = self.x_screen is not None and self.left <= _FULL_PRODUCT_ABOVE
+        rows = self._screen(picks) if screen else None
+        if rows is None:
             sims = (x @ x[picks].T).float()  # X @ x_p^T (tall and skinny): the fast orientation on CPU BLAS
-            rows = None
             if self.x_screen is not None:
                 self.left = self._share_left(sims)
+        elif rows.numel() == 0:  # the screen proved every row unchanged
+            return rows, cur[rows], cur[rows]
         else:
             sims = x[rows].float() @ x[picks].float().T
         if fixed is not None:
@@ -89,8 +85,8 @@ class Cover:
                 if rows is None:
                     sims[v, b] = values
                     continue
-                pos = torch.searchsorted(rows, v).clamp_(max=max(rows.numel() - 1, 0))
-                hit = rows[pos] == v if rows.numel() else torch.zeros_like(v, dtype=torch.bool)
+                pos = torch.searchsorted(rows, v).clamp_(max=rows.numel() - 1)
+                hit = rows[pos] == v
                 sims[pos[hit], b] = values[hit]
         best = sims.amax(dim=1)  # cur >= 0, so max(cur, best) is max(cur, max(0, best))
         del sims
@@ -100,6 +96,16 @@ class Cover:
         old, new = cur[v], best[up]
         cur[v] = new
         return v, old, new
+
+    def _screen(self, picks: torch.Tensor) -> torch.Tensor | None:
+        """The rows (sorted) a bfloat16 product of the batch cannot prove unchanged, or `None` when that is more than
+        `_FULL_PRODUCT_ABOVE` of them (the float32 product of every row is then cheaper)."""
+        self.stats["screened"] += 1
+        top = (self.x_screen @ self.x_screen[picks].T).amax(dim=1).float()
+        rows = torch.nonzero(top + SCREEN_MARGIN > self.cur).squeeze(1)
+        self.left = rows.numel() / self.cur.numel()
+        self.stats["rows_left"] += rows.numel()
+        return rows if self.left <= _FULL_PRODUCT_ABOVE else None
 
     def _share_left(self, sims: torch.Tensor) -> float:
         """Share of rows a screen would have left for this batch, from its float32 similarities (upper bound)."""
