@@ -166,23 +166,6 @@ class TextView:
                 )
         return view
 
-    def source_columns(self, column_names: Sequence[str]) -> list[str]:
-        """The columns of `column_names` this view reads its texts from, in their order (a view made by `for_columns`).
-
-        Example:
-        ```py
-        >>> TextView.for_columns(["instruction", "input", "output", "id"]).source_columns(["instruction", "input",
-        ...     "output", "id"])
-        ['instruction', 'input', 'output']
-        ```
-        """
-        if self.text_columns is not None:
-            named = {c for cols in self.text_columns.values() for c in cols}
-        else:
-            fmt = self.format or detect_format(column_names)
-            named = set(_REQUIRED[fmt]) | ({"input"} if fmt == "alpaca" else set())
-        return [c for c in column_names if c in named]
-
     # --- public views -------------------------------------------------------------------------------------
     def texts(
         self, batch: dict[str, list], what: str = "instruction", indices: Sequence[int] | None = None
@@ -208,7 +191,15 @@ class TextView:
         return [any(not _join(*parts[i]).strip() for parts in by_view) for i in range(len(by_view[0]))]
 
     def columns(self, column_names: Sequence[str]) -> list[str]:
-        """The columns this view reads its texts from, in dataset order (e.g. to read only those)."""
+        """The columns of `column_names` this view reads its texts from, in dataset order (e.g. to read only those).
+
+        Example:
+        ```py
+        >>> TextView.for_columns(["instruction", "input", "output", "id"]).columns(["instruction", "input", "output",
+        ...     "id"])
+        ['instruction', 'input', 'output']
+        ```
+        """
         if self.text_columns is not None:
             named = {c for cols in self.text_columns.values() for c in cols}
         else:

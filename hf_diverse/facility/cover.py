@@ -24,7 +24,14 @@ _FULL_PRODUCT_ABOVE = 0.5  # share of rows left by the screen above which the ne
 
 
 def bf16_matmul_is_fast(device: torch.device) -> bool:
-    """Whether bfloat16 products run on matrix units here (CPU with AMX or AVX512-BF16)."""
+    """Whether bfloat16 products run on matrix units here (CPU with AMX or AVX512-BF16).
+
+    Example:
+    ```py
+    >>> bf16_matmul_is_fast(torch.device("cuda"))  # only CPUs are screened
+    False
+    ```
+    """
     if device.type != "cpu":
         return False
     amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()

@@ -128,7 +128,7 @@ class Scorer(ABC):
         """`input_columns` of a scorer that reads rows through a `TextView` (its `text_columns`, else the detected
         format): the text columns only."""
         view = TextView.for_columns(column_names, text_columns=getattr(self, "text_columns", None))
-        return view.source_columns(column_names)
+        return view.columns(column_names)
 
     def __call__(self, batch: dict[str, list], indices=None, rank: int | None = None) -> dict[str, list]:
         # map(with_rank=True) without with_indices passes the rank second
