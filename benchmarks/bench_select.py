@@ -3,9 +3,11 @@
 Synthetic clustered, L2-normalised float32 embeddings (d=384, N/100 clusters, unit-variance noise). For each N:k
 pair and alpha, one table row per run:
 
-- `floor`: one float32 `X @ X.T` (every first gain needs every similarity), the time everything is compared with;
+- `floor`: one float32 `X @ X.T` (every first gain needs every similarity), the time everything is compared with
+  (where the N x N product does not fit in memory, the same product in 64 MiB row blocks);
 - `hf_diverse <strategy>`: `facility_location_greedy` with QDIT's score (w = (1 - alpha) / N, bonus = alpha q / k,
-  quality uniform in [0, 1)), similarities included in the time;
+  quality uniform in [0, 1)), similarities included in the time; `blocked` once per `--blocked-fractions` entry,
+  its kept similarities given that fraction of the N x N float32 matrix's memory (`blocked-torch`: the torch loop);
 - `apricot lazy (dense)`: apricot-select `FacilityLocationSelection(metric="precomputed", optimizer="lazy")` on the
   float32 `max(X X^T, 0)` built inside the timing (a small warm-up call first, so numba compilation is not timed);
 - `apricot lazy (kNN graph)`: the same on a scipy CSR of hf_diverse's symmetrised m-NN graph (built inside the
@@ -36,6 +38,7 @@ import psutil
 import torch
 
 from hf_diverse.facility import (
+    blocked,
     build_knn_graph,
     facility_location_greedy,
     facility_location_objective,
@@ -111,6 +114,7 @@ def machine() -> str:
 
 def warm_up(peers):
     kernels.warm_up()
+    blocked.warm_up()
     if "apricot" in peers:
         from apricot import FacilityLocationSelection
 
@@ -152,14 +156,18 @@ def submodlib_dense(xn, k):
     return [i for i, _ in picks]
 
 
-def bench(n, k, alpha, strategies, peers, m):
+def bench(n, k, alpha, strategies, peers, m, blocked_fractions):
     x = clustered_embeddings(n)
     xn = x.numpy()
     q = np.random.default_rng(1).random(n)
     w, bonus = (1 - alpha) / n, torch.from_numpy(alpha * q / k)
     avail = psutil.virtual_memory().available
-    _, floor_s, floor_gib = timed(lambda: (x @ x.T, [0])[1])
-    rows = [{"run": "floor: one fp32 X @ X.T", "wall_s": floor_s, "peak_gib": floor_gib}]
+    if 4 * n * n < 0.5 * avail:
+        _, floor_s, floor_gib = timed(lambda: (x @ x.T, [0])[1])
+        rows = [{"run": "floor: one fp32 X @ X.T", "wall_s": floor_s, "peak_gib": floor_gib}]
+    else:  # the product does not fit: its row blocks, one buffer
+        _, floor_s, floor_gib = timed(lambda: blocked_product(x))
+        rows = [{"run": "floor: one fp32 X @ X.T (64 MiB row blocks)", "wall_s": floor_s, "peak_gib": floor_gib}]
 
     def add(name, fn, need=0):
         if need > 0.8 * avail:
@@ -172,12 +180,22 @@ def bench(n, k, alpha, strategies, peers, m):
         kwargs = dict(bonus=bonus, diversity_weight=w, show_progress=False)
         if strategy in ("sparse", "stochastic"):
             add(f"hf_diverse {strategy} (m={m})", lambda s=strategy: ours_graph(x, k, m, w, bonus, s))
+        elif strategy == "blocked":
+            for fraction in blocked_fractions:  # the kept similarities take this fraction of S's 4 N^2 bytes
+                kw = dict(kwargs, memory_budget=int(fraction * 4 * n * n), backend="numba")
+                name = f"hf_diverse blocked (kept: {fraction:g} of S)"
+                add(name, lambda kw=kw: facility_location_greedy(x, k, strategy="blocked", **kw).indices)
+        elif strategy == "blocked-torch":  # the torch loop (lazy greedy, recomputed rows)
+            kw = dict(kwargs, backend="torch")
+            add(
+                "hf_diverse blocked (torch)",
+                lambda kw=kw: facility_location_greedy(x, k, strategy="blocked", **kw).indices,
+            )
         else:
-            need = 4 * n * n if strategy != "blocked" else 0
             add(
                 f"hf_diverse {strategy}",
                 lambda s=strategy, kw=kwargs: facility_location_greedy(x, k, strategy=s, **kw).indices,
-                need,
+                4 * n * n,
             )
     if alpha == 0:
         if "apricot" in peers:
@@ -200,6 +218,17 @@ def bench(n, k, alpha, strategies, peers, m):
         if ref is not None and "objective" in r:
             r["objective_ratio"] = r["objective"] / ref["objective"]
     return rows
+
+
+def blocked_product(x, block_bytes=64 * 2**20):
+    """X @ X.T a block of rows at a time into one buffer (the floor where the N x N product does not fit)."""
+    n = x.shape[0]
+    rows = max(1, block_bytes // (4 * n))
+    out = torch.empty((rows, n))
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        torch.matmul(x[start:stop], x.T, out=out[: stop - start])
+    return [0]
 
 
 def fmt(v, spec):
@@ -229,7 +258,16 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="20000:2000,20000:5000", help="comma-separated N:k pairs")
     p.add_argument("--alphas", default="0,0.7", help="comma-separated alpha values")
-    p.add_argument("--strategies", default="lazy,incremental,sparse,stochastic", help="hf_diverse strategies")
+    p.add_argument(
+        "--strategies",
+        default="lazy,incremental,blocked,sparse,stochastic",
+        help="hf_diverse strategies; also blocked-torch (the torch loop of blocked)",
+    )
+    p.add_argument(
+        "--blocked-fractions",
+        default="0.125,0.25,0.5",
+        help="blocked runs: memory for the kept similarities, as fractions of the N x N float32 matrix",
+    )
     p.add_argument("--peers", default="apricot,submodlib", help="apricot, submodlib, or none")
     p.add_argument("--n-neighbors", type=int, default=32, help="m of the kNN-graph runs")
     p.add_argument("--threads", type=int, default=None, help="torch and numba threads (default: all cores)")
@@ -241,6 +279,7 @@ def main():
             kernels.numba.set_num_threads(args.threads)
     peers = set(args.peers.split(",")) - {"none"}
     strategies = args.strategies.split(",")
+    fractions = [float(f) for f in args.blocked_fractions.split(",")]
     if "lazy" not in strategies:
         strategies.insert(0, "lazy")  # exact greedy: the objective every run is compared with
     load_before = tuple(round(v, 2) for v in os.getloadavg())
@@ -250,7 +289,7 @@ def main():
         n, k = map(int, pair.split(":"))
         for alpha in map(float, args.alphas.split(",")):
             print(f"running N={n} k={k} alpha={alpha} ...", file=sys.stderr, flush=True)
-            results.append(((n, k, alpha), bench(n, k, alpha, strategies, peers, args.n_neighbors)))
+            results.append(((n, k, alpha), bench(n, k, alpha, strategies, peers, args.n_neighbors, fractions)))
     print_table(results, " ".join(["python", *sys.argv]), load_before)
     if args.out:
         os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)

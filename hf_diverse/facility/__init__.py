@@ -8,7 +8,7 @@ One module per strategy family:
 - `memory`: the one memory check (does the N x N float32 matrix fit) and the `auto` rule;
 - `stored`: exact greedy over the stored similarity matrix (`dense`, `lazy`, `incremental`) or recomputed rows;
 - `kernels`: the compiled (numba) CPU loops of the stored-matrix strategies;
-- `blocked`: the row provider of the exact strategy that never stores the matrix;
+- `blocked`: exact greedy without the matrix (the largest similarities of each row, the rest recomputed);
 - `knn`: the kNN similarity graph (exact, torch IVF, FAISS) and its on-disk cache;
 - `graph`: greedy (`sparse`) and stochastic greedy with gains on the kNN graph, the cover on dense similarities;
 - `greedi`: GreeDi over `torch.distributed` ranks, with any of the strategies above on each shard.

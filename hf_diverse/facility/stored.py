@@ -15,7 +15,10 @@ kernels (`hf_diverse.facility.kernels`, `backend="numba"`); on GPU, or without n
   re-scoring loop. Gains are accumulated in float64; since updated gains carry rounding of their own, every pick
   re-scores directly the candidates within a rounding bound of the best, so exact ties go to the lower row as in
   plain greedy.
-- `"blocked"`: S is never stored; lazy greedy recomputes the similarity rows it needs (`hf_diverse.facility.blocked`).
+- `"blocked"`: S is never stored (`hf_diverse.facility.blocked`). Compiled: one pass of products keeps the largest
+  similarities of each row, as many as `memory_budget` allows, and the incremental updates read those, recomputing
+  the rows of S still under their kept threshold (a few N rows in all on clustered data); torch: lazy greedy
+  recomputes the rows it re-scores. The same picks as the stored strategies.
 - `"auto"`: `"incremental"` when S fits in the memory budget (default: half the free memory of the device), else
   `"blocked"` (QDIT falls back to the kNN graph instead, see `hf_diverse.facility.memory.choose_strategy`).
 
@@ -29,10 +32,11 @@ import numpy as np
 import torch
 
 from ..errors import InvalidParameterError
+from ..utils.device import available_memory_bytes
 from ..utils.logging import get_logger
 from ..utils.progress import tqdm
 from . import kernels
-from .blocked import similarity_rows
+from .blocked import blocked_greedy, similarity_rows, top_per_row
 from .memory import check_dense_fits, choose_strategy
 from .objective import GreedyResult, check_score, facility_location_objective, lazy_pick, top_bonus
 
@@ -81,12 +85,13 @@ def facility_location_greedy(
         eval_batch (`int`, defaults to 16): stale candidates re-scored together in the torch lazy loop.
         incremental_after (`int`, defaults to 64): `"incremental"` switches to exact updates after a pick that
             re-scored more than max(this, 2 * newly covered) rows; 0 switches after the first pick.
-        memory_budget (`int`, *optional*): bytes allowed for S; defaults to the device's free memory (half of it
-            for `"auto"`).
+        memory_budget (`int`, *optional*): bytes allowed for S, or for `"blocked"` (compiled) the similarities it
+            keeps, 8 bytes each (`hf_diverse.facility.blocked.top_per_row`); defaults to the device's free memory
+            (half of it for `"auto"` and `"blocked"`).
         show_progress (`bool`, defaults to `True`): a progress bar over the k picks (torch loops) or the similarity
             blocks (numba).
-        backend (`str`, defaults to `"auto"`): `"numba"` (compiled CPU kernels, `hf_diverse.facility.kernels`),
-            `"torch"` (torch loops on the embeddings' device) or `"auto"`: numba for the stored-matrix strategies on
+        backend (`str`, defaults to `"auto"`): `"numba"` (compiled CPU kernels, `hf_diverse.facility.kernels` and
+            `hf_diverse.facility.blocked`), `"torch"` (torch loops on the embeddings' device) or `"auto"`: numba on
             CPU from 4096 rows (`NUMBA_MIN_ROWS`; smaller pools do not wait for the first compilation), else torch.
             Both give the same picks.
 
@@ -124,6 +129,9 @@ def facility_location_greedy(
         return GreedyResult(
             idx, gains, np.full(k, np.nan), facility_location_objective(x, idx, block_size), "top-bonus", 0
         )
+    if backend == "numba" and strategy == "blocked":
+        budget = memory_budget if memory_budget is not None else available_memory_bytes(device) // 2
+        return blocked_greedy(x, k, diversity_weight, b, top_per_row(n, budget), show_progress)
     if backend == "numba":
         return _numba_greedy(x, k, diversity_weight, b, strategy, incremental_after, show_progress)
     if strategy == "blocked":
@@ -152,25 +160,24 @@ def facility_location_greedy(
 
 
 def _resolve_backend(backend: str, strategy: str, device: torch.device, n: int) -> str:
-    """`"auto"`: numba for the stored-matrix strategies on CPU from `NUMBA_MIN_ROWS` rows when it is importable,
-    else torch."""
+    """`"auto"`: numba on CPU from `NUMBA_MIN_ROWS` rows when it is importable, else torch."""
     global _warned_no_numba
-    stored_on_cpu = strategy in ("dense", "lazy", "incremental") and device.type == "cpu"
-    if backend == "numba" and not stored_on_cpu:
+    compiled = device.type == "cpu"
+    if backend == "numba" and not compiled:
         raise InvalidParameterError(
-            f"backend='numba' runs the stored-matrix strategies on CPU; got strategy={strategy!r} on {device}. "
+            f"backend='numba' runs the exact strategies on CPU; got strategy={strategy!r} on {device}. "
             "Use backend='torch' or 'auto'."
         )
     if backend == "numba" and not kernels.HAS_NUMBA:
         raise InvalidParameterError("backend='numba' needs numba. Install it with `pip install numba`.")
     if backend == "auto":
-        if stored_on_cpu and not kernels.HAS_NUMBA and not _warned_no_numba:
+        if compiled and not kernels.HAS_NUMBA and not _warned_no_numba:
             logger.warning(
                 "numba is not installed: exact greedy runs its torch loops (same picks, several times slower). "
                 "Install it with `pip install numba`."
             )
             _warned_no_numba = True
-        backend = "numba" if stored_on_cpu and kernels.HAS_NUMBA and n >= NUMBA_MIN_ROWS else "torch"
+        backend = "numba" if compiled and kernels.HAS_NUMBA and n >= NUMBA_MIN_ROWS else "torch"
     return backend
 
 

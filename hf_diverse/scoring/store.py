@@ -125,8 +125,14 @@ class ScoreStore:
         return out
 
     def write_batch(self, key: str, start: int, stop: int, table: pa.Table) -> None:
-        """Record the results of rows `start:stop` of shard `key` (atomically)."""
-        write_table(table, self._partial(key) / f"{start:09d}-{stop:09d}.arrow")
+        """Record the results of rows `start:stop` of shard `key` (atomically). When another process sharing the
+        store finishes the shard meanwhile, it removes the shard's batch folder, maybe under this write: the batch is
+        then not needed and the error is dropped."""
+        try:
+            write_table(table, self._partial(key) / f"{start:09d}-{stop:09d}.arrow")
+        except OSError:
+            if not self.finished(key):
+                raise
 
     def finish_shard(self, key: str, n_rows: int) -> None:
         """Merge the shard's batches into its finished file (atomically), then drop the batch files."""

@@ -85,14 +85,18 @@ class QditConfig(MethodConfig):
     strategy: str = option(
         "auto",
         "How the greedy runs. Exact: 'dense', 'lazy', 'incremental' (store the N x N similarity matrix), 'blocked' "
-        "(recompute similarity rows). For large pools: 'sparse' (exact greedy on a kNN graph, memory O(N m)), "
-        "'stochastic' (stochastic greedy on it, approximate), 'greedi' (GreeDi over torch.distributed ranks). "
-        "'auto': 'incremental' when the float32 matrix fits half the free memory of the device, else 'sparse'.",
+        "(keeps the largest similarities of each row within memory_budget, recomputes the rest). For large pools: "
+        "'sparse' (exact greedy on a kNN graph, memory O(N m)), 'stochastic' (stochastic greedy on it, "
+        "approximate), 'greedi' (GreeDi over torch.distributed ranks). 'auto': 'incremental' when the float32 "
+        "matrix fits half the free memory of the device, else 'sparse'.",
         choices=(*STRATEGIES, *SPARSE_STRATEGIES, "greedi"),
     )
     block_size: int = option(2048, "Rows per similarity block.", bounds=(1, None))
     memory_budget: int | None = option(
-        None, "Bytes allowed for the N x N matrix (default: the free memory of the device).", bounds=(1, None)
+        None,
+        "Bytes allowed for the N x N matrix, or with strategy='blocked' for the similarities it keeps (default: the "
+        "free memory of the device, half of it for 'auto' and 'blocked').",
+        bounds=(1, None),
     )
     n_neighbors: int = option(
         32, "m, the neighbours each row keeps in the kNN graph ('sparse', 'stochastic').", bounds=(1, None)
@@ -188,7 +192,7 @@ def _resolve_auto(ctx, config, details) -> str:
         logger.warning(
             "strategy='auto': the %dx%d float32 similarity matrix (%.2f GiB) does not fit the memory budget on %s, so "
             "'sparse' runs: an approximation (exact greedy on the kNN-sparsified objective, n_neighbors=%d). The "
-            "card and the provenance say so; strategy='blocked' runs exact greedy in O(N d) memory (slower).",
+            "card and the provenance say so; strategy='blocked' runs exact greedy without the matrix (slower).",
             ctx.n,
             ctx.n,
             dense_matrix_bytes(ctx.n) / 2**30,

@@ -211,8 +211,6 @@ def test_bad_backend():
     x = clustered(n=50)
     with pytest.raises(InvalidParameterError, match="Valid backends: .*'numba'"):
         facility_location_greedy(torch.from_numpy(x), 5, backend="cython")
-    with pytest.raises(InvalidParameterError, match="stored-matrix strategies on CPU"):
-        facility_location_greedy(torch.from_numpy(x), 5, strategy="blocked", backend="numba")
 
 
 def _python(code: str, **env) -> subprocess.CompletedProcess:

@@ -1,0 +1,186 @@
+"""`hf_diverse.facility.blocked`: exact greedy without the N x N matrix, against a plain numpy greedy written here
+and against the stored strategies (the same picks and gains, bit for bit), with few kept similarities per row so
+that every path of the loop runs (columns from products, recomputed rows, kept entries only)."""
+
+import numpy as np
+import pytest
+import torch
+
+from hf_diverse.facility import blocked, facility_location_greedy, kernels
+from tests.reference import plain_greedy_on
+
+needs_numba = pytest.mark.skipif(not kernels.HAS_NUMBA, reason="numba is not installed")
+
+
+def clustered(n=500, d=24, n_clusters=15, noise=0.4, seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((n_clusters, d))
+    a = centers[rng.integers(0, n_clusters, n)] + noise * rng.standard_normal((n, d))
+    return (a / np.linalg.norm(a, axis=1, keepdims=True)).astype(np.float32)
+
+
+def terms(n, k, alpha, quality):
+    return (1.0 - alpha) / n, alpha * np.asarray(quality, dtype=np.float64) / k
+
+
+def run(x, k, w, bonus, strategy="blocked", backend="numba", **kwargs):
+    return facility_location_greedy(
+        torch.from_numpy(x),
+        k,
+        bonus=torch.from_numpy(bonus),
+        diversity_weight=w,
+        strategy=strategy,
+        backend=backend,
+        show_progress=False,
+        **kwargs,
+    )
+
+
+def budget_for(n, top):
+    return blocked.TOP_BYTES_PER_ENTRY * n * top
+
+
+def test_products_of_16_rows_and_columns_round_as_the_full_product():
+    # what "the same picks as the stored strategies" rests on: padded products give each entry its X X^T value
+    x = torch.from_numpy(clustered(n=3000, d=384, n_clusters=30, seed=4))
+    full = x @ x.T
+    g = torch.Generator().manual_seed(0)
+    for m, c in [(16, 16), (16, 3000), (37, 16), (1000, 21), (3000, 16)]:
+        rows = torch.randperm(3000, generator=g)[:m]
+        cols = torch.randperm(3000, generator=g)[:c] if c < 3000 else torch.arange(3000)
+        assert torch.equal(x[rows] @ x[cols].T, full[rows][:, cols]), (m, c)
+    for m, c in [(1, 1), (3, 2), (5, 9), (1, 40)]:  # smaller products, padded as the loop pads them
+        rows, cols = torch.arange(m) * 7, torch.arange(c) * 11
+        padded = x[blocked._padded(rows)] @ x[blocked._padded(cols)].T
+        assert torch.equal(padded[:m, :c], full[rows][:, cols]), (m, c)
+    rows_of = blocked.similarity_rows(x)  # the torch loop's provider pads single rows
+    for row in (0, 1234, 2999):
+        assert torch.equal(rows_of(torch.tensor([row]))[0], full[row].clamp(min=0))
+
+
+@needs_numba
+@pytest.mark.parametrize("top", [16, 40, 250])
+def test_kept_similarities(top):
+    x = clustered(n=600, d=24, seed=2)
+    s = x @ x.T  # float32, the same products
+    lists = blocked.build_top_lists(torch.from_numpy(x), top)
+    for v in range(len(x)):
+        count = lists.count[v]
+        vals, cols = lists.values[v, :count], lists.columns[v, :count]
+        assert count <= top
+        np.testing.assert_array_equal(vals, s[v, cols])  # the values of the product, at their columns
+        assert len(set(cols.tolist())) == count and (vals > 0).all()
+        left = np.setdiff1d(np.nonzero(s[v] > 0)[0], cols)
+        assert (s[v, left] < lists.tau[v]).all()  # everything left out is under the threshold
+        assert (lists.tau[v] == 0) == (len(left) == 0)
+        assert (np.diff(np.floor(vals * blocked.BINS).clip(max=blocked.BINS - 1)) <= 0).all()  # highest bin first
+        assert lists.tau[v] <= vals.min(initial=np.inf)
+    positive = np.maximum(s.astype(np.float64), 0).sum(axis=1)
+    np.testing.assert_allclose(lists.gains, positive, rtol=1e-12)
+    # the budget binds: a row keeps most of what fits (whole value bins), not a handful
+    assert lists.count.mean() > 0.5 * top
+
+
+@needs_numba
+@pytest.mark.parametrize("alpha", [0.0, 0.7])
+@pytest.mark.parametrize("top", [16, 60, 250])
+def test_same_picks_as_numpy_greedy(alpha, top):
+    x = clustered()
+    k = 60
+    w, bonus = terms(len(x), k, alpha, np.random.default_rng(1).random(len(x)))
+    s = np.maximum(x @ x.T, np.float32(0)).astype(np.float64)
+    expected, coverage = plain_greedy_on(s, k, w, bonus)
+    res = run(x, k, w, bonus, memory_budget=budget_for(len(x), top))
+    assert res.indices.tolist() == expected
+    assert res.coverage == pytest.approx(coverage, rel=1e-9)
+    assert res.strategy == "blocked" and res.details["blocked_top"] == top
+    cur = np.zeros(len(x))
+    for j, gain in zip(expected, res.gains, strict=True):
+        assert gain == pytest.approx(w * np.maximum(s[j] - cur, 0).sum() + bonus[j], rel=1e-9)
+        cur = np.maximum(cur, s[j])
+
+
+@needs_numba
+@pytest.mark.parametrize("alpha", [0.0, 0.7])
+def test_exact_ties_go_to_the_lower_row(alpha):
+    # similarities exact in binary and repeated rows: many gains tie exactly
+    rng = np.random.default_rng(0)
+    protos = [np.eye(8)[i] for i in range(8)]
+    for _ in range(12):
+        v = np.zeros(8)
+        v[rng.choice(8, 4, replace=False)] = rng.choice([-0.5, 0.5], 4)
+        protos.append(v)
+    x = np.array(protos)[rng.integers(0, len(protos), 240)].astype(np.float32)
+    quality = rng.integers(0, 8, 240) / 8.0
+    k = 30
+    w, bonus = terms(len(x), k, alpha, quality)
+    expected = plain_greedy_on(np.maximum(x @ x.T, 0).astype(np.float64), k, w, bonus)[0]
+    for top in (16, 30, 120):
+        assert run(x, k, w, bonus, memory_budget=budget_for(len(x), top)).indices.tolist() == expected, top
+
+
+@needs_numba
+@pytest.mark.parametrize("alpha", [0.0, 0.7])
+def test_bit_identical_to_the_stored_strategies(alpha):
+    # a pool where every path runs: columns from products for the first picks, rows recomputed while points are under
+    # their threshold, then picks that the kept entries alone decide
+    x = clustered(n=5000, d=64, n_clusters=60, noise=0.5, seed=7)
+    k = 300
+    w, bonus = terms(len(x), k, alpha, np.random.default_rng(3).random(len(x)))
+    stored = run(x, k, w, bonus, strategy="incremental")
+    res = run(x, k, w, bonus, memory_budget=budget_for(len(x), 200))
+    np.testing.assert_array_equal(res.indices, stored.indices)
+    np.testing.assert_array_equal(res.gains, stored.gains)
+    np.testing.assert_array_equal(res.diversity_gains, stored.diversity_gains)
+    assert res.coverage == stored.coverage
+    assert res.details["blocked_recomputed_rows"] > len(x)
+    assert 0 < res.details["blocked_column_products"] < k  # the later picks needed no product
+
+
+@needs_numba
+def test_budget_sets_the_kept_similarities():
+    assert blocked.top_per_row(1000, 0) == blocked.TOP_MIN
+    assert blocked.top_per_row(1000, budget_for(1000, 123)) == 123
+    assert blocked.top_per_row(1000, 10**12) == 500  # N/2 takes the memory of S itself
+    assert blocked.top_per_row(10, 0) == 10
+    x = clustered(n=300)
+    w, bonus = terms(300, 10, 0.0, np.zeros(300))
+    a = run(x, 10, w, bonus, memory_budget=budget_for(300, 20))
+    b = run(x, 10, w, bonus, memory_budget=budget_for(300, 150))
+    assert (a.details["blocked_top"], b.details["blocked_top"]) == (20, 150)
+    assert a.details["blocked_recomputed_rows"] > b.details["blocked_recomputed_rows"]
+    np.testing.assert_array_equal(a.indices, b.indices)
+
+
+@needs_numba
+def test_auto_backend_runs_the_compiled_loop_from_numba_min_rows(monkeypatch):
+    from hf_diverse.facility import stored
+
+    monkeypatch.setattr(stored, "NUMBA_MIN_ROWS", 100)
+    x = clustered(n=300)
+    w, bonus = terms(300, 10, 0.0, np.zeros(300))
+    assert run(x, 10, w, bonus, backend="auto").details["backend"] == "numba"
+    monkeypatch.setattr(stored, "NUMBA_MIN_ROWS", 1000)
+    assert run(x, 10, w, bonus, backend="auto").details["backend"] == "torch"
+
+
+@needs_numba
+def test_near_ties_of_the_kept_gains_are_rescored_directly(monkeypatch):
+    # row n duplicates greedy's first pick j < n: their gains tie exactly and j must win. The kept gain of j is
+    # lowered by a few ulps (as rounding of updates can do); the pick still goes to j only if every row within the
+    # rounding bound of the best is re-scored directly
+    x = clustered(n=300)
+    w, bonus = terms(301, 5, 0.0, np.zeros(301))
+    j = plain_greedy_on(np.maximum(x @ x.T, 0).astype(np.float64), 1, w, np.zeros(300))[0][0]
+    x = np.vstack([x, x[j : j + 1]])
+    build = blocked.build_top_lists
+
+    def drifted(*args, **kwargs):
+        lists = build(*args, **kwargs)
+        lists.gains[j] -= lists.gains.max() * 2.0**-50
+        return lists
+
+    monkeypatch.setattr(blocked, "build_top_lists", drifted)
+    res = run(x, 5, w, np.zeros(301), memory_budget=budget_for(301, 30))
+    expected = plain_greedy_on(np.maximum(x @ x.T, 0).astype(np.float64), 5, w, np.zeros(301))[0]
+    assert expected[0] == j and res.indices.tolist() == expected
