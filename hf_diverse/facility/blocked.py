@@ -243,6 +243,7 @@ if kernels.HAS_NUMBA:
     from numba import njit, prange
 
     _span_gain = kernels._span_gain
+    _near_rows = kernels._near_rows
     _NEG_INF = -math.inf
 
     @njit(cache=True, nogil=True)
@@ -311,25 +312,6 @@ if kernels.HAS_NUMBA:
                 for lo in range(0, n, width):
                     total += _span_gain(row[lo : min(n, lo + width)], zero[lo : min(n, lo + width)])
                 gains[r] = total
-
-    @njit(cache=True, nogil=True)
-    def _near_rows(div, w, bonus, picked, tol, near):
-        """The unpicked rows whose kept score is within `tol` of the best, increasing: their count, in `near`."""
-        best, m = _NEG_INF, 0
-        for r in range(div.shape[0]):
-            if not picked[r]:
-                f = w * div[r] + bonus[r]
-                if f >= best - tol:
-                    best = max(best, f)
-                    near[m] = r
-                    m += 1
-        kept = 0
-        for t in range(m):
-            r = near[t]
-            if w * div[r] + bonus[r] >= best - tol:
-                near[kept] = r
-                kept += 1
-        return kept
 
     @njit(cache=True, nogil=True)
     def _direct_gain(c, values, columns, count, w_rows, w_col, in_w, cur, col, width):

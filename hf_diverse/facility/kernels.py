@@ -201,13 +201,12 @@ if HAS_NUMBA:
         return m
 
     @njit(cache=True, nogil=True)
-    def _exact_argmax(s, bmax, width, cur, cmin, div, w, bonus, picked, tol, near):
-        """argmax of w * div + bonus over unpicked rows while div is kept by updates: the rows within `tol` of the
-        best are re-scored directly and the best of those wins (ties: lower row). Returns `(row, re-scored)`."""
-        n = div.shape[0]
+    def _near_rows(div, w, bonus, picked, tol, near):
+        """The unpicked rows whose score w * div + bonus is within `tol` of the best, increasing, in `near`; returns
+        their count."""
         best, m = _NEG_INF, 0
-        for r in range(n):  # one pass: every row within tol of the best so far, then those within tol of the best
-            if not picked[r]:
+        for r in range(div.shape[0]):  # one pass: every row within tol of the best so far, then those within tol
+            if not picked[r]:  # of the best
                 f = w * div[r] + bonus[r]
                 if f >= best - tol:
                     best = max(best, f)
@@ -219,7 +218,13 @@ if HAS_NUMBA:
             if w * div[r] + bonus[r] >= best - tol:
                 near[kept] = r
                 kept += 1
-        m = kept
+        return kept
+
+    @njit(cache=True, nogil=True)
+    def _exact_argmax(s, bmax, width, cur, cmin, div, w, bonus, picked, tol, near):
+        """argmax of w * div + bonus over unpicked rows while div is kept by updates: the rows within `tol` of the
+        best are re-scored directly and the best of those wins (ties: lower row). Returns `(row, re-scored)`."""
+        m = _near_rows(div, w, bonus, picked, tol, near)
         j, top = -1, _NEG_INF
         for t in range(m):
             r = near[t]
