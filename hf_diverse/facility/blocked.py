@@ -101,7 +101,16 @@ class TopLists:
 
 def build_top_lists(x: torch.Tensor, top: int, show_progress: bool = False) -> TopLists:
     """One pass of products over row blocks of X X^T: the `top` largest similarities of every row (whole value bins:
-    fewer where a bin does not fit), the thresholds and the initial gains."""
+    fewer where a bin does not fit), the thresholds and the initial gains.
+
+    Example:
+    ```py
+    >>> x = torch.nn.functional.normalize(torch.randn(500, 16), dim=1)
+    >>> lists = build_top_lists(x, top=50)
+    >>> bool((lists.count <= 50).all()), lists.values.shape
+    (True, (500, 50))
+    ```
+    """
     n = x.shape[0]
     width = kernels.block_width(n)
     values = np.empty((n, top), dtype=np.float32)
@@ -110,20 +119,33 @@ def build_top_lists(x: torch.Tensor, top: int, show_progress: bool = False) -> T
     tau = np.empty(n, dtype=np.float32)
     gains = np.empty(n, dtype=np.float64)
     rows = max(MIN_PRODUCT_ROWS, min(n, BUILD_BLOCK_BYTES // (4 * n)))
-    block = torch.empty((max(rows, MIN_PRODUCT_ROWS), n), dtype=torch.float32)
+    block = torch.empty((rows, n), dtype=torch.float32)
     parts = 4 * kernels.numba.get_num_threads()
     for start in tqdm(range(0, n, rows), desc="Similarities", disable=not show_progress, leave=False):
         stop = min(n, start + rows)
-        index = _padded(torch.arange(start, stop))
-        out = block[: index.numel()]
-        torch.matmul(x[index] if stop - start < MIN_PRODUCT_ROWS else x[start:stop], x.T, out=out)
+        if stop - start >= MIN_PRODUCT_ROWS:
+            out = block[: stop - start]
+            torch.matmul(x[start:stop], x.T, out=out)
+        else:  # the last block, padded
+            out = block[:MIN_PRODUCT_ROWS]
+            torch.matmul(x[_padded(torch.arange(start, stop))], x.T, out=out)
         sl = slice(start, stop)
         _select_rows(out[: stop - start].numpy(), values[sl], columns[sl], count[sl], tau[sl], gains[sl], width, parts)
     return TopLists(values, columns, count, tau, gains)
 
 
 def blocked_greedy(x: torch.Tensor, k: int, w: float, b: torch.Tensor, top: int, show_progress: bool) -> GreedyResult:
-    """Exact greedy without the N x N matrix, with the compiled kernels (see the module docstring)."""
+    """Exact greedy without the N x N matrix, with the compiled kernels (see the module docstring): maximises
+    w * d(j | A) + b_j keeping `top` similarities per row. `facility_location_greedy(strategy="blocked")` calls it.
+
+    Example:
+    ```py
+    >>> x = torch.nn.functional.normalize(torch.randn(500, 16), dim=1)
+    >>> res = blocked_greedy(x, 10, 1.0, torch.zeros(500, dtype=torch.float64), top=50, show_progress=False)
+    >>> res.indices.shape, res.details["blocked_top"]
+    ((10,), 50)
+    ```
+    """
     n = x.shape[0]
     t0 = time.perf_counter()
     lists = build_top_lists(x, top, show_progress)
