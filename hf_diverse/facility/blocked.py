@@ -231,10 +231,6 @@ class _Loop:
     def evaluations(self) -> int:
         return int(self.counters[2])
 
-    @property
-    def n_rows(self) -> int:
-        return self.cur.shape[0]
-
     def _args(self):
         lst = self.lists
         return (lst.values, lst.columns, lst.count, lst.tau, self.cur, self.div, self.picked, self.w, self.bonus)
@@ -244,14 +240,21 @@ class _Loop:
 
     def run(self) -> None:
         status, limit, dense = _run_picks(
-            *self._args(), self.k, self.n_rows, self.div_max, self.near, self.in_w, self.counters, *self._outputs()
+            *self._args(),
+            self.k,
+            self.cur.shape[0],
+            self.div_max,
+            self.near,
+            self.in_w,
+            self.counters,
+            *self._outputs(),
         )
         if status == _NEED_COLUMNS:
             self.column_products += 1
             near = self.near[: self.counters[3]]
             w_rows = np.nonzero(self.cur < limit)[0]
             cols = (self.x[torch.from_numpy(_padded(w_rows))] @ self.x[torch.from_numpy(_padded(near))].T).numpy()
-            dense = _pick_with_columns(*self._args(), near, w_rows, cols, self.in_w, self.counters, *self._outputs())
+            dense = _pick(*self._args(), near, w_rows, cols, self.in_w, self.counters, *self._outputs())
         for c0 in range(0, dense, self.rows_buf.shape[0]):  # covered rows under their threshold: recomputed
             c1 = min(dense, c0 + self.rows_buf.shape[0])
             index = torch.from_numpy(_padded(self.rows[c0:c1]))
@@ -267,6 +270,15 @@ if kernels.HAS_NUMBA:
     _span_gain = kernels._span_gain
     _near_rows = kernels._near_rows
     _NEG_INF = -math.inf
+
+    @njit(cache=True, nogil=True)
+    def _blocks_gain(row, cur, width):
+        """sum_v max(0, row[v] - cur[v]) summed `width` columns at a time, as `kernels._row_gain` sums a row of the
+        stored S (a block it skips adds exactly 0), so both give the same float64."""
+        n, total = row.shape[0], 0.0
+        for lo in range(0, n, width):
+            total += _span_gain(row[lo : min(n, lo + width)], cur[lo : min(n, lo + width)])
+        return total
 
     @njit(cache=True, nogil=True)
     def _bin(s):
@@ -330,26 +342,20 @@ if kernels.HAS_NUMBA:
             for r in range(p * rows // parts, (p + 1) * rows // parts):
                 row = block[r]
                 count[r], tau[r] = _select_row(row, top, values[r], columns[r], buf_v, buf_c, hist)
-                total = 0.0
-                for lo in range(0, n, width):
-                    total += _span_gain(row[lo : min(n, lo + width)], zero[lo : min(n, lo + width)])
-                gains[r] = total
+                gains[r] = _blocks_gain(row, zero, width)
 
     @njit(cache=True, nogil=True)
     def _direct_gain(c, values, columns, count, w_rows, w_col, in_w, cur, col, width):
         """d(c | A) from row c of S (= column c): the product's values for the rows of W, the kept entries of row c
         for the others (one not kept is <= tau_c <= cur there and adds 0), summed block by block as
         `kernels._row_gain` sums row c of the stored S."""
-        n = cur.shape[0]
         for e in range(count[c]):
             v = columns[c, e]
             if not in_w[v]:
                 col[v] = values[c, e]
         for i in range(w_rows.shape[0]):
             col[w_rows[i]] = w_col[i]
-        total = 0.0
-        for lo in range(0, n, width):
-            total += _span_gain(col[lo : min(n, lo + width)], cur[lo : min(n, lo + width)])
+        total = _blocks_gain(col, cur, width)
         for e in range(count[c]):
             col[columns[c, e]] = 0
         for i in range(w_rows.shape[0]):
@@ -438,12 +444,6 @@ if kernels.HAS_NUMBA:
             if dense:
                 return _NEED_ROWS, limit, dense
         return _DONE, np.float32(0), 0
-
-    @njit(cache=True, nogil=True)
-    def _pick_with_columns(values, columns, count, tau, cur, div, picked, w, bonus, near, w_rows, cols, in_w,
-                           counters, picks, scores, div_gains, rows, old, new, col, width):  # fmt: skip
-        return _pick(values, columns, count, tau, cur, div, picked, w, bonus, near, w_rows, cols, in_w, counters,
-                     picks, scores, div_gains, rows, old, new, col, width)  # fmt: skip
 
     @njit(cache=True, parallel=True)
     def _take_rows(block, old, new, div, parts):

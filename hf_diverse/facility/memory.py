@@ -14,6 +14,19 @@ def dense_matrix_bytes(n: int) -> int:
     return 4 * n * n
 
 
+def default_budget(device: torch.device, memory_budget: int | None = None) -> int:
+    """`memory_budget`, or half the free memory of `device`: what `auto` allows S, and `blocked` its kept
+    similarities.
+
+    Example:
+    ```py
+    >>> default_budget(torch.device("cpu"), memory_budget=2**30)
+    1073741824
+    ```
+    """
+    return memory_budget if memory_budget is not None else available_memory_bytes(device) // 2
+
+
 def choose_strategy(n: int, device: torch.device, memory_budget: int | None = None, fallback: str = "blocked") -> str:
     """The documented `auto` rule: `"incremental"` (exact, stores S) when 4 N^2 bytes fit the budget, else `fallback`.
 
@@ -28,8 +41,7 @@ def choose_strategy(n: int, device: torch.device, memory_budget: int | None = No
     'blocked'
     ```
     """
-    budget = memory_budget if memory_budget is not None else available_memory_bytes(device) // 2
-    return "incremental" if dense_matrix_bytes(n) <= budget else fallback
+    return "incremental" if dense_matrix_bytes(n) <= default_budget(device, memory_budget) else fallback
 
 
 def check_dense_fits(strategy: str, n: int, device, memory_budget: int | None = None) -> None:

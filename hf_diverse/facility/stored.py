@@ -32,12 +32,11 @@ import numpy as np
 import torch
 
 from ..errors import InvalidParameterError
-from ..utils.device import available_memory_bytes
 from ..utils.logging import get_logger
 from ..utils.progress import tqdm
 from . import kernels
 from .blocked import blocked_greedy, similarity_rows, top_per_row
-from .memory import check_dense_fits, choose_strategy
+from .memory import check_dense_fits, choose_strategy, default_budget
 from .objective import GreedyResult, check_score, facility_location_objective, lazy_pick, top_bonus
 
 logger = get_logger(__name__)
@@ -130,8 +129,8 @@ def facility_location_greedy(
             idx, gains, np.full(k, np.nan), facility_location_objective(x, idx, block_size), "top-bonus", 0
         )
     if backend == "numba" and strategy == "blocked":
-        budget = memory_budget if memory_budget is not None else available_memory_bytes(device) // 2
-        return blocked_greedy(x, k, diversity_weight, b, top_per_row(n, budget), show_progress)
+        top = top_per_row(n, default_budget(device, memory_budget))
+        return blocked_greedy(x, k, diversity_weight, b, top, show_progress)
     if backend == "numba":
         return _numba_greedy(x, k, diversity_weight, b, strategy, incremental_after, show_progress)
     if strategy == "blocked":
