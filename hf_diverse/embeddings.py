@@ -25,6 +25,7 @@ from datasets import Dataset
 from datasets.utils import logging as ds_logging
 
 from .errors import ColumnNotFoundError, EmbeddingError
+from .facility.objective import NORM_TOLERANCE
 from .scorers.embedding import EmbeddingScorer, feature_model_info
 from .scoring import score, store_enabled
 from .textviews import TextView
@@ -32,9 +33,6 @@ from .utils.logging import get_logger
 from .utils.progress import are_progress_bars_enabled, tqdm
 
 logger = get_logger(__name__)
-
-# a row whose L2 norm is within this of 1 counts as unit length and is read as it is
-NORM_TOLERANCE = 1e-3
 
 
 def read_embeddings(dataset: Dataset, column: str) -> torch.Tensor:

@@ -45,7 +45,7 @@ logger = get_logger(__name__)
 MIN_PRODUCT_ROWS = 16  # products smaller than this either way are padded: they round differently (see above)
 TOP_BYTES_PER_ENTRY = 8  # a kept similarity: float32 value and int32 column
 TOP_MIN = 16  # kept similarities per row whatever the budget
-BINS = 1024  # the coarse value order of the kept entries: bins of width 1/1024 over [0, 1]
+BINS = 1024  # the coarse value order of the kept entries: bins of width 1/1024 from 0, the top one open above
 SAMPLE_SPAN, SAMPLE_STEP = 16, 16  # the first guess of a row's threshold: 16 similarities of every 256
 BUILD_BLOCK_BYTES = 64 * 2**20  # rows of X X^T per block of the build pass: ~64 MiB
 # rows recomputed per product in the greedy: ~8 MiB (read again while in cache), and at least 160: every product
@@ -85,10 +85,12 @@ class TopLists:
 
     Args:
         values, columns (`np.ndarray` of shape `(N, top)`): row v's kept similarities (float32, all > 0) and their
-            columns in `values[v, :count[v]]`, by value bin (`BINS` of them over [0, 1]), the highest first.
+            columns in `values[v, :count[v]]`, by value bin (`BINS` of width 1 / BINS from 0, the last one open
+            above), the highest first.
         count (`np.ndarray` of int64): kept similarities per row.
         tau (`np.ndarray` of float32): a bound on the similarities of each row that were not kept (all are < tau_v):
-            the lower edge of its lowest kept bin, 0 when every positive one was kept.
+            the lower edge of its lowest kept bin, 0 when every positive one was kept, just above the row's largest
+            similarity when none was (its top bin alone held more than `top`).
         gains (`np.ndarray` of float64): d(v | {}) = sum_i max(0, S[v, i]).
     """
 
@@ -288,7 +290,8 @@ if kernels.HAS_NUMBA:
     def _select_row(row, top, values, columns, buf_v, buf_c, hist):
         """Keep the positive entries of `row` from the highest value bin down, as many whole bins as fit `top`,
         bin by bin (columns increasing within a bin). Returns `(kept, tau)`, tau the lower edge of the lowest kept
-        bin (0 when every positive entry is kept): every entry left out is < tau."""
+        bin (0 when every positive entry is kept; just above the row's largest entry when nothing is): every entry
+        left out is < tau."""
         n = row.shape[0]
         # a first threshold from a sample (16 consecutive entries of every 256: 1/16 of the cache lines), aiming at
         # 5/4 of `top`; the exact trim below fixes it
@@ -316,6 +319,11 @@ if kernels.HAS_NUMBA:
         while first > floor and kept + hist[first - 1] <= top:
             kept += hist[first - 1]
             first -= 1
+        if first == BINS:  # the top bin alone holds more than `top`: nothing is kept, and since that bin is open
+            hi = np.float32(1)  # above (rows off unit length have entries over 1), the row's largest entry bounds
+            for t in range(m):  # what was left out
+                hi = max(hi, buf_v[t])
+            return 0, np.float32(np.nextafter(hi, np.float32(np.inf)))
         pos = np.empty(BINS, dtype=np.int64)
         p = 0
         for bn in range(BINS - 1, first - 1, -1):

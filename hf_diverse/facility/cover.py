@@ -11,8 +11,9 @@ proves unchanged).
 `SCREEN_MARGIN` bounds |bf16 product - fp32 product| for unit vectors: rounding both inputs to bfloat16 moves each
 term x_i y_i by at most (2 * 2^-9 + 2^-18) |x_i y_i|, so the dot product by at most ~2^-8 ||x|| ||y||; accumulation in
 float32 adds at most d 2^-24 (~2.3e-5 at d = 384) and rounding the output to bfloat16 at most 2^-9. Together
-< 0.0062; the margin is 2^-7 = 0.0078. When most rows are left by the screen (the first batches, while the cover is
-low), the next batch skips it and runs the float32 product directly.
+< 0.0062; the margin is 2^-7 = 0.0078, times the largest squared row norm where that is above 1 (rows off unit
+length: the bound scales with ||x|| ||y||). When most rows are left by the screen (the first batches, while the
+cover is low), the next batch skips it and runs the float32 product directly.
 """
 
 import torch
@@ -65,6 +66,10 @@ class Cover:
         if screen is None:
             screen = n >= SCREEN_MIN_ROWS and bf16_matmul_is_fast(x.device)
         self.x_screen = (x if x.dtype == torch.bfloat16 else x.to(torch.bfloat16)) if screen else None
+        self.margin = SCREEN_MARGIN
+        if screen:  # the error bound scales with ||x_v|| ||x_p||
+            top_norm = float(torch.linalg.vector_norm(x, dim=1, dtype=torch.float32).max())
+            self.margin = SCREEN_MARGIN * max(1.0, top_norm**2)
         self.left = 1.0  # share of rows the last screen left (1.0: the first batch runs the full product)
         self.stats = {"batches": 0, "screened": 0, "rows_left": 0}
 
@@ -109,14 +114,14 @@ class Cover:
         `_FULL_PRODUCT_ABOVE` of them (the float32 product of every row is then cheaper)."""
         self.stats["screened"] += 1
         top = (self.x_screen @ self.x_screen[picks].T).amax(dim=1).float()
-        rows = torch.nonzero(top + SCREEN_MARGIN > self.cur).squeeze(1)
+        rows = torch.nonzero(top + self.margin > self.cur).squeeze(1)
         self.left = rows.numel() / self.cur.numel()
         self.stats["rows_left"] += rows.numel()
         return rows if self.left <= _FULL_PRODUCT_ABOVE else None
 
     def _share_left(self, sims: torch.Tensor) -> float:
         """Share of rows a screen would have left for this batch, from its float32 similarities (upper bound)."""
-        return float((sims.amax(dim=1) + SCREEN_MARGIN > self.cur).float().mean())
+        return float((sims.amax(dim=1) + self.margin > self.cur).float().mean())
 
     def total(self) -> float:
         """d(A) = sum_v cur[v], in float64."""

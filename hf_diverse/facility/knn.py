@@ -32,6 +32,7 @@ from ..errors import InvalidParameterError, MissingDependencyError
 from ..models import cache_dir as default_cache_dir
 from ..utils.logging import get_logger
 from ..utils.progress import tqdm
+from .objective import check_embeddings
 
 logger = get_logger(__name__)
 
@@ -395,6 +396,7 @@ def build_knn_graph(
     """
     if not isinstance(n_neighbors, (int, np.integer)) or isinstance(n_neighbors, bool) or n_neighbors < 1:
         raise InvalidParameterError(f"n_neighbors must be a positive integer, got {n_neighbors!r}.")
+    check_embeddings(x)
     n = x.shape[0]
     m = int(min(n_neighbors, n))
     method = resolve_knn(knn, n, x.device)

@@ -15,8 +15,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..errors import InvalidParameterError
+from ..errors import EmbeddingError, InvalidParameterError
+from ..utils.logging import get_logger
 from .cover import COVER_BATCH, SCREEN_MIN_ROWS, Cover, bf16_matmul_is_fast
+
+logger = get_logger(__name__)
+
+# a row whose L2 norm is within this of 1 counts as unit length (`hf_diverse.embeddings` rescales the others on read)
+NORM_TOLERANCE = 1e-3
 
 
 @dataclass
@@ -40,6 +46,45 @@ class GreedyResult:
     strategy: str
     evaluations: int
     details: dict = field(default_factory=dict)
+
+
+def check_embeddings(x: torch.Tensor, chunk_rows: int = 16384) -> None:
+    """Refuse embeddings that are not an `(N, d)` float tensor of finite values, naming the first bad row; warn when
+    rows are off unit length (by more than `NORM_TOLERANCE`, or the dtype's rounding for 16-bit floats): every
+    strategy then works on their dot products, which are not cosines and can exceed 1.
+
+    Example:
+    ```py
+    >>> check_embeddings(torch.nn.functional.normalize(torch.randn(10, 4), dim=1))
+    >>> check_embeddings(torch.tensor([[1.0, 0.0], [float("nan"), 0.0]]))
+    Traceback (most recent call last):
+    ...
+    hf_diverse.errors.EmbeddingError: Row 1 of the embeddings is not finite (NaN, inf, or too large for float32).
+    ```
+    """
+    if x.dim() != 2 or not x.is_floating_point() or x.shape[1] == 0:
+        raise EmbeddingError(
+            f"embeddings must be an (N, d) float tensor with d >= 1, got shape {tuple(x.shape)} and dtype {x.dtype}."
+        )
+    tol = max(NORM_TOLERANCE, 4 * torch.finfo(x.dtype).eps)
+    off, low, high = 0, math.inf, -math.inf
+    for start in range(0, x.shape[0], chunk_rows):
+        norms = torch.linalg.vector_norm(x[start : start + chunk_rows], dim=1, dtype=torch.float32)
+        bad = ~torch.isfinite(norms)
+        if bool(bad.any()):
+            row = start + int(torch.nonzero(bad)[0])
+            raise EmbeddingError(f"Row {row} of the embeddings is not finite (NaN, inf, or too large for float32).")
+        off += int(((norms - 1.0).abs() > tol).sum())
+        low, high = min(low, float(norms.min())), max(high, float(norms.max()))
+    if off:
+        logger.warning(
+            "%d of %d embedding rows are off unit length (norms %.4g to %.4g): similarities are their dot products, "
+            "not cosines. L2-normalise them first (torch.nn.functional.normalize(x, dim=1)) for cosine similarity.",
+            off,
+            x.shape[0],
+            low,
+            high,
+        )
 
 
 def check_score(n: int, k: int, bonus, diversity_weight: float, device) -> torch.Tensor:

@@ -37,7 +37,7 @@ from ..utils.progress import tqdm
 from . import kernels
 from .blocked import blocked_greedy, similarity_rows, top_per_row
 from .memory import check_dense_fits, choose_strategy, default_budget
-from .objective import GreedyResult, check_score, facility_location_objective, lazy_pick, top_bonus
+from .objective import GreedyResult, check_embeddings, check_score, facility_location_objective, lazy_pick, top_bonus
 
 logger = get_logger(__name__)
 
@@ -106,6 +106,7 @@ def facility_location_greedy(
         raise InvalidParameterError(f"Unknown strategy {strategy!r}. Valid strategies: {list(STRATEGIES)}.")
     if backend not in BACKENDS:
         raise InvalidParameterError(f"Unknown backend {backend!r}. Valid backends: {list(BACKENDS)}.")
+    check_embeddings(embeddings)
     n, device = embeddings.shape[0], embeddings.device
     x = embeddings.to(torch.float32).contiguous()
     b = check_score(n, k, bonus, diversity_weight, device)

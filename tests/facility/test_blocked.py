@@ -101,6 +101,32 @@ def test_same_picks_as_numpy_greedy(alpha, top):
 
 
 @needs_numba
+@pytest.mark.parametrize("norms", ["times 3", "0.2 to 4"])
+def test_rows_off_unit_length_give_the_greedy_of_their_dot_products(norms, caplog):
+    # similarities over 1 all fall in the top value bin, which then holds more than `top` entries of many rows: what
+    # those rows leave out must still be bounded (by their largest entry), or their updates skip entries over 1
+    x = clustered()
+    scale = np.full((len(x), 1), 3.0) if norms == "times 3" else np.random.default_rng(2).uniform(0.2, 4, (len(x), 1))
+    x = (x * scale).astype(np.float32)
+    k = 40
+    w, bonus = terms(len(x), k, 0.5, np.random.default_rng(1).random(len(x)))
+    s = np.maximum(x @ x.T, np.float32(0)).astype(np.float64)
+    expected, coverage = plain_greedy_on(s, k, w, bonus)
+    lists = blocked.build_top_lists(torch.from_numpy(x), 16)
+    assert (lists.count == 0).sum() > 50  # rows whose top bin did not fit
+    s32 = x @ x.T
+    for v in range(len(x)):
+        left = np.setdiff1d(np.nonzero(s32[v] > 0)[0], lists.columns[v, : lists.count[v]])
+        assert (s32[v, left] < lists.tau[v]).all(), v  # everything left out is under the threshold
+    for strategy, extra in [("blocked", {"memory_budget": budget_for(len(x), 16)}), ("incremental", {})]:
+        with caplog.at_level("WARNING", logger="hf_diverse"):
+            res = run(x, k, w, bonus, strategy=strategy, **extra)
+        assert res.indices.tolist() == expected, strategy
+        assert res.coverage == pytest.approx(coverage, rel=1e-9)
+    assert "embedding rows are off unit length" in caplog.text
+
+
+@needs_numba
 @pytest.mark.parametrize("alpha", [0.0, 0.7])
 def test_exact_ties_go_to_the_lower_row(alpha):
     # similarities exact in binary and repeated rows: many gains tie exactly

@@ -29,8 +29,11 @@ def float64_cover(x: np.ndarray, picks) -> np.ndarray:
     return np.maximum(x64 @ x64[list(picks)].T, 0.0).max(axis=1)
 
 
-def test_screened_cover_is_the_float32_cover():
-    x = near_duplicate_pool()
+@pytest.mark.parametrize("scale", [1.0, 4.0])
+def test_screened_cover_is_the_float32_cover(scale):
+    # scale 4: rows of norm 4, similarities (and the bfloat16 error) 16x larger, so the margin must scale with them;
+    # a power of 2, so every product is exactly 16x the unit one
+    x = near_duplicate_pool() * np.float32(scale)
     n, pairs = len(x), 48
     siblings = list(range(n - 2 * pairs, n - pairs))
     first = siblings + list(range(0, 64, 4))  # 64 picks: the cover is high everywhere after them
@@ -45,10 +48,10 @@ def test_screened_cover_is_the_float32_cover():
     assert cover.stats["screened"] >= 2, cover.stats
     assert cover.stats["rows_left"] < cover.stats["screened"] * n / 2, cover.stats
     expected = float64_cover(x, first + second)
-    np.testing.assert_allclose(cover.cur.numpy(), expected, rtol=0, atol=2e-6)
+    np.testing.assert_allclose(cover.cur.numpy(), expected, rtol=0, atol=2e-6 * scale**2)
     # the twins raised rows by less than the bf16 error: what a screen without its margin would miss
     gain = expected - float64_cover(x, first)
-    assert int(((gain > 0) & (gain < cover_module.SCREEN_MARGIN)).sum()) > 50, rose
+    assert int(((gain > 0) & (gain < cover_module.SCREEN_MARGIN * scale**2)).sum()) > 50, rose
     assert cover.total() == pytest.approx(expected.sum(), rel=1e-7)
 
 

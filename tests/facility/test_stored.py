@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from hf_diverse import InvalidParameterError, QditConfig
-from hf_diverse.errors import InsufficientMemoryError
-from hf_diverse.facility import facility_location_greedy, facility_location_objective
+from hf_diverse.errors import EmbeddingError, InsufficientMemoryError
+from hf_diverse.facility import build_knn_graph, facility_location_greedy, facility_location_objective
 from tests.helpers import qdit_greedy
 
 
@@ -120,6 +120,32 @@ def test_bad_parameters():
         QditConfig(alpha=1.5)
     with pytest.raises(InvalidParameterError, match="Valid values of strategy: .*'greedi'"):
         QditConfig(strategy="fast")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 1e30])
+def test_embeddings_that_are_not_finite_are_refused_with_their_row(bad):
+    # before the check, NaN rows gave indices outside the pool (or a crash) from the compiled blocked loop
+    x = clustered(n=80)[0]
+    x[37, 3] = bad
+    for strategy, backend in [("incremental", "numba"), ("lazy", "torch"), ("blocked", "numba"), ("blocked", "torch")]:
+        with pytest.raises(EmbeddingError, match="Row 37 of the embeddings is not finite"):
+            facility_location_greedy(torch.from_numpy(x), 5, strategy=strategy, backend=backend, show_progress=False)
+    with pytest.raises(EmbeddingError, match="Row 37"):
+        build_knn_graph(torch.from_numpy(x), 8, cache=False, show_progress=False)
+    with pytest.raises(EmbeddingError, match=r"\(N, d\) float tensor"):
+        facility_location_greedy(torch.zeros(10, dtype=torch.int64), 2)
+
+
+def test_rows_off_unit_length_are_named_in_a_warning(caplog):
+    x = clustered(n=80)[0]
+    with caplog.at_level("WARNING", logger="hf_diverse"):
+        facility_location_greedy(torch.from_numpy(x), 5, show_progress=False)
+        facility_location_greedy(torch.from_numpy(x).to(torch.bfloat16), 5, show_progress=False)
+    assert "unit length" not in caplog.text  # unit rows, also once rounded to bfloat16
+    x[[3, 9]] *= 2.5
+    with caplog.at_level("WARNING", logger="hf_diverse"):
+        facility_location_greedy(torch.from_numpy(x), 5, show_progress=False)
+    assert "2 of 80 embedding rows are off unit length (norms 1 to 2.5)" in caplog.text
 
 
 def test_dense_refuses_before_allocating_when_too_big():
