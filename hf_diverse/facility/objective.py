@@ -89,8 +89,8 @@ def check_embeddings(x: torch.Tensor, chunk_rows: int = 16384) -> None:
 
 def check_score(n: int, k: int, bonus, diversity_weight: float, device) -> torch.Tensor:
     """Validate `k`, `diversity_weight` and `bonus`; return the bonus as a float64 tensor on `device` (or zeros)."""
-    if isinstance(k, bool) or not 0 < k <= n:
-        raise InvalidParameterError(f"k must be in [1, {n}] (the pool size), got {k}.")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 < k <= n:
+        raise InvalidParameterError(f"k must be an integer in [1, {n}] (the pool size), got {k!r}.")
     if not math.isfinite(diversity_weight) or diversity_weight < 0:
         raise InvalidParameterError(f"diversity_weight must be a finite number >= 0, got {diversity_weight}.")
     if bonus is None:
@@ -111,7 +111,8 @@ def top_bonus(b: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def facility_location_objective(x: torch.Tensor, indices, block_size: int = 4096) -> float:
-    """d(A) = sum_v max_{a in A} max(0, sim(a, v)), computed in blocks in float64 (never N x N).
+    """d(A) = sum_v max_{a in A} max(0, sim(a, v)), computed in blocks in float64 (never N x N). The embeddings are
+    checked as the greedy checks them (`check_embeddings`), and every index must be a row (no negative indexing).
 
     Example:
     ```py
@@ -120,7 +121,14 @@ def facility_location_objective(x: torch.Tensor, indices, block_size: int = 4096
     1.6
     ```
     """
-    idx = torch.as_tensor(np.asarray(indices), dtype=torch.long, device=x.device)
+    check_embeddings(x)
+    rows = np.asarray(indices)
+    if rows.size and (rows.ndim != 1 or not np.issubdtype(rows.dtype, np.integer)):
+        raise InvalidParameterError(f"indices must be a 1-D sequence of row numbers, got {rows.dtype} {rows.shape}.")
+    if rows.size and not (0 <= rows.min() and rows.max() < x.shape[0]):
+        bad = int(rows[(rows < 0) | (rows >= x.shape[0])][0])
+        raise InvalidParameterError(f"index {bad} is not a row of the embeddings (valid: 0 to {x.shape[0] - 1}).")
+    idx = torch.as_tensor(rows, dtype=torch.long, device=x.device)
     if idx.numel() == 0:
         return 0.0
     if x.shape[0] >= SCREEN_MIN_ROWS and bf16_matmul_is_fast(x.device):

@@ -108,6 +108,8 @@ def test_bad_parameters():
     x = torch.from_numpy(clustered(n=50)[0])
     with pytest.raises(InvalidParameterError, match=r"\[1, 50\]"):
         facility_location_greedy(x, 51)
+    with pytest.raises(InvalidParameterError, match=r"an integer in \[1, 50\] .* got 3.0"):
+        facility_location_greedy(x, 3.0)  # not a numba typing error from deep inside
     with pytest.raises(InvalidParameterError, match="diversity_weight"):
         facility_location_greedy(x, 5, diversity_weight=-1.0)
     with pytest.raises(InvalidParameterError, match="one value per row"):
@@ -134,6 +136,21 @@ def test_embeddings_that_are_not_finite_are_refused_with_their_row(bad):
         build_knn_graph(torch.from_numpy(x), 8, cache=False, show_progress=False)
     with pytest.raises(EmbeddingError, match=r"\(N, d\) float tensor"):
         facility_location_greedy(torch.zeros(10, dtype=torch.int64), 2)
+
+
+def test_objective_refuses_indices_outside_the_pool_and_rows_that_are_not_finite():
+    x = clustered(n=80)[0]
+    t = torch.from_numpy(x)
+    assert facility_location_objective(t, []) == 0.0
+    expected = np.maximum(x.astype(np.float64) @ x[[3, 79]].T.astype(np.float64), 0).max(axis=1).sum()
+    assert facility_location_objective(t, [3, 79]) == pytest.approx(expected, rel=1e-6)
+    bad_indices = [([3, 80], "index 80 is not a row .* 0 to 79"), ([3, -1], "index -1 is not a row"), ([0.5], "1-D")]
+    for bad, match in bad_indices:
+        with pytest.raises(InvalidParameterError, match=match):
+            facility_location_objective(t, bad)
+    x[11, 0] = np.nan
+    with pytest.raises(EmbeddingError, match="Row 11"):
+        facility_location_objective(torch.from_numpy(x), [3])
 
 
 def test_rows_off_unit_length_are_named_in_a_warning(caplog):
