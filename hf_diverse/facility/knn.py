@@ -225,7 +225,11 @@ def knn_ivf(
     order = torch.argsort(labels, stable=True)
     ptr = torch.zeros(nlist + 1, dtype=torch.int64)
     torch.cumsum(torch.bincount(labels, minlength=nlist).cpu(), 0, out=ptr[1:])
-    probes = torch.topk(centroids @ centroids.T, nprobe, dim=1).indices.cpu()
+    # each list probes itself first, then its nearest lists: with equal centroids (duplicate rows) the top of the
+    # similarities is a tie, and a list that lost it would not search its own rows
+    near = centroids @ centroids.T
+    near.fill_diagonal_(math.inf)
+    probes = torch.topk(near, nprobe, dim=1).indices.cpu()
     values = torch.zeros((n, m), dtype=torch.float32, device=x.device)
     indices = torch.full((n, m), -1, dtype=torch.int64, device=x.device)
     ptr_list = ptr.tolist()
@@ -303,6 +307,8 @@ def _graph_cache_path(
 ):
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "knn"
     tag = f"{knn}-np{nprobe}-nl{nlist}-s{seed}" if knn in ("ivf", "faiss") else knn
+    if knn == "ivf":  # v2: every list searches its own rows (graphs of pools with tied centroids differ)
+        tag = "v2-" + tag
     if search_dtype == "bfloat16" and knn != "faiss":
         tag += "-bf16"
     return root / f"{fingerprint}-m{n_neighbors}-ip-{tag}"

@@ -27,6 +27,18 @@ def test_knn_exact_and_ivf_neighbours():
     assert torch.equal(again[1], ivf_indices)  # deterministic for a seed
 
 
+def test_ivf_lists_search_their_own_rows_when_centroids_tie():
+    # duplicate rows make equal centroids, whose similarities tie at the top: every list must still search itself
+    # (it once probed other, empty lists and divided by zero, or missed its own rows)
+    g = torch.Generator().manual_seed(0)
+    protos = torch.nn.functional.normalize(torch.randn(3, 16, generator=g), dim=1)
+    for x in (protos[:1].repeat(100, 1), protos[torch.arange(120) % 3]):
+        values, indices = knn_ivf(x, 5, nlist=8, nprobe=2, seed=0)
+        assert bool((indices >= 0).all())  # every row found 5 neighbours
+        twins = (x[indices] == x[:, None]).all(dim=2)  # its own duplicates: similarity 1, the nearest there are
+        assert bool(twins.all()), int((~twins).sum())
+
+
 def test_faiss_neighbours():
     pytest.importorskip("faiss")
 
