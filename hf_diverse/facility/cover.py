@@ -68,7 +68,8 @@ class Cover:
         self.x_screen = (x if x.dtype == torch.bfloat16 else x.to(torch.bfloat16)) if screen else None
         self.margin = SCREEN_MARGIN
         if screen:  # the error bound scales with ||x_v|| ||x_p||
-            top_norm = float(torch.linalg.vector_norm(x, dim=1, dtype=torch.float32).max())
+            wide = torch.promote_types(x.dtype, torch.float32)
+            top_norm = float(torch.linalg.vector_norm(x, dim=1, dtype=wide).max())
             self.margin = SCREEN_MARGIN * max(1.0, top_norm**2)
         self.left = 1.0  # share of rows the last screen left (1.0: the first batch runs the full product)
         self.stats = {"batches": 0, "screened": 0, "rows_left": 0}

@@ -67,9 +67,10 @@ def check_embeddings(x: torch.Tensor, chunk_rows: int = 16384) -> None:
             f"embeddings must be an (N, d) float tensor with d >= 1, got shape {tuple(x.shape)} and dtype {x.dtype}."
         )
     tol = max(NORM_TOLERANCE, 4 * torch.finfo(x.dtype).eps)
+    wide = torch.promote_types(x.dtype, torch.float32)  # 16-bit rows summed in float32, float64 ones in float64
     off, low, high = 0, math.inf, -math.inf
     for start in range(0, x.shape[0], chunk_rows):
-        norms = torch.linalg.vector_norm(x[start : start + chunk_rows], dim=1, dtype=torch.float32)
+        norms = torch.linalg.vector_norm(x[start : start + chunk_rows], dim=1, dtype=wide)
         bad = ~torch.isfinite(norms)
         if bool(bad.any()):
             row = start + int(torch.nonzero(bad)[0])
@@ -128,6 +129,11 @@ def facility_location_objective(x: torch.Tensor, indices, block_size: int = 4096
     if rows.size and not (0 <= rows.min() and rows.max() < x.shape[0]):
         bad = int(rows[(rows < 0) | (rows >= x.shape[0])][0])
         raise InvalidParameterError(f"index {bad} is not a row of the embeddings (valid: 0 to {x.shape[0] - 1}).")
+    return coverage_of(x, rows, block_size)
+
+
+def coverage_of(x: torch.Tensor, rows: np.ndarray, block_size: int = 4096) -> float:
+    """`facility_location_objective` without its checks, for callers that have checked `x` and `rows` already."""
     idx = torch.as_tensor(rows, dtype=torch.long, device=x.device)
     if idx.numel() == 0:
         return 0.0

@@ -37,7 +37,7 @@ from ..utils.progress import tqdm
 from . import kernels
 from .blocked import blocked_greedy, similarity_rows, top_per_row
 from .memory import check_dense_fits, choose_strategy, default_budget
-from .objective import GreedyResult, check_embeddings, check_score, facility_location_objective, lazy_pick, top_bonus
+from .objective import GreedyResult, check_embeddings, check_score, coverage_of, lazy_pick, top_bonus
 
 logger = get_logger(__name__)
 
@@ -126,9 +126,7 @@ def facility_location_greedy(
     )
     if diversity_weight == 0:
         idx, gains = top_bonus(b, k)
-        return GreedyResult(
-            idx, gains, np.full(k, np.nan), facility_location_objective(x, idx, block_size), "top-bonus", 0
-        )
+        return GreedyResult(idx, gains, np.full(k, np.nan), coverage_of(x, idx, block_size), "top-bonus", 0)
     if backend == "numba" and strategy == "blocked":
         top = top_per_row(n, default_budget(device, memory_budget))
         return blocked_greedy(x, k, diversity_weight, b, top, show_progress)

@@ -159,10 +159,19 @@ def test_rows_off_unit_length_are_named_in_a_warning(caplog):
         facility_location_greedy(torch.from_numpy(x), 5, show_progress=False)
         facility_location_greedy(torch.from_numpy(x).to(torch.bfloat16), 5, show_progress=False)
     assert "unit length" not in caplog.text  # unit rows, also once rounded to bfloat16
+    # float64 rows are checked in float64 and run as float32, as before the check
+    res64 = facility_location_greedy(torch.from_numpy(x.astype(np.float64)), 5, show_progress=False)
+    res32 = facility_location_greedy(torch.from_numpy(x), 5, show_progress=False)
+    assert res64.indices.tolist() == res32.indices.tolist()
+    assert "unit length" not in caplog.text
     x[[3, 9]] *= 2.5
     with caplog.at_level("WARNING", logger="hf_diverse"):
         facility_location_greedy(torch.from_numpy(x), 5, show_progress=False)
     assert "2 of 80 embedding rows are off unit length (norms 1 to 2.5)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hf_diverse"):  # once per call, also where d(A) is measured after
+        facility_location_greedy(torch.from_numpy(x), 5, bonus=np.arange(80.0), diversity_weight=0.0)
+    assert caplog.text.count("off unit length") == 1
 
 
 def test_dense_refuses_before_allocating_when_too_big():
