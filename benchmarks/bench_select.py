@@ -1,7 +1,8 @@
 """Exact facility-location selection against its peers and the hardware floor, side by side in one process.
 
-Synthetic clustered, L2-normalised float32 embeddings (d=384, N/100 clusters, unit-variance noise). For each N:k
-pair and alpha, one table row per run:
+Synthetic clustered, L2-normalised float32 embeddings (d=384, N/100 clusters, unit-variance noise), or with
+`--embeddings PATH.npy` the first N rows of real ones (`benchmarks/real_embeddings.py` writes ShareGPT prompts
+embedded with all-MiniLM-L6-v2). For each N:k pair and alpha, one table row per run:
 
 - `floor`: one float32 `X @ X.T` (every first gain needs every similarity), the time everything is compared with
   (where the N x N product does not fit in memory, the same product in 64 MiB row blocks);
@@ -22,6 +23,7 @@ compiled before anything is timed.
     python benchmarks/bench_select.py --sizes 20000:2000,20000:5000 --alphas 0,0.7
     python benchmarks/bench_select.py --sizes 50000:5000 --alphas 0 --peers none   # apricot needs > 24 GiB
     python benchmarks/bench_select.py --sizes 2000:200 --alphas 0,0.7              # smoke run, ~1 min
+    python benchmarks/bench_select.py --embeddings benchmarks/out/sharegpt_prompts_20k.npy --peers none
 """
 
 import argparse
@@ -156,8 +158,17 @@ def submodlib_dense(xn, k):
     return [i for i, _ in picks]
 
 
-def bench(n, k, alpha, strategies, peers, m, blocked_fractions):
-    x = clustered_embeddings(n)
+def load_embeddings(path, n):
+    """The first n rows of an (N, d) `.npy` of embeddings, as float32 unit rows."""
+    a = np.load(path, mmap_mode="r")
+    if a.ndim != 2 or len(a) < n:
+        raise SystemExit(f"{path} holds {a.shape}, not at least {n} rows of embeddings")
+    x = torch.from_numpy(np.array(a[:n], dtype=np.float32))
+    return torch.nn.functional.normalize(x, dim=1).contiguous()
+
+
+def bench(n, k, alpha, strategies, peers, m, blocked_fractions, embeddings=None):
+    x = clustered_embeddings(n) if embeddings is None else load_embeddings(embeddings, n)
     xn = x.numpy()
     q = np.random.default_rng(1).random(n)
     w, bonus = (1 - alpha) / n, torch.from_numpy(alpha * q / k)
@@ -235,9 +246,10 @@ def fmt(v, spec):
     return format(v, spec) if v is not None else ""
 
 
-def print_table(results, command, load_before):
+def print_table(results, command, load_before, data):
     print(f"\nCommand: {command}")
     print(f"Machine: {machine()}")
+    print(f"Embeddings: {data}")
     print(f"Load average (1, 5, 15 min): before {load_before}, after {tuple(round(v, 2) for v in os.getloadavg())}")
     print()
     print("| N | k | alpha | run | wall s | x floor | apricot / this | peak RSS GiB | objective / exact |")
@@ -272,6 +284,7 @@ def main():
     p.add_argument("--n-neighbors", type=int, default=32, help="m of the kNN-graph runs")
     p.add_argument("--threads", type=int, default=None, help="torch and numba threads (default: all cores)")
     p.add_argument("--out", default=None, help="also write the rows as JSON here")
+    p.add_argument("--embeddings", default=None, help="an (N, d) .npy of real embeddings instead of synthetic ones")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -289,12 +302,15 @@ def main():
         n, k = map(int, pair.split(":"))
         for alpha in map(float, args.alphas.split(",")):
             print(f"running N={n} k={k} alpha={alpha} ...", file=sys.stderr, flush=True)
-            results.append(((n, k, alpha), bench(n, k, alpha, strategies, peers, args.n_neighbors, fractions)))
-    print_table(results, " ".join(["python", *sys.argv]), load_before)
+            rows = bench(n, k, alpha, strategies, peers, args.n_neighbors, fractions, args.embeddings)
+            results.append(((n, k, alpha), rows))
+    data = args.embeddings or "synthetic clustered (d=384, N/100 clusters)"
+    print_table(results, " ".join(["python", *sys.argv]), load_before, data)
     if args.out:
         os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
         with open(args.out, "w") as f:
-            json.dump([{"n": n, "k": k, "alpha": a, "rows": rows} for (n, k, a), rows in results], f, indent=2)
+            out = [{"n": n, "k": k, "alpha": a, "embeddings": data, "rows": rows} for (n, k, a), rows in results]
+            json.dump(out, f, indent=2)
 
 
 if __name__ == "__main__":
