@@ -133,7 +133,15 @@ def facility_location_objective(x: torch.Tensor, indices, block_size: int = 4096
 
 
 def coverage_of(x: torch.Tensor, rows: np.ndarray, block_size: int = 4096) -> float:
-    """`facility_location_objective` without its checks, for callers that have checked `x` and `rows` already."""
+    """`facility_location_objective` without its checks, for callers that have checked `x` and `rows` already.
+
+    Example:
+    ```py
+    >>> x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    >>> round(coverage_of(x, np.array([0, 1])), 4)  # 1 + 1 + 0.8
+    2.8
+    ```
+    """
     idx = torch.as_tensor(rows, dtype=torch.long, device=x.device)
     if idx.numel() == 0:
         return 0.0
