@@ -24,6 +24,18 @@ SCREEN_MIN_ROWS = 65_536  # below this the float32 product is fast enough that s
 _FULL_PRODUCT_ABOVE = 0.5  # share of rows left by the screen above which the next batch skips screening
 
 
+def row_norms(x: torch.Tensor) -> torch.Tensor:
+    """L2 norms of the rows of `x`, summed in float32 (float64 for float64 rows: torch will not narrow them).
+
+    Example:
+    ```py
+    >>> row_norms(torch.tensor([[3.0, 4.0]], dtype=torch.bfloat16)).tolist()
+    [5.0]
+    ```
+    """
+    return torch.linalg.vector_norm(x, dim=1, dtype=torch.promote_types(x.dtype, torch.float32))
+
+
 def bf16_matmul_is_fast(device: torch.device) -> bool:
     """Whether bfloat16 products run on matrix units here (CPU with AMX or AVX512-BF16).
 
@@ -68,8 +80,7 @@ class Cover:
         self.x_screen = (x if x.dtype == torch.bfloat16 else x.to(torch.bfloat16)) if screen else None
         self.margin = SCREEN_MARGIN
         if screen:  # the error bound scales with ||x_v|| ||x_p||
-            wide = torch.promote_types(x.dtype, torch.float32)
-            top_norm = float(torch.linalg.vector_norm(x, dim=1, dtype=wide).max())
+            top_norm = float(row_norms(x).max())
             self.margin = SCREEN_MARGIN * max(1.0, top_norm**2)
         self.left = 1.0  # share of rows the last screen left (1.0: the first batch runs the full product)
         self.stats = {"batches": 0, "screened": 0, "rows_left": 0}

@@ -17,7 +17,7 @@ import torch
 
 from ..errors import EmbeddingError, InvalidParameterError
 from ..utils.logging import get_logger
-from .cover import COVER_BATCH, SCREEN_MIN_ROWS, Cover, bf16_matmul_is_fast
+from .cover import COVER_BATCH, SCREEN_MIN_ROWS, Cover, bf16_matmul_is_fast, row_norms
 
 logger = get_logger(__name__)
 
@@ -67,10 +67,9 @@ def check_embeddings(x: torch.Tensor, chunk_rows: int = 16384) -> None:
             f"embeddings must be an (N, d) float tensor with d >= 1, got shape {tuple(x.shape)} and dtype {x.dtype}."
         )
     tol = max(NORM_TOLERANCE, 4 * torch.finfo(x.dtype).eps)
-    wide = torch.promote_types(x.dtype, torch.float32)  # 16-bit rows summed in float32, float64 ones in float64
     off, low, high = 0, math.inf, -math.inf
     for start in range(0, x.shape[0], chunk_rows):
-        norms = torch.linalg.vector_norm(x[start : start + chunk_rows], dim=1, dtype=wide)
+        norms = row_norms(x[start : start + chunk_rows])
         bad = ~torch.isfinite(norms)
         if bool(bad.any()):
             row = start + int(torch.nonzero(bad)[0])
