@@ -9,6 +9,7 @@ One module per strategy family:
 - `stored`: exact greedy over the stored similarity matrix (`dense`, `lazy`, `incremental`) or recomputed rows;
 - `kernels`: the compiled (numba) CPU loops of the stored-matrix strategies;
 - `blocked`: exact greedy without the matrix (the largest similarities of each row, the rest recomputed);
+- `toplists`: the blocked mode's pass of products (each row's largest similarities, the first pick's guess);
 - `knn`: the kNN similarity graph (exact, torch IVF, FAISS) and its on-disk cache;
 - `graph`: greedy (`sparse`) and stochastic greedy with gains on the kNN graph, the cover on dense similarities;
 - `greedi`: GreeDi over `torch.distributed` ranks, with any of the strategies above on each shard.

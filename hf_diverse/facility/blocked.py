@@ -2,9 +2,10 @@
 
 Two implementations of `strategy="blocked"`, with the picks of the stored strategies:
 
-- **Compiled, on CPU** (`blocked_greedy`, numba). One pass of products X[rows] X^T, a block of rows at a time,
-  keeps of each row v its largest similarities, at most `top` of them (`TopLists`: float32 values and their columns,
-  8 bytes an entry), a bound tau_v on the values it did not keep, and d(v | {}). Then greedy keeps every gain
+- **Compiled, on CPU** (`blocked_greedy`, numba). One pass of products X[rows] X^T, a block of rows at a time
+  (`hf_diverse.facility.toplists`), keeps of each row v its largest similarities, at most `top` of them (`TopLists`:
+  float32 values and their columns, 8 bytes an entry), a bound tau_v on the values it did not keep, and d(v | {}),
+  and guesses the first pick (below). Then greedy keeps every gain
   exact by updates, as the `"incremental"` strategy does: when a pick raises the cover of v from old_v to new_v,
   candidate i loses clamp(S[v, i], old_v, new_v) - old_v.
   - **Updates.** If old_v >= tau_v, a similarity of row v that was not kept is <= old_v and takes nothing, so the
@@ -17,6 +18,11 @@ Two implementations of `strategy="blocked"`, with the picks of the stored strate
     product `X[W] X[candidates]^T`.
   The updated gains carry rounding of their own, so every pick re-scores directly the candidates within a rounding
   bound of the best and decides on those numbers, summed as `kernels._row_gain` sums a row of the stored S.
+  - **The first pick, guessed.** It raises the cover of nearly every point from 0, so its update would recompute
+    most rows of S (0.55-0.9 N rows at N = 20k, the most of any pick). The pass picks a few candidates after its
+    first N/8 rows and sums, for each, what its pick would take from every gain over the later rows. When the first
+    pick is among them, its update uses that sum and recomputes only the first N/8 rows
+    (`hf_diverse.facility.toplists`); the log and the result's details say whether it was.
 - **torch** (GPU, or without numba): lazy greedy asks for the similarity rows it re-scores (`similarity_rows`), and
   they are recomputed from the embeddings, `max(0, X[rows] X^T)`. Memory O(N d + B N); ~12 N rows re-scored (33x
   one X X^T at N = 20k, k = 2k on 2 CPU cores, where the compiled loop takes 3.1-4.5x: `benchmarks/RESULTS.md`).
@@ -30,7 +36,6 @@ the stored matrix, and the picks, the gains and the tie-breaking are the stored 
 
 import math
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -39,15 +44,10 @@ from ..utils.logging import get_logger
 from ..utils.progress import tqdm
 from . import kernels
 from .objective import GreedyResult
+from .toplists import MIN_PRODUCT_ROWS, TopLists, build_top_lists, padded
 
 logger = get_logger(__name__)
 
-MIN_PRODUCT_ROWS = 16  # products smaller than this either way are padded: they round differently (see above)
-TOP_BYTES_PER_ENTRY = 8  # a kept similarity: float32 value and int32 column
-TOP_MIN = 16  # kept similarities per row whatever the budget
-BINS = 1024  # the coarse value order of the kept entries: bins of width 1/1024 from 0, the top one open above
-SAMPLE_SPAN, SAMPLE_STEP = 16, 16  # the first guess of a row's threshold: 16 similarities of every 256
-BUILD_BLOCK_BYTES = 64 * 2**20  # rows of X X^T per block of the build pass: ~64 MiB
 # rows recomputed per product in the greedy: ~8 MiB (read again while in cache), and at least 160: every product
 # reads all of X, so fewer rows make it memory-bound (N = 100k: 68 s per N rows at 20 rows, 24 s at 167)
 UPDATE_BLOCK_BYTES, UPDATE_MIN_ROWS = 8 * 2**20, 160
@@ -61,79 +61,9 @@ def similarity_rows(x: torch.Tensor):
 
     def rows_of(rows: torch.Tensor) -> torch.Tensor:
         m = rows.numel()
-        return (x[_padded(rows)] @ x.T)[:m].clamp_(min=0)
+        return (x[padded(rows)] @ x.T)[:m].clamp_(min=0)
 
     return rows_of
-
-
-def top_per_row(n: int, memory_budget: int) -> int:
-    """Similarities kept per row within `memory_budget` bytes: between `TOP_MIN` and N/2 (which takes the memory of
-    S itself).
-
-    Example:
-    ```py
-    >>> top_per_row(20_000, 2**30)
-    6710
-    ```
-    """
-    return int(max(min(TOP_MIN, n), min(n // 2, memory_budget // (TOP_BYTES_PER_ENTRY * n))))
-
-
-@dataclass
-class TopLists:
-    """The largest similarities of each row of S = X X^T (see the module docstring).
-
-    Args:
-        values, columns (`np.ndarray` of shape `(N, top)`): row v's kept similarities (float32, all > 0) and their
-            columns in `values[v, :count[v]]`, by value bin (`BINS` of width 1 / BINS from 0, the last one open
-            above), the highest first.
-        count (`np.ndarray` of int64): kept similarities per row.
-        tau (`np.ndarray` of float32): a bound on the similarities of each row that were not kept (all are < tau_v):
-            the lower edge of its lowest kept bin, 0 when every positive one was kept, just above the row's largest
-            similarity when none was (its top bin alone held more than `top`).
-        gains (`np.ndarray` of float64): d(v | {}) = sum_i max(0, S[v, i]).
-    """
-
-    values: np.ndarray
-    columns: np.ndarray
-    count: np.ndarray
-    tau: np.ndarray
-    gains: np.ndarray
-
-
-def build_top_lists(x: torch.Tensor, top: int, show_progress: bool = False) -> TopLists:
-    """One pass of products over row blocks of X X^T: the `top` largest similarities of every row (whole value bins:
-    fewer where a bin does not fit), the thresholds and the initial gains.
-
-    Example:
-    ```py
-    >>> x = torch.nn.functional.normalize(torch.randn(500, 16), dim=1)
-    >>> lists = build_top_lists(x, top=50)
-    >>> bool((lists.count <= 50).all()), lists.values.shape
-    (True, (500, 50))
-    ```
-    """
-    n = x.shape[0]
-    width = kernels.block_width(n)
-    values = np.empty((n, top), dtype=np.float32)
-    columns = np.empty((n, top), dtype=np.int32)
-    count = np.empty(n, dtype=np.int64)
-    tau = np.empty(n, dtype=np.float32)
-    gains = np.empty(n, dtype=np.float64)
-    rows = max(MIN_PRODUCT_ROWS, min(n, BUILD_BLOCK_BYTES // (4 * n)))
-    block = torch.empty((rows, n), dtype=torch.float32)
-    parts = 4 * kernels.numba.get_num_threads()
-    for start in tqdm(range(0, n, rows), desc="Similarities", disable=not show_progress, leave=False):
-        stop = min(n, start + rows)
-        if stop - start >= MIN_PRODUCT_ROWS:
-            out = block[: stop - start]
-            torch.matmul(x[start:stop], x.T, out=out)
-        else:  # the last block, padded
-            out = block[:MIN_PRODUCT_ROWS]
-            torch.matmul(x[_padded(torch.arange(start, stop))], x.T, out=out)
-        sl = slice(start, stop)
-        _select_rows(out[: stop - start].numpy(), values[sl], columns[sl], count[sl], tau[sl], gains[sl], width, parts)
-    return TopLists(values, columns, count, tau, gains)
 
 
 def blocked_greedy(x: torch.Tensor, k: int, w: float, b: torch.Tensor, top: int, show_progress: bool) -> GreedyResult:
@@ -150,9 +80,10 @@ def blocked_greedy(x: torch.Tensor, k: int, w: float, b: torch.Tensor, top: int,
     """
     n = x.shape[0]
     t0 = time.perf_counter()
-    lists = build_top_lists(x, top, show_progress)
+    bonus = b.cpu().numpy().astype(np.float64)
+    lists = build_top_lists(x, top, show_progress, w, bonus)
     t1 = time.perf_counter()
-    loop = _Loop(x, k, w, b.cpu().numpy().astype(np.float64), lists)
+    loop = _Loop(x, k, w, bonus, lists)
     bar = tqdm(total=k, desc="Facility location (blocked)", disable=not show_progress, leave=False)
     while loop.step < k:
         before = loop.step
@@ -166,14 +97,16 @@ def blocked_greedy(x: torch.Tensor, k: int, w: float, b: torch.Tensor, top: int,
         "blocked_top": int(top),
         "blocked_recomputed_rows": int(loop.recomputed),
         "blocked_column_products": int(loop.column_products),
+        "blocked_first_pick_guessed": loop.guessed,
     }
     logger.info(
         "blocked greedy: kept up to %d similarities per row; recomputed %d similarity rows (%.2f N); %d picks "
-        "needed a column product",
+        "needed a column product; the first pick %s",
         top,
         loop.recomputed,
         loop.recomputed / n,
         loop.column_products,
+        {None: "was not guessed (small pool)", True: "was guessed", False: "was not among the guesses"}[loop.guessed],
     )
     coverage = kernels._total(loop.cur)
     return GreedyResult(loop.picks, loop.scores, loop.div_gains, coverage, "blocked", loop.evaluations, details)
@@ -186,17 +119,6 @@ def warm_up() -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.nn.functional.normalize(torch.randn(64, 8, generator=g), dim=1)
     blocked_greedy(x, 8, 1.0, torch.zeros(64, dtype=torch.float64), 4, show_progress=False)
-
-
-def _padded(rows):
-    """`rows` (numpy or torch) with its first entry repeated up to `MIN_PRODUCT_ROWS` entries (the extra rows of the
-    product are ignored)."""
-    m = rows.shape[0]
-    if m >= MIN_PRODUCT_ROWS:
-        return rows
-    if isinstance(rows, torch.Tensor):
-        return torch.cat([rows, rows[:1].expand(MIN_PRODUCT_ROWS - m)])
-    return np.concatenate([rows, np.full(MIN_PRODUCT_ROWS - m, rows[0], dtype=rows.dtype)])
 
 
 class _Loop:
@@ -224,6 +146,7 @@ class _Loop:
         self.rows_buf = torch.empty((chunk, n), dtype=torch.float32)
         self.parts = 4 * kernels.numba.get_num_threads()
         self.recomputed = self.column_products = 0
+        self.guessed = None if lists.guess is None else False  # whether the first pick was among the guesses
 
     @property
     def step(self) -> int:
@@ -255,11 +178,25 @@ class _Loop:
             self.column_products += 1
             near = self.near[: self.counters[3]]
             w_rows = np.nonzero(self.cur < limit)[0]
-            cols = (self.x[torch.from_numpy(_padded(w_rows))] @ self.x[torch.from_numpy(_padded(near))].T).numpy()
+            cols = (self.x[torch.from_numpy(padded(w_rows))] @ self.x[torch.from_numpy(padded(near))].T).numpy()
             dense = _pick(*self._args(), near, w_rows, cols, self.in_w, self.counters, *self._outputs())
+        guess = self.lists.guess
+        if self.step == 1 and guess is not None and dense:
+            hit = np.nonzero(guess.candidates == self.picks[0])[0]
+            if hit.size:  # the guessed losses are the update of the rows after the first ones
+                self.guessed = True
+                self.div -= guess.losses[hit[0]]
+                keep = np.nonzero(self.rows[:dense] < guess.first_rows)[0]
+                dense = keep.size
+                self.rows[:dense], self.old[:dense], self.new[:dense] = (
+                    self.rows[keep],
+                    self.old[keep],
+                    self.new[keep],
+                )
+            self.lists.guess = None  # its losses are no longer needed
         for c0 in range(0, dense, self.rows_buf.shape[0]):  # covered rows under their threshold: recomputed
             c1 = min(dense, c0 + self.rows_buf.shape[0])
-            index = torch.from_numpy(_padded(self.rows[c0:c1]))
+            index = torch.from_numpy(padded(self.rows[c0:c1]))
             out = self.rows_buf[: index.numel()]
             torch.matmul(self.x[index], self.x.T, out=out)
             _take_rows(out.numpy(), self.old[c0:c1], self.new[c0:c1], self.div, self.parts)
@@ -269,88 +206,10 @@ class _Loop:
 if kernels.HAS_NUMBA:
     from numba import njit, prange
 
-    _span_gain = kernels._span_gain
+    from .toplists import _bin, _blocks_gain
+
     _near_rows = kernels._near_rows
     _NEG_INF = -math.inf
-
-    @njit(cache=True, nogil=True)
-    def _blocks_gain(row, cur, width):
-        """sum_v max(0, row[v] - cur[v]) summed `width` columns at a time, as `kernels._row_gain` sums a row of the
-        stored S (a block it skips adds exactly 0), so both give the same float64."""
-        n, total = row.shape[0], 0.0
-        for lo in range(0, n, width):
-            total += _span_gain(row[lo : min(n, lo + width)], cur[lo : min(n, lo + width)])
-        return total
-
-    @njit(cache=True, nogil=True)
-    def _bin(s):
-        return min(int(s * BINS), BINS - 1)
-
-    @njit(cache=True, nogil=True)
-    def _select_row(row, top, values, columns, buf_v, buf_c, hist):
-        """Keep the positive entries of `row` from the highest value bin down, as many whole bins as fit `top`,
-        bin by bin (columns increasing within a bin). Returns `(kept, tau)`, tau the lower edge of the lowest kept
-        bin (0 when every positive entry is kept; just above the row's largest entry when nothing is): every entry
-        left out is < tau."""
-        n = row.shape[0]
-        # a first threshold from a sample (16 consecutive entries of every 256: 1/16 of the cache lines), aiming at
-        # 5/4 of `top`; the exact trim below fixes it
-        hist[:] = 0
-        for lo in range(0, n, SAMPLE_SPAN * SAMPLE_STEP):
-            for c in range(lo, min(n, lo + SAMPLE_SPAN)):
-                if row[c] > 0:
-                    hist[_bin(row[c])] += 1
-        floor, seen = BINS, 0
-        while floor > 0 and (seen + hist[floor - 1]) * SAMPLE_STEP * 4 <= 5 * top:
-            seen += hist[floor - 1]
-            floor -= 1
-        # bin(s) >= floor <=> s >= floor / BINS exactly (BINS is a power of 2); floor = 0: every s > 0
-        limit = np.float32(floor / BINS) if floor > 0 else np.float32(1e-45)
-        m = 0
-        for c in range(n):  # branch-free gather of the entries >= limit
-            s = row[c]
-            buf_v[m], buf_c[m] = s, c
-            m += s >= limit
-        # trim to whole bins that fit `top`
-        hist[:] = 0
-        for t in range(m):
-            hist[_bin(buf_v[t])] += 1
-        first, kept = BINS, 0  # not below `floor`: the entries under it were not gathered
-        while first > floor and kept + hist[first - 1] <= top:
-            kept += hist[first - 1]
-            first -= 1
-        if first == BINS:  # the top bin alone holds more than `top`: nothing is kept, and since that bin is open
-            hi = np.float32(1)  # above (rows off unit length have entries over 1), the row's largest entry bounds
-            for t in range(m):  # what was left out
-                hi = max(hi, buf_v[t])
-            return 0, np.float32(np.nextafter(hi, np.float32(np.inf)))
-        pos = np.empty(BINS, dtype=np.int64)
-        p = 0
-        for bn in range(BINS - 1, first - 1, -1):
-            pos[bn] = p
-            p += hist[bn]
-        for t in range(m):
-            s = buf_v[t]
-            bn = _bin(s)
-            if bn >= first:
-                values[pos[bn]], columns[pos[bn]] = s, buf_c[t]
-                pos[bn] += 1
-        return kept, np.float32(first / BINS)
-
-    @njit(cache=True, parallel=True)
-    def _select_rows(block, values, columns, count, tau, gains, width, parts):
-        """For each row of a block of X X^T (the rows of the other arguments' slices): `_select_row`, and
-        d(row | {}) summed as `kernels._row_gain` sums it."""
-        rows, n, top = block.shape[0], block.shape[1], values.shape[1]
-        zero = np.zeros(n, dtype=np.float32)
-        for p in prange(parts):
-            buf_v = np.empty(n + 1, dtype=np.float32)
-            buf_c = np.empty(n + 1, dtype=np.int32)
-            hist = np.empty(BINS, dtype=np.int64)
-            for r in range(p * rows // parts, (p + 1) * rows // parts):
-                row = block[r]
-                count[r], tau[r] = _select_row(row, top, values[r], columns[r], buf_v, buf_c, hist)
-                gains[r] = _blocks_gain(row, zero, width)
 
     @njit(cache=True, nogil=True)
     def _direct_gain(c, values, columns, count, w_rows, w_col, in_w, cur, col, width):

@@ -35,9 +35,10 @@ from ..errors import InvalidParameterError
 from ..utils.logging import get_logger
 from ..utils.progress import tqdm
 from . import kernels
-from .blocked import blocked_greedy, similarity_rows, top_per_row
+from .blocked import blocked_greedy, similarity_rows
 from .memory import check_dense_fits, choose_strategy, default_budget
 from .objective import GreedyResult, check_embeddings, check_score, coverage_of, lazy_pick, top_bonus
+from .toplists import top_per_row
 
 logger = get_logger(__name__)
 
@@ -85,7 +86,7 @@ def facility_location_greedy(
         incremental_after (`int`, defaults to 64): `"incremental"` switches to exact updates after a pick that
             re-scored more than max(this, 2 * newly covered) rows; 0 switches after the first pick.
         memory_budget (`int`, *optional*): bytes allowed for S, or for `"blocked"` (compiled) the similarities it
-            keeps, 8 bytes each (`hf_diverse.facility.blocked.top_per_row`); defaults to the device's free memory
+            keeps, 8 bytes each (`hf_diverse.facility.toplists.top_per_row`); defaults to the device's free memory
             (half of it for `"auto"` and `"blocked"`).
         show_progress (`bool`, defaults to `True`): a progress bar over the k picks (torch loops) or the similarity
             blocks (numba).

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from hf_diverse.facility import blocked, facility_location_greedy, kernels
+from hf_diverse.facility import blocked, facility_location_greedy, kernels, toplists
 from tests.reference import plain_greedy_on
 
 needs_numba = pytest.mark.skipif(not kernels.HAS_NUMBA, reason="numba is not installed")
@@ -37,7 +37,7 @@ def run(x, k, w, bonus, strategy="blocked", backend="numba", **kwargs):
 
 
 def budget_for(n, top):
-    return blocked.TOP_BYTES_PER_ENTRY * n * top
+    return toplists.TOP_BYTES_PER_ENTRY * n * top
 
 
 def test_products_of_16_rows_and_columns_round_as_the_full_product():
@@ -51,7 +51,7 @@ def test_products_of_16_rows_and_columns_round_as_the_full_product():
         assert torch.equal(x[rows] @ x[cols].T, full[rows][:, cols]), (m, c)
     for m, c in [(1, 1), (3, 2), (5, 9), (1, 40)]:  # smaller products, padded as the loop pads them
         rows, cols = torch.arange(m) * 7, torch.arange(c) * 11
-        padded = x[blocked._padded(rows)] @ x[blocked._padded(cols)].T
+        padded = x[toplists.padded(rows)] @ x[toplists.padded(cols)].T
         assert torch.equal(padded[:m, :c], full[rows][:, cols]), (m, c)
     rows_of = blocked.similarity_rows(x)  # the torch loop's provider pads single rows
     for row in (0, 1234, 2999):
@@ -63,7 +63,7 @@ def test_products_of_16_rows_and_columns_round_as_the_full_product():
 def test_kept_similarities(top):
     x = clustered(n=600, d=24, seed=2)
     s = x @ x.T  # float32, the same products
-    lists = blocked.build_top_lists(torch.from_numpy(x), top)
+    lists = toplists.build_top_lists(torch.from_numpy(x), top)
     for v in range(len(x)):
         count = lists.count[v]
         vals, cols = lists.values[v, :count], lists.columns[v, :count]
@@ -73,7 +73,7 @@ def test_kept_similarities(top):
         left = np.setdiff1d(np.nonzero(s[v] > 0)[0], cols)
         assert (s[v, left] < lists.tau[v]).all()  # everything left out is under the threshold
         assert (lists.tau[v] == 0) == (len(left) == 0)
-        assert (np.diff(np.floor(vals * blocked.BINS).clip(max=blocked.BINS - 1)) <= 0).all()  # highest bin first
+        assert (np.diff(np.floor(vals * toplists.BINS).clip(max=toplists.BINS - 1)) <= 0).all()  # highest bin first
         assert lists.tau[v] <= vals.min(initial=np.inf)
     positive = np.maximum(s.astype(np.float64), 0).sum(axis=1)
     np.testing.assert_allclose(lists.gains, positive, rtol=1e-12)
@@ -112,7 +112,7 @@ def test_rows_off_unit_length_give_the_greedy_of_their_dot_products(norms, caplo
     w, bonus = terms(len(x), k, 0.5, np.random.default_rng(1).random(len(x)))
     s = np.maximum(x @ x.T, np.float32(0)).astype(np.float64)
     expected, coverage = plain_greedy_on(s, k, w, bonus)
-    lists = blocked.build_top_lists(torch.from_numpy(x), 16)
+    lists = toplists.build_top_lists(torch.from_numpy(x), 16)
     assert (lists.count == 0).sum() > 50  # rows whose top bin did not fit
     s32 = x @ x.T
     for v in range(len(x)):
@@ -165,10 +165,10 @@ def test_bit_identical_to_the_stored_strategies(alpha):
 
 @needs_numba
 def test_budget_sets_the_kept_similarities():
-    assert blocked.top_per_row(1000, 0) == blocked.TOP_MIN
-    assert blocked.top_per_row(1000, budget_for(1000, 123)) == 123
-    assert blocked.top_per_row(1000, 10**12) == 500  # N/2 takes the memory of S itself
-    assert blocked.top_per_row(10, 0) == 10
+    assert toplists.top_per_row(1000, 0) == toplists.TOP_MIN
+    assert toplists.top_per_row(1000, budget_for(1000, 123)) == 123
+    assert toplists.top_per_row(1000, 10**12) == 500  # N/2 takes the memory of S itself
+    assert toplists.top_per_row(10, 0) == 10
     x = clustered(n=300)
     w, bonus = terms(300, 10, 0.0, np.zeros(300))
     a = run(x, 10, w, bonus, memory_budget=budget_for(300, 20))
@@ -199,7 +199,7 @@ def test_near_ties_of_the_kept_gains_are_rescored_directly(monkeypatch):
     w, bonus = terms(301, 5, 0.0, np.zeros(301))
     j = plain_greedy_on(np.maximum(x @ x.T, 0).astype(np.float64), 1, w, np.zeros(300))[0][0]
     x = np.vstack([x, x[j : j + 1]])
-    build = blocked.build_top_lists
+    build = toplists.build_top_lists
 
     def drifted(*args, **kwargs):
         lists = build(*args, **kwargs)
@@ -210,3 +210,66 @@ def test_near_ties_of_the_kept_gains_are_rescored_directly(monkeypatch):
     res = run(x, 5, w, np.zeros(301), memory_budget=budget_for(301, 30))
     expected = plain_greedy_on(np.maximum(x @ x.T, 0).astype(np.float64), 5, w, np.zeros(301))[0]
     assert expected[0] == j and res.indices.tolist() == expected
+
+
+@needs_numba
+@pytest.mark.parametrize("top", [30, 150])
+def test_first_pick_guess_and_its_losses(top):
+    # the candidates and their losses against the definitions, computed here in numpy from the float32 products
+    x = clustered(n=404, d=24, noise=0.6, seed=5)
+    n = len(x)
+    w, bonus = terms(n, 10, 0.5, np.random.default_rng(4).random(n))  # the bonus reorders the candidates
+    lists = toplists.build_top_lists(torch.from_numpy(x), top, w=w, bonus=bonus)
+    guess = lists.guess
+    s = (x @ x.T).astype(np.float64)
+    first = -(-n // toplists.GUESS_FRACTION)
+    assert guess.first_rows == first == 51  # ceil(N / 8)
+    # the estimate: x_j . sum_v x_v + (N / first) sum_{v < first} max(0, -S[v, j]), weighted, plus the bonus
+    xd = x.astype(np.float64)
+    estimate = xd @ xd.sum(0) + n / first * np.maximum(-s[:first], 0).sum(axis=0)
+    order = np.argsort(-(w * estimate + bonus), kind="stable")
+    assert guess.candidates.tolist() == order[: toplists.GUESS_CANDIDATES].tolist()
+    assert guess.candidates.tolist() != np.argsort(-estimate, kind="stable")[: toplists.GUESS_CANDIDATES].tolist()
+    # the losses: the rows after the first ones with tau_v > 0, each clamp(S[v, i], 0, S[v, c])
+    later = np.arange(n) >= first
+    assert (later & (lists.tau == 0)).any() == (top == 150)  # rows that kept every positive entry are left out
+    rows = later & (lists.tau > 0)
+    for c, loss in zip(guess.candidates, guess.losses, strict=True):
+        h = np.maximum(s[rows, c], 0)[:, None]
+        np.testing.assert_allclose(loss, np.clip(s[rows], 0, h).sum(axis=0), rtol=1e-12, atol=1e-12)
+    # a small pool has no rows after the guess
+    assert toplists.build_top_lists(torch.from_numpy(x[:16]), 8).guess is None
+
+
+@needs_numba
+@pytest.mark.parametrize("hit", [True, False])
+def test_first_pick_guessed_or_not_gives_the_stored_picks(hit, monkeypatch, caplog):
+    # when the guess holds, the first pick's update takes the guessed losses and recomputes only the first rows; when
+    # it does not, the loop recomputes as before. Either way: the stored strategies' picks and gains, bit for bit
+    x = clustered(n=3000, d=48, n_clusters=40, noise=0.5, seed=8)
+    k = 120
+    w, bonus = terms(len(x), k, 0.3, np.random.default_rng(6).random(len(x)))
+    stored = run(x, k, w, bonus, strategy="incremental")
+    if not hit:
+        guess = toplists._first_pick_guess
+
+        def wrong(*args):
+            out = guess(*args)
+            others = np.setdiff1d(np.arange(3 * toplists.GUESS_CANDIDATES), stored.indices[:1])
+            out.candidates = others[: len(out.candidates)]
+            return out
+
+        monkeypatch.setattr(toplists, "_first_pick_guess", wrong)
+    with caplog.at_level("INFO", logger="hf_diverse"):
+        res = run(x, k, w, bonus, memory_budget=budget_for(len(x), 150))
+    np.testing.assert_array_equal(res.indices, stored.indices)
+    np.testing.assert_array_equal(res.gains, stored.gains)
+    np.testing.assert_array_equal(res.diversity_gains, stored.diversity_gains)
+    assert res.details["blocked_first_pick_guessed"] is hit
+    assert ("the first pick was guessed" if hit else "the first pick was not among the guesses") in caplog.text
+    monkeypatch.setattr(toplists, "GUESS_FRACTION", 1)  # no guess: every row the first pick covers is recomputed
+    unguessed = run(x, k, w, bonus, memory_budget=budget_for(len(x), 150))
+    np.testing.assert_array_equal(unguessed.indices, stored.indices)
+    assert unguessed.details["blocked_first_pick_guessed"] is None
+    saved = unguessed.details["blocked_recomputed_rows"] - res.details["blocked_recomputed_rows"]
+    assert saved > 0.5 * len(x) if hit else saved == 0

@@ -1,0 +1,282 @@
+"""The pass of the compiled blocked mode (`hf_diverse.facility.blocked`): one pass of products X[rows] X^T, a block
+of rows at a time, that keeps of each row v its largest similarities (`TopLists`), a bound tau_v on the ones it did
+not keep, and d(v | {}); and a guess of the first pick with what that pick would take from every gain.
+
+- **Kept similarities.** At most `top` per row (`top_per_row`: what `memory_budget` allows at 8 bytes each), whole
+  value bins from the highest down (`BINS` of width 1/1024 from 0), so that an update can stop at the first bin below
+  a cover.
+- **The first pick, guessed.** The first pick raises the cover of nearly every point from 0, so its update would
+  recompute most rows of S (0.55-0.9 N rows at N = 20k, the most of any pick). The pass guesses it instead. Since
+  d(j | {}) = x_j . sum_v x_v + sum_v max(0, -S[v, j]), after its first N/8 rows (`GUESS_FRACTION`) it takes the
+  `GUESS_CANDIDATES` rows of highest w * (x_j . sum_v x_v + 8 * the negative part over those rows) + b_j, and the
+  rest of the pass sums, for each of them, what its pick would take from every gain over the later rows
+  (`FirstPickGuess`). If the first pick is one of them, its update uses that sum and recomputes only the first N/8
+  rows; if not, it runs as if there had been no guess. The log and the result's details say which.
+
+Every product is at least `MIN_PRODUCT_ROWS` x `MIN_PRODUCT_ROWS` (`padded`), so each similarity has its X X^T
+value to the last bit (see `hf_diverse.facility.blocked`).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..utils.progress import tqdm
+from . import kernels
+
+MIN_PRODUCT_ROWS = 16  # smaller products either way are padded: they round differently (`hf_diverse.facility.blocked`)
+TOP_BYTES_PER_ENTRY = 8  # a kept similarity: float32 value and int32 column
+TOP_MIN = 16  # kept similarities per row whatever the budget
+BINS = 1024  # the coarse value order of the kept entries: bins of width 1/1024 from 0, the top one open above
+SAMPLE_SPAN, SAMPLE_STEP = 16, 16  # the first guess of a row's threshold: 16 similarities of every 256
+# the first pick's guess: candidates chosen after the first 1/GUESS_FRACTION of the rows. Rank of the true first pick
+# under the estimate at 1/8 (ShareGPT prompts 20k / 50k, clustered synthetic 5k-100k, RESULTS.md): 0-1; at 1/16 up to 4
+GUESS_FRACTION, GUESS_CANDIDATES = 8, 3
+BUILD_BLOCK_BYTES = 64 * 2**20  # rows of X X^T per block of the build pass: ~64 MiB
+
+
+def top_per_row(n: int, memory_budget: int) -> int:
+    """Similarities kept per row within `memory_budget` bytes: between `TOP_MIN` and N/2 (which takes the memory of
+    S itself).
+
+    Example:
+    ```py
+    >>> top_per_row(20_000, 2**30)
+    6710
+    ```
+    """
+    return int(max(min(TOP_MIN, n), min(n // 2, memory_budget // (TOP_BYTES_PER_ENTRY * n))))
+
+
+@dataclass
+class TopLists:
+    """The largest similarities of each row of S = X X^T (see the module docstring).
+
+    Args:
+        values, columns (`np.ndarray` of shape `(N, top)`): row v's kept similarities (float32, all > 0) and their
+            columns in `values[v, :count[v]]`, by value bin (`BINS` of width 1 / BINS from 0, the last one open
+            above), the highest first.
+        count (`np.ndarray` of int64): kept similarities per row.
+        tau (`np.ndarray` of float32): a bound on the similarities of each row that were not kept (all are < tau_v):
+            the lower edge of its lowest kept bin, 0 when every positive one was kept, just above the row's largest
+            similarity when none was (its top bin alone held more than `top`).
+        gains (`np.ndarray` of float64): d(v | {}) = sum_i max(0, S[v, i]).
+        guess (`FirstPickGuess`, *optional*): the first pick's candidates and their losses (see the module
+            docstring); None when the pass did not guess.
+    """
+
+    values: np.ndarray
+    columns: np.ndarray
+    count: np.ndarray
+    tau: np.ndarray
+    gains: np.ndarray
+    guess: "FirstPickGuess | None" = None
+
+
+@dataclass
+class FirstPickGuess:
+    """Candidates for the first pick, and what each would take from every gain over the rows after the first.
+
+    Args:
+        candidates (`np.ndarray` of int64): rows guessed for the first pick.
+        losses (`np.ndarray` of shape `(len(candidates), N)`, float64): `losses[c, i]` = sum over the rows v >=
+            `first_rows` with tau_v > 0 of clamp(S[v, i], 0, S[v, candidates[c]]), the update of gain i by pick
+            `candidates[c]` from a cover of 0 (rows with tau_v = 0 are updated from their kept entries).
+        first_rows (`int`): the rows before the guess, whose updates are still recomputed.
+    """
+
+    candidates: np.ndarray
+    losses: np.ndarray
+    first_rows: int
+
+
+def build_top_lists(
+    x: torch.Tensor, top: int, show_progress: bool = False, w: float = 1.0, bonus: np.ndarray | None = None
+) -> TopLists:
+    """One pass of products over row blocks of X X^T: the `top` largest similarities of every row (whole value bins:
+    fewer where a bin does not fit), the thresholds and the initial gains; and the first pick's guess (for the
+    objective w * d(j | A) + bonus_j) with its losses, when the pool has rows after the first 1/`GUESS_FRACTION`.
+
+    Example:
+    ```py
+    >>> x = torch.nn.functional.normalize(torch.randn(500, 16), dim=1)
+    >>> lists = build_top_lists(x, top=50)
+    >>> bool((lists.count <= 50).all()), lists.values.shape
+    (True, (500, 50))
+    ```
+    """
+    n = x.shape[0]
+    width = kernels.block_width(n)
+    values = np.empty((n, top), dtype=np.float32)
+    columns = np.empty((n, top), dtype=np.int32)
+    count = np.empty(n, dtype=np.int64)
+    tau = np.empty(n, dtype=np.float32)
+    gains = np.empty(n, dtype=np.float64)
+    rows = max(MIN_PRODUCT_ROWS, min(n, BUILD_BLOCK_BYTES // (4 * n)))
+    block = torch.empty((rows, n), dtype=torch.float32)
+    parts = 4 * kernels.numba.get_num_threads()
+    first = max(MIN_PRODUCT_ROWS, -(-n // GUESS_FRACTION))  # the rows before the guess
+    if first >= n:
+        first = n  # a small pool: no guess
+    negatives = np.zeros(n, dtype=np.float64)  # sum_v max(0, -S[v, j]) over the first rows
+    guess = None
+    starts = [*range(0, first, rows), *range(first, n, rows)]
+    for start in tqdm(starts, desc="Similarities", disable=not show_progress, leave=False):
+        stop = min(first if start < first else n, start + rows)
+        if stop - start >= MIN_PRODUCT_ROWS:
+            out = block[: stop - start]
+            torch.matmul(x[start:stop], x.T, out=out)
+        else:  # a short block, padded
+            out = block[:MIN_PRODUCT_ROWS]
+            torch.matmul(x[padded(torch.arange(start, stop))], x.T, out=out)
+        sl = slice(start, stop)
+        sims = out[: stop - start].numpy()
+        _select_rows(sims, values[sl], columns[sl], count[sl], tau[sl], gains[sl], width, parts)
+        if start < first:
+            _add_negatives(sims, negatives, parts)
+            if stop == first and first < n:
+                guess = _first_pick_guess(x, negatives, n / first, w, bonus, first)
+        else:
+            _first_pick_losses(sims, tau[sl], guess.candidates, guess.losses, parts)
+    return TopLists(values, columns, count, tau, gains, guess)
+
+
+def _first_pick_guess(x, negatives, scale, w, bonus, first) -> FirstPickGuess:
+    """The `GUESS_CANDIDATES` rows of highest w * (x_j . sum_v x_v + scale * negatives_j) + bonus_j (ties: the lower
+    row), with zeroed losses."""
+    xd = x.double()
+    estimate = (xd @ xd.sum(0)).numpy() + scale * negatives
+    score = w * estimate + (0.0 if bonus is None else bonus)
+    candidates = np.argsort(-score, kind="stable")[: min(GUESS_CANDIDATES, len(score))].astype(np.int64)
+    return FirstPickGuess(candidates, np.zeros((len(candidates), len(score)), dtype=np.float64), first)
+
+
+def padded(rows):
+    """`rows` (numpy or torch) with its first entry repeated up to `MIN_PRODUCT_ROWS` entries (the extra rows of the
+    product are ignored)."""
+    m = rows.shape[0]
+    if m >= MIN_PRODUCT_ROWS:
+        return rows
+    if isinstance(rows, torch.Tensor):
+        return torch.cat([rows, rows[:1].expand(MIN_PRODUCT_ROWS - m)])
+    return np.concatenate([rows, np.full(MIN_PRODUCT_ROWS - m, rows[0], dtype=rows.dtype)])
+
+
+if kernels.HAS_NUMBA:
+    from numba import njit, prange
+
+    _span_gain = kernels._span_gain
+
+    @njit(cache=True, nogil=True)
+    def _blocks_gain(row, cur, width):
+        """sum_v max(0, row[v] - cur[v]) summed `width` columns at a time, as `kernels._row_gain` sums a row of the
+        stored S (a block it skips adds exactly 0), so both give the same float64."""
+        n, total = row.shape[0], 0.0
+        for lo in range(0, n, width):
+            total += _span_gain(row[lo : min(n, lo + width)], cur[lo : min(n, lo + width)])
+        return total
+
+    @njit(cache=True, nogil=True)
+    def _bin(s):
+        return min(int(s * BINS), BINS - 1)
+
+    @njit(cache=True, nogil=True)
+    def _select_row(row, top, values, columns, buf_v, buf_c, hist):
+        """Keep the positive entries of `row` from the highest value bin down, as many whole bins as fit `top`,
+        bin by bin (columns increasing within a bin). Returns `(kept, tau)`, tau the lower edge of the lowest kept
+        bin (0 when every positive entry is kept; just above the row's largest entry when nothing is): every entry
+        left out is < tau."""
+        n = row.shape[0]
+        # a first threshold from a sample (16 consecutive entries of every 256: 1/16 of the cache lines), aiming at
+        # 5/4 of `top`; the exact trim below fixes it
+        hist[:] = 0
+        for lo in range(0, n, SAMPLE_SPAN * SAMPLE_STEP):
+            for c in range(lo, min(n, lo + SAMPLE_SPAN)):
+                if row[c] > 0:
+                    hist[_bin(row[c])] += 1
+        floor, seen = BINS, 0
+        while floor > 0 and (seen + hist[floor - 1]) * SAMPLE_STEP * 4 <= 5 * top:
+            seen += hist[floor - 1]
+            floor -= 1
+        # bin(s) >= floor <=> s >= floor / BINS exactly (BINS is a power of 2); floor = 0: every s > 0
+        limit = np.float32(floor / BINS) if floor > 0 else np.float32(1e-45)
+        m = 0
+        for c in range(n):  # branch-free gather of the entries >= limit
+            s = row[c]
+            buf_v[m], buf_c[m] = s, c
+            m += s >= limit
+        # trim to whole bins that fit `top`
+        hist[:] = 0
+        for t in range(m):
+            hist[_bin(buf_v[t])] += 1
+        first, kept = BINS, 0  # not below `floor`: the entries under it were not gathered
+        while first > floor and kept + hist[first - 1] <= top:
+            kept += hist[first - 1]
+            first -= 1
+        if first == BINS:  # the top bin alone holds more than `top`: nothing is kept, and since that bin is open
+            hi = np.float32(1)  # above (rows off unit length have entries over 1), the row's largest entry bounds
+            for t in range(m):  # what was left out
+                hi = max(hi, buf_v[t])
+            return 0, np.float32(np.nextafter(hi, np.float32(np.inf)))
+        pos = np.empty(BINS, dtype=np.int64)
+        p = 0
+        for bn in range(BINS - 1, first - 1, -1):
+            pos[bn] = p
+            p += hist[bn]
+        for t in range(m):
+            s = buf_v[t]
+            bn = _bin(s)
+            if bn >= first:
+                values[pos[bn]], columns[pos[bn]] = s, buf_c[t]
+                pos[bn] += 1
+        return kept, np.float32(first / BINS)
+
+    @njit(cache=True, parallel=True)
+    def _select_rows(block, values, columns, count, tau, gains, width, parts):
+        """For each row of a block of X X^T (the rows of the other arguments' slices): `_select_row`, and
+        d(row | {}) summed as `kernels._row_gain` sums it."""
+        rows, n, top = block.shape[0], block.shape[1], values.shape[1]
+        zero = np.zeros(n, dtype=np.float32)
+        for p in prange(parts):
+            buf_v = np.empty(n + 1, dtype=np.float32)
+            buf_c = np.empty(n + 1, dtype=np.int32)
+            hist = np.empty(BINS, dtype=np.int64)
+            for r in range(p * rows // parts, (p + 1) * rows // parts):
+                row = block[r]
+                count[r], tau[r] = _select_row(row, top, values[r], columns[r], buf_v, buf_c, hist)
+                gains[r] = _blocks_gain(row, zero, width)
+
+    @njit(cache=True, nogil=True, fastmath={"reassoc", "nsz"})
+    def _add_loss(row, c, loss):
+        for i in range(row.shape[0]):  # each loss[i] in row order; reassoc only lets the loop vectorise
+            loss[i] += max(min(np.float64(row[i]), c), 0.0)
+
+    @njit(cache=True, parallel=True)
+    def _first_pick_losses(block, tau, candidates, losses, parts):
+        """losses[c, i] += clamp(S[v, i], 0, S[v, candidates[c]]) over the rows v of a block of X X^T with tau_v > 0
+        and S[v, candidates[c]] > 0 (the update of gain i by that pick from a cover of 0, as `_take` does it), each of
+        `parts` tasks over its own range of columns."""
+        rows, n = block.shape
+        for p in prange(parts):
+            lo, hi = p * n // parts, (p + 1) * n // parts
+            for r in range(rows):
+                if tau[r] > 0:
+                    for c in range(candidates.shape[0]):
+                        h = block[r, candidates[c]]
+                        if h > 0:
+                            _add_loss(block[r, lo:hi], np.float64(h), losses[c, lo:hi])
+
+    @njit(cache=True, nogil=True, fastmath={"reassoc", "nsz"})
+    def _add_negative(row, negatives):
+        for j in range(row.shape[0]):
+            negatives[j] += max(-np.float64(row[j]), 0.0)
+
+    @njit(cache=True, parallel=True)
+    def _add_negatives(block, negatives, parts):
+        """negatives[j] += max(0, -S[v, j]) over the rows v of a block of X X^T."""
+        rows, n = block.shape
+        for p in prange(parts):
+            lo, hi = p * n // parts, (p + 1) * n // parts
+            for r in range(rows):
+                _add_negative(block[r, lo:hi], negatives[lo:hi])
