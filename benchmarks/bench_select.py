@@ -185,6 +185,12 @@ def bench(n, k, alpha, strategies, peers, m, blocked_fractions, embeddings=None)
             rows.append({"run": name, "skipped": f"needs ~{need / 2**30:.0f} GiB"})
             return
         picks, wall, gib = timed(fn)
+        details = getattr(picks, "details", {})
+        if "blocked_recomputed_rows" in details:  # what the blocked mode recomputed, and whether it guessed pick 1
+            guessed = {None: "no guess", True: "first pick guessed", False: "first pick not guessed"}
+            name += f" [recomputed {details['blocked_recomputed_rows'] / n:.2f} N rows, "
+            name += f"{guessed[details.get('blocked_first_pick_guessed')]}]"
+        picks = getattr(picks, "indices", picks)
         rows.append({"run": name, "wall_s": wall, "peak_gib": gib, "objective": qd_objective(x, picks, alpha, q)})
 
     for strategy in strategies:
@@ -195,13 +201,10 @@ def bench(n, k, alpha, strategies, peers, m, blocked_fractions, embeddings=None)
             for fraction in blocked_fractions:  # the kept similarities take this fraction of S's 4 N^2 bytes
                 kw = dict(kwargs, memory_budget=int(fraction * 4 * n * n), backend="numba")
                 name = f"hf_diverse blocked (kept: {fraction:g} of S)"
-                add(name, lambda kw=kw: facility_location_greedy(x, k, strategy="blocked", **kw).indices)
+                add(name, lambda kw=kw: facility_location_greedy(x, k, strategy="blocked", **kw))
         elif strategy == "blocked-torch":  # the torch loop (lazy greedy, recomputed rows)
             kw = dict(kwargs, backend="torch")
-            add(
-                "hf_diverse blocked (torch)",
-                lambda kw=kw: facility_location_greedy(x, k, strategy="blocked", **kw).indices,
-            )
+            add("hf_diverse blocked (torch)", lambda kw=kw: facility_location_greedy(x, k, strategy="blocked", **kw))
         else:
             add(
                 f"hf_diverse {strategy}",

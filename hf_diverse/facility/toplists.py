@@ -31,8 +31,9 @@ TOP_MIN = 16  # kept similarities per row whatever the budget
 BINS = 1024  # the coarse value order of the kept entries: bins of width 1/1024 from 0, the top one open above
 SAMPLE_SPAN, SAMPLE_STEP = 16, 16  # the first guess of a row's threshold: 16 similarities of every 256
 # the first pick's guess: candidates chosen after the first 1/GUESS_FRACTION of the rows. Rank of the true first pick
-# under the estimate at 1/8 (ShareGPT prompts 20k / 50k, clustered synthetic 5k-100k, RESULTS.md): 0-1; at 1/16 up to 4
-GUESS_FRACTION, GUESS_CANDIDATES = 8, 3
+# under the estimate at 1/8 (ShareGPT prompts 20k / 50k, clustered synthetic 5k-100k, alpha 0-0.7; RESULTS.md): 0-1,
+# and 4 once (synthetic 20k, alpha 0.7); each candidate costs ~1/20 of the product's time in the pass
+GUESS_FRACTION, GUESS_CANDIDATES = 8, 6
 BUILD_BLOCK_BYTES = 64 * 2**20  # rows of X X^T per block of the build pass: ~64 MiB
 
 
