@@ -19,9 +19,9 @@ Two implementations of `strategy="blocked"`, with the picks of the stored strate
   The updated gains carry rounding of their own, so every pick re-scores directly the candidates within a rounding
   bound of the best and decides on those numbers, summed as `kernels._row_gain` sums a row of the stored S.
   - **The first pick, guessed.** It raises the cover of nearly every point from 0, so its update would recompute
-    most rows of S (0.55-0.9 N rows at N = 20k, the most of any pick). The pass picks a few candidates after its
-    first N/8 rows and sums, for each, what its pick would take from every gain over the later rows. When the first
-    pick is among them, its update uses that sum and recomputes only the first N/8 rows
+    most rows of S (0.55-0.9 N rows at N = 20k, the most of any pick). The pass picks a few candidates after a
+    sample of N/8 rows and sums, for each, what its pick would take from every gain over the other rows. When the
+    first pick is among them, its update uses that sum and recomputes only the sampled rows
     (`hf_diverse.facility.toplists`); the log and the result's details say whether it was.
 - **torch** (GPU, or without numba): lazy greedy asks for the similarity rows it re-scores (`similarity_rows`), and
   they are recomputed from the embeddings, `max(0, X[rows] X^T)`. Memory O(N d + B N); ~12 N rows re-scored (33x
@@ -183,10 +183,10 @@ class _Loop:
         guess = self.lists.guess
         if self.step == 1 and guess is not None and dense:
             hit = np.nonzero(guess.candidates == self.picks[0])[0]
-            if hit.size:  # the guessed losses are the update of the rows after the first ones
+            if hit.size:  # the guessed losses are the update of the rows outside the sample
                 self.guessed = True
                 self.div -= guess.losses[hit[0]]
-                keep = np.nonzero(self.rows[:dense] < guess.first_rows)[0]
+                keep = np.nonzero(guess.sampled(self.rows[:dense]))[0]
                 dense = keep.size
                 self.rows[:dense], self.old[:dense], self.new[:dense] = (
                     self.rows[keep],

@@ -1,16 +1,18 @@
 """The pass of the compiled blocked mode (`hf_diverse.facility.blocked`): one pass of products X[rows] X^T, a block
-of rows at a time, that keeps of each row v its largest similarities (`TopLists`), a bound tau_v on the ones it did
-not keep, and d(v | {}); and a guess of the first pick with what that pick would take from every gain.
+of rows at a time (the sample's rows first), that keeps of each row v its largest similarities (`TopLists`), a bound
+tau_v on the ones it did not keep, and d(v | {}); and a guess of the first pick with what that pick would take from
+every gain.
 
 - **Kept similarities.** At most `top` per row (`top_per_row`: what `memory_budget` allows at 8 bytes each), whole
   value bins from the highest down (`BINS` of width 1/1024 from 0), so that an update can stop at the first bin below
   a cover.
 - **The first pick, guessed.** The first pick raises the cover of nearly every point from 0, so its update would
   recompute most rows of S (0.55-0.9 N rows at N = 20k, the most of any pick). The pass guesses it instead. Since
-  d(j | {}) = x_j . sum_v x_v + sum_v max(0, -S[v, j]), after its first N/8 rows (`GUESS_FRACTION`) it takes the
-  `GUESS_CANDIDATES` rows of highest w * (x_j . sum_v x_v + 8 * the negative part over those rows) + b_j, and the
-  rest of the pass sums, for each of them, what its pick would take from every gain over the later rows
-  (`FirstPickGuess`). If the first pick is one of them, its update uses that sum and recomputes only the first N/8
+  d(j | {}) = x_j . sum_v x_v + sum_v max(0, -S[v, j]), it first reads a sample, every 8th row (`GUESS_FRACTION`;
+  spread over the pool, so that a pool sorted or grouped by source is sampled across), then takes the
+  `GUESS_CANDIDATES` rows of highest w * (x_j . sum_v x_v + 8 * the negative part over the sample) + b_j. The rest
+  of the pass sums, for each of them, what its pick would take from every gain over the other rows
+  (`FirstPickGuess`). If the first pick is one of them, its update uses that sum and recomputes only the sampled
   rows; if not, it runs as if there had been no guess. The log and the result's details say which.
 
 Every product is at least `MIN_PRODUCT_ROWS` x `MIN_PRODUCT_ROWS` (`padded`), so each similarity has its X X^T
@@ -30,9 +32,8 @@ TOP_BYTES_PER_ENTRY = 8  # a kept similarity: float32 value and int32 column
 TOP_MIN = 16  # kept similarities per row whatever the budget
 BINS = 1024  # the coarse value order of the kept entries: bins of width 1/1024 from 0, the top one open above
 SAMPLE_SPAN, SAMPLE_STEP = 16, 16  # the first guess of a row's threshold: 16 similarities of every 256
-# the first pick's guess: candidates chosen after the first 1/GUESS_FRACTION of the rows. Rank of the true first pick
-# under the estimate at 1/8 (ShareGPT prompts 20k / 50k, clustered synthetic 5k-100k, alpha 0-0.7; RESULTS.md): 0-1,
-# and 4 once (synthetic 20k, alpha 0.7); each candidate costs ~1/20 of the product's time in the pass
+# the first pick's guess: candidates chosen after a sample of every GUESS_FRACTION-th row; rank of the true first pick
+# under the estimate in RESULTS.md ("fifth pass"); each candidate costs ~1/20 of the product's time in the pass
 GUESS_FRACTION, GUESS_CANDIDATES = 8, 6
 BUILD_BLOCK_BYTES = 64 * 2**20  # rows of X X^T per block of the build pass: ~64 MiB
 
@@ -77,19 +78,25 @@ class TopLists:
 
 @dataclass
 class FirstPickGuess:
-    """Candidates for the first pick, and what each would take from every gain over the rows after the first.
+    """Candidates for the first pick, and what each would take from every gain over the rows outside the sample the
+    pass read before choosing them.
 
     Args:
         candidates (`np.ndarray` of int64): rows guessed for the first pick.
-        losses (`np.ndarray` of shape `(len(candidates), N)`, float64): `losses[c, i]` = sum over the rows v >=
-            `first_rows` with tau_v > 0 of clamp(S[v, i], 0, S[v, candidates[c]]), the update of gain i by pick
+        losses (`np.ndarray` of shape `(len(candidates), N)`, float64): `losses[c, i]` = sum over the rows v outside
+            the sample with tau_v > 0 of clamp(S[v, i], 0, S[v, candidates[c]]), the update of gain i by pick
             `candidates[c]` from a cover of 0 (rows with tau_v = 0 are updated from their kept entries).
-        first_rows (`int`): the rows before the guess, whose updates are still recomputed.
+        fraction (`int`): the sample is every `fraction`-th row from row 0 (`sampled`); its rows' updates are still
+            recomputed.
     """
 
     candidates: np.ndarray
     losses: np.ndarray
-    first_rows: int
+    fraction: int
+
+    def sampled(self, rows: np.ndarray) -> np.ndarray:
+        """Whether each of `rows` was in the sample (its update is not in `losses`)."""
+        return rows % self.fraction == 0
 
 
 def build_top_lists(
@@ -97,7 +104,7 @@ def build_top_lists(
 ) -> TopLists:
     """One pass of products over row blocks of X X^T: the `top` largest similarities of every row (whole value bins:
     fewer where a bin does not fit), the thresholds and the initial gains; and the first pick's guess (for the
-    objective w * d(j | A) + bonus_j) with its losses, when the pool has rows after the first 1/`GUESS_FRACTION`.
+    objective w * d(j | A) + bonus_j) with its losses, unless the sample is the whole pool.
 
     Example:
     ```py
@@ -117,40 +124,35 @@ def build_top_lists(
     rows = max(MIN_PRODUCT_ROWS, min(n, BUILD_BLOCK_BYTES // (4 * n)))
     block = torch.empty((rows, n), dtype=torch.float32)
     parts = 4 * kernels.numba.get_num_threads()
-    first = max(MIN_PRODUCT_ROWS, -(-n // GUESS_FRACTION))  # the rows before the guess
-    if first >= n:
-        first = n  # a small pool: no guess
-    negatives = np.zeros(n, dtype=np.float64)  # sum_v max(0, -S[v, j]) over the first rows
+    # the sample read before the guess: every GUESS_FRACTION-th row, so that a pool sorted or grouped (by source, by
+    # topic) is sampled across; the products of gathered rows have the values of X X^T (see `padded`)
+    in_sample = np.arange(n) % GUESS_FRACTION == 0
+    parts_of_pass = [(np.nonzero(in_sample)[0], True), (np.nonzero(~in_sample)[0], False)]
+    blocks = [(index[a : a + rows], sampled) for index, sampled in parts_of_pass for a in range(0, len(index), rows)]
+    negatives = np.zeros(n, dtype=np.float64)  # sum_v max(0, -S[v, j]) over the sample
     guess = None
-    starts = [*range(0, first, rows), *range(first, n, rows)]
-    for start in tqdm(starts, desc="Similarities", disable=not show_progress, leave=False):
-        stop = min(first if start < first else n, start + rows)
-        if stop - start >= MIN_PRODUCT_ROWS:
-            out = block[: stop - start]
-            torch.matmul(x[start:stop], x.T, out=out)
-        else:  # a short block, padded
-            out = block[:MIN_PRODUCT_ROWS]
-            torch.matmul(x[padded(torch.arange(start, stop))], x.T, out=out)
-        sl = slice(start, stop)
-        sims = out[: stop - start].numpy()
-        _select_rows(sims, values[sl], columns[sl], count[sl], tau[sl], gains[sl], width, parts)
-        if start < first:
+    for index, sampled in tqdm(blocks, desc="Similarities", disable=not show_progress, leave=False):
+        if not sampled and guess is None:
+            guess = _first_pick_guess(x, negatives, n / in_sample.sum(), w, bonus)
+        out = block[: max(MIN_PRODUCT_ROWS, len(index))]  # a short block is padded
+        torch.matmul(x[torch.from_numpy(padded(index))], x.T, out=out)
+        sims = out[: len(index)].numpy()
+        _select_rows(sims, index, values, columns, count, tau, gains, width, parts)
+        if sampled:
             _add_negatives(sims, negatives, parts)
-            if stop == first and first < n:
-                guess = _first_pick_guess(x, negatives, n / first, w, bonus, first)
         else:
-            _first_pick_losses(sims, tau[sl], guess.candidates, guess.losses, parts)
+            _first_pick_losses(sims, tau[index], guess.candidates, guess.losses, parts)
     return TopLists(values, columns, count, tau, gains, guess)
 
 
-def _first_pick_guess(x, negatives, scale, w, bonus, first) -> FirstPickGuess:
+def _first_pick_guess(x, negatives, scale, w, bonus) -> FirstPickGuess:
     """The `GUESS_CANDIDATES` rows of highest w * (x_j . sum_v x_v + scale * negatives_j) + bonus_j (ties: the lower
     row), with zeroed losses."""
     xd = x.double()
     estimate = (xd @ xd.sum(0)).numpy() + scale * negatives
     score = w * estimate + (0.0 if bonus is None else bonus)
     candidates = np.argsort(-score, kind="stable")[: min(GUESS_CANDIDATES, len(score))].astype(np.int64)
-    return FirstPickGuess(candidates, np.zeros((len(candidates), len(score)), dtype=np.float64), first)
+    return FirstPickGuess(candidates, np.zeros((len(candidates), len(score)), dtype=np.float64), GUESS_FRACTION)
 
 
 def padded(rows):
@@ -234,8 +236,8 @@ if kernels.HAS_NUMBA:
         return kept, np.float32(first / BINS)
 
     @njit(cache=True, parallel=True)
-    def _select_rows(block, values, columns, count, tau, gains, width, parts):
-        """For each row of a block of X X^T (the rows of the other arguments' slices): `_select_row`, and
+    def _select_rows(block, index, values, columns, count, tau, gains, width, parts):
+        """For each row of a block of X X^T (row `index[r]` of S, and of the other arguments): `_select_row`, and
         d(row | {}) summed as `kernels._row_gain` sums it."""
         rows, n, top = block.shape[0], block.shape[1], values.shape[1]
         zero = np.zeros(n, dtype=np.float32)
@@ -244,9 +246,9 @@ if kernels.HAS_NUMBA:
             buf_c = np.empty(n + 1, dtype=np.int32)
             hist = np.empty(BINS, dtype=np.int64)
             for r in range(p * rows // parts, (p + 1) * rows // parts):
-                row = block[r]
-                count[r], tau[r] = _select_row(row, top, values[r], columns[r], buf_v, buf_c, hist)
-                gains[r] = _blocks_gain(row, zero, width)
+                row, v = block[r], index[r]
+                count[v], tau[v] = _select_row(row, top, values[v], columns[v], buf_v, buf_c, hist)
+                gains[v] = _blocks_gain(row, zero, width)
 
     @njit(cache=True, nogil=True, fastmath={"reassoc", "nsz"})
     def _add_loss(row, c, loss):

@@ -213,32 +213,57 @@ def test_near_ties_of_the_kept_gains_are_rescored_directly(monkeypatch):
 
 
 @needs_numba
-@pytest.mark.parametrize("top", [30, 150])
+@pytest.mark.parametrize("top", [30, 1000])
 def test_first_pick_guess_and_its_losses(top):
-    # the candidates and their losses against the definitions, computed here in numpy from the float32 products
-    x = clustered(n=404, d=24, noise=0.6, seed=5)
+    # the sample, the candidates and their losses against the definitions, computed here in numpy from the float32
+    # products
+    x = clustered(n=2050, d=24, noise=0.6, seed=5)
     n = len(x)
     w, bonus = terms(n, 10, 0.5, np.random.default_rng(4).random(n))  # the bonus reorders the candidates
     lists = toplists.build_top_lists(torch.from_numpy(x), top, w=w, bonus=bonus)
     guess = lists.guess
     s = (x @ x.T).astype(np.float64)
-    first = -(-n // toplists.GUESS_FRACTION)
-    assert guess.first_rows == first == 51  # ceil(N / 8)
-    # the estimate: x_j . sum_v x_v + (N / first) sum_{v < first} max(0, -S[v, j]), weighted, plus the bonus
+    # the sample: every 8th row
+    sampled = np.arange(n) % 8 == 0
+    assert guess.fraction == 8 and sampled.sum() == 257  # ceil(2050 / 8)
+    np.testing.assert_array_equal(guess.sampled(np.arange(n)), sampled)
+    # the estimate: x_j . sum_v x_v + (N / sampled rows) sum over the sample of max(0, -S[v, j]), weighted, plus the
+    # bonus
     xd = x.astype(np.float64)
-    estimate = xd @ xd.sum(0) + n / first * np.maximum(-s[:first], 0).sum(axis=0)
+    estimate = xd @ xd.sum(0) + n / sampled.sum() * np.maximum(-s[sampled], 0).sum(axis=0)
     order = np.argsort(-(w * estimate + bonus), kind="stable")
     assert guess.candidates.tolist() == order[: toplists.GUESS_CANDIDATES].tolist()
     assert guess.candidates.tolist() != np.argsort(-estimate, kind="stable")[: toplists.GUESS_CANDIDATES].tolist()
-    # the losses: the rows after the first ones with tau_v > 0, each clamp(S[v, i], 0, S[v, c])
-    later = np.arange(n) >= first
-    assert (later & (lists.tau == 0)).any() == (top == 150)  # rows that kept every positive entry are left out
-    rows = later & (lists.tau > 0)
+    # the losses: the rows outside the sample with tau_v > 0, each clamp(S[v, i], 0, S[v, c])
+    assert (~sampled & (lists.tau == 0)).any() == (top == 1000)  # rows that kept every positive entry are left out
+    rows = ~sampled & (lists.tau > 0)
     for c, loss in zip(guess.candidates, guess.losses, strict=True):
         h = np.maximum(s[rows, c], 0)[:, None]
         np.testing.assert_allclose(loss, np.clip(s[rows], 0, h).sum(axis=0), rtol=1e-12, atol=1e-12)
-    # a small pool has no rows after the guess
-    assert toplists.build_top_lists(torch.from_numpy(x[:16]), 8).guess is None
+    # a pool of one row is all sample: no guess
+    assert toplists.build_top_lists(torch.from_numpy(x[:1]), 8).guess is None
+
+
+@needs_numba
+def test_first_pick_guess_samples_across_a_sorted_pool():
+    # a pool grouped by cluster, as pools concatenated by source are: its first N/8 rows are a few clusters, whose
+    # negative similarities say little of the pool's, while every 8th row samples all of it
+    x = clustered(n=4000, d=48, n_clusters=40, noise=0.9, seed=3)
+    x = x[np.argsort(x @ np.linalg.svd(x - x.mean(0), full_matrices=False)[2][0])]
+    n = len(x)
+    w, bonus = terms(n, 20, 0.0, np.zeros(n))
+    s = (x @ x.T).astype(np.float64)
+    first = int(np.argmax(np.maximum(s, 0).sum(axis=1)))
+    xd = x.astype(np.float64)
+
+    def rank(rows):  # of the first pick, under the estimate from a sample of rows
+        estimate = xd @ xd.sum(0) + n / rows.sum() * np.maximum(-s[rows], 0).sum(axis=0)
+        return int((estimate > estimate[first]).sum())
+
+    assert rank(np.arange(n) < n // 8) > 100  # the first N/8 rows would miss it
+    assert rank(np.arange(n) % 8 == 0) == 0
+    lists = toplists.build_top_lists(torch.from_numpy(x), 100, w=w, bonus=bonus)
+    assert lists.guess.candidates[0] == first
 
 
 @needs_numba
