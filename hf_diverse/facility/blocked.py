@@ -19,10 +19,10 @@ Two implementations of `strategy="blocked"`, with the picks of the stored strate
   The updated gains carry rounding of their own, so every pick re-scores directly the candidates within a rounding
   bound of the best and decides on those numbers, summed as `kernels._row_gain` sums a row of the stored S.
   - **The first pick, guessed.** It raises the cover of nearly every point from 0, so its update would recompute
-    most rows of S (0.55-0.9 N rows at N = 20k, the most of any pick). The pass picks a few candidates after a
-    sample of N/8 rows and sums, for each, what its pick would take from every gain over the other rows. When the
-    first pick is among them, its update uses that sum and recomputes only the sampled rows
-    (`hf_diverse.facility.toplists`); the log and the result's details say whether it was.
+    most rows of S (0.55-0.9 N rows at N = 20k, the most of any pick). The pass picks a few candidates beforehand
+    and sums, for each, what its pick would take from every gain. When the first pick is among them, its update is
+    that sum and recomputes no row (`hf_diverse.facility.toplists`); the log and the result's details say whether
+    it was.
 - **torch** (GPU, or without numba): lazy greedy asks for the similarity rows it re-scores (`similarity_rows`), and
   they are recomputed from the embeddings, `max(0, X[rows] X^T)`. Memory O(N d + B N); ~12 N rows re-scored (33x
   one X X^T at N = 20k, k = 2k on 2 CPU cores, where the compiled loop takes 2.8-3.8x: `benchmarks/RESULTS.md`).
@@ -106,7 +106,7 @@ def blocked_greedy(x: torch.Tensor, k: int, w: float, b: torch.Tensor, top: int,
         loop.recomputed,
         loop.recomputed / n,
         loop.column_products,
-        {None: "was not guessed (small pool)", True: "was guessed", False: "was not among the guesses"}[loop.guessed],
+        {None: "was not guessed", True: "was guessed", False: "was not among the guesses"}[loop.guessed],
     )
     coverage = kernels._total(loop.cur)
     return GreedyResult(loop.picks, loop.scores, loop.div_gains, coverage, "blocked", loop.evaluations, details)
@@ -183,16 +183,10 @@ class _Loop:
         guess = self.lists.guess
         if self.step == 1 and guess is not None and dense:
             hit = np.nonzero(guess.candidates == self.picks[0])[0]
-            if hit.size:  # the guessed losses are the update of the rows outside the sample
+            if hit.size:  # the guessed losses are the update of every row the first pick sent here
                 self.guessed = True
                 self.div -= guess.losses[hit[0]]
-                keep = np.nonzero(guess.sampled(self.rows[:dense]))[0]
-                dense = keep.size
-                self.rows[:dense], self.old[:dense], self.new[:dense] = (
-                    self.rows[keep],
-                    self.old[keep],
-                    self.new[keep],
-                )
+                dense = 0
             self.lists.guess = None  # its losses are no longer needed
         for c0 in range(0, dense, self.rows_buf.shape[0]):  # covered rows under their threshold: recomputed
             c1 = min(dense, c0 + self.rows_buf.shape[0])

@@ -1,19 +1,18 @@
 """The pass of the compiled blocked mode (`hf_diverse.facility.blocked`): one pass of products X[rows] X^T, a block
-of rows at a time (the sample's rows first), that keeps of each row v its largest similarities (`TopLists`), a bound
-tau_v on the ones it did not keep, and d(v | {}); and a guess of the first pick with what that pick would take from
-every gain.
+of rows at a time, that keeps of each row v its largest similarities (`TopLists`), a bound tau_v on the ones it
+did not keep, and d(v | {}); and a guess of the first pick with what that pick would take from every gain.
 
 - **Kept similarities.** At most `top` per row (`top_per_row`: what `memory_budget` allows at 8 bytes each), whole
   value bins from the highest down (`BINS` of width 1/1024 from 0), so that an update can stop at the first bin below
   a cover.
 - **The first pick, guessed.** The first pick raises the cover of nearly every point from 0, so its update would
-  recompute most rows of S (0.55-0.9 N rows at N = 20k, the most of any pick). The pass guesses it instead. Since
-  d(j | {}) = x_j . sum_v x_v + sum_v max(0, -S[v, j]), it first reads a sample, every 8th row (`GUESS_FRACTION`;
-  spread over the pool, so that a pool sorted or grouped by source is sampled across), then takes the
-  `GUESS_CANDIDATES` rows of highest w * (x_j . sum_v x_v + 8 * the negative part over the sample) + b_j. The rest
-  of the pass sums, for each of them, what its pick would take from every gain over the other rows
-  (`FirstPickGuess`). If the first pick is one of them, its update uses that sum and recomputes only the sampled
-  rows; if not, it runs as if there had been no guess. The log and the result's details say which.
+  recompute most rows of S (0.55-0.9 N rows at N = 20k, the most of any pick). The pass guesses it instead. Before
+  it, the `GUESS_SHORTLIST` rows of highest w * x_j . sum_v x_v + b_j (the linear part of d(j | {}) =
+  x_j . sum_v x_v + sum_v max(0, -S[v, j]), which does not depend on the order of the rows) get their exact d(j | {})
+  from one product of their columns, and the `GUESS_CANDIDATES` best of them by w * d(j | {}) + b_j are the
+  candidates. The pass sums, for each, what its pick would take from every gain (`FirstPickGuess`). If the first
+  pick is one of them, its update is that sum and recomputes no row; if not, it runs as if there had been no guess.
+  The log and the result's details say which.
 
 Every product is at least `MIN_PRODUCT_ROWS` x `MIN_PRODUCT_ROWS` (`padded`), so each similarity has its X X^T
 value to the last bit (see `hf_diverse.facility.blocked`).
@@ -32,9 +31,11 @@ TOP_BYTES_PER_ENTRY = 8  # a kept similarity: float32 value and int32 column
 TOP_MIN = 16  # kept similarities per row whatever the budget
 BINS = 1024  # the coarse value order of the kept entries: bins of width 1/1024 from 0, the top one open above
 SAMPLE_SPAN, SAMPLE_STEP = 16, 16  # the first guess of a row's threshold: 16 similarities of every 256
-# the first pick's guess: candidates chosen after a sample of every GUESS_FRACTION-th row; rank of the true first pick
-# under the estimate in RESULTS.md ("fifth pass"); each candidate costs ~1/20 of the product's time in the pass
-GUESS_FRACTION, GUESS_CANDIDATES = 8, 6
+# the first pick's guess: the GUESS_SHORTLIST rows of highest w * x_j . sum_v x_v + b_j get their exact d(j | {}) (a
+# product of that many columns), and the GUESS_CANDIDATES best of them by the objective are the candidates. The true
+# first pick ranked 0-35 under w * x_j . sum_v x_v + b_j on the pools of RESULTS.md ("fifth pass"); each candidate
+# costs ~1/30 of the pass's product
+GUESS_SHORTLIST, GUESS_CANDIDATES = 256, 3
 BUILD_BLOCK_BYTES = 64 * 2**20  # rows of X X^T per block of the build pass: ~64 MiB
 
 
@@ -78,25 +79,17 @@ class TopLists:
 
 @dataclass
 class FirstPickGuess:
-    """Candidates for the first pick, and what each would take from every gain over the rows outside the sample the
-    pass read before choosing them.
+    """Candidates for the first pick, and what each would take from every gain.
 
     Args:
         candidates (`np.ndarray` of int64): rows guessed for the first pick.
-        losses (`np.ndarray` of shape `(len(candidates), N)`, float64): `losses[c, i]` = sum over the rows v outside
-            the sample with tau_v > 0 of clamp(S[v, i], 0, S[v, candidates[c]]), the update of gain i by pick
-            `candidates[c]` from a cover of 0 (rows with tau_v = 0 are updated from their kept entries).
-        fraction (`int`): the sample is every `fraction`-th row from row 0 (`sampled`); its rows' updates are still
-            recomputed.
+        losses (`np.ndarray` of shape `(len(candidates), N)`, float64): `losses[c, i]` = sum over the rows v with
+            tau_v > 0 of clamp(S[v, i], 0, S[v, candidates[c]]), the update of gain i by pick `candidates[c]` from a
+            cover of 0 (rows with tau_v = 0 are updated from their kept entries).
     """
 
     candidates: np.ndarray
     losses: np.ndarray
-    fraction: int
-
-    def sampled(self, rows: np.ndarray) -> np.ndarray:
-        """Whether each of `rows` was in the sample (its update is not in `losses`)."""
-        return rows % self.fraction == 0
 
 
 def build_top_lists(
@@ -104,7 +97,7 @@ def build_top_lists(
 ) -> TopLists:
     """One pass of products over row blocks of X X^T: the `top` largest similarities of every row (whole value bins:
     fewer where a bin does not fit), the thresholds and the initial gains; and the first pick's guess (for the
-    objective w * d(j | A) + bonus_j) with its losses, unless the sample is the whole pool.
+    objective w * d(j | A) + bonus_j) with its losses.
 
     Example:
     ```py
@@ -124,35 +117,43 @@ def build_top_lists(
     rows = max(MIN_PRODUCT_ROWS, min(n, BUILD_BLOCK_BYTES // (4 * n)))
     block = torch.empty((rows, n), dtype=torch.float32)
     parts = 4 * kernels.numba.get_num_threads()
-    # the sample read before the guess: every GUESS_FRACTION-th row, so that a pool sorted or grouped (by source, by
-    # topic) is sampled across; the products of gathered rows have the values of X X^T (see `padded`)
-    in_sample = np.arange(n) % GUESS_FRACTION == 0
-    parts_of_pass = [(np.nonzero(in_sample)[0], True), (np.nonzero(~in_sample)[0], False)]
-    blocks = [(index[a : a + rows], sampled) for index, sampled in parts_of_pass for a in range(0, len(index), rows)]
-    negatives = np.zeros(n, dtype=np.float64)  # sum_v max(0, -S[v, j]) over the sample
-    guess = None
-    for index, sampled in tqdm(blocks, desc="Similarities", disable=not show_progress, leave=False):
-        if not sampled and guess is None:
-            guess = _first_pick_guess(x, negatives, n / in_sample.sum(), w, bonus)
-        out = block[: max(MIN_PRODUCT_ROWS, len(index))]  # a short block is padded
-        torch.matmul(x[torch.from_numpy(padded(index))], x.T, out=out)
-        sims = out[: len(index)].numpy()
-        _select_rows(sims, index, values, columns, count, tau, gains, width, parts)
-        if sampled:
-            _add_negatives(sims, negatives, parts)
-        else:
-            _first_pick_losses(sims, tau[index], guess.candidates, guess.losses, parts)
+    bonus = np.zeros(n) if bonus is None else bonus
+    guess = _first_pick_guess(x, w, bonus) if GUESS_CANDIDATES else None
+    for start in tqdm(range(0, n, rows), desc="Similarities", disable=not show_progress, leave=False):
+        stop = min(n, start + rows)
+        if stop - start >= MIN_PRODUCT_ROWS:
+            out = block[: stop - start]
+            torch.matmul(x[start:stop], x.T, out=out)
+        else:  # the last block, padded
+            out = block[:MIN_PRODUCT_ROWS]
+            torch.matmul(x[padded(torch.arange(start, stop))], x.T, out=out)
+        sl = slice(start, stop)
+        sims = out[: stop - start].numpy()
+        _select_rows(sims, values[sl], columns[sl], count[sl], tau[sl], gains[sl], width, parts)
+        if guess is not None:
+            _first_pick_losses(sims, tau[sl], guess.candidates, guess.losses, parts)
     return TopLists(values, columns, count, tau, gains, guess)
 
 
-def _first_pick_guess(x, negatives, scale, w, bonus) -> FirstPickGuess:
-    """The `GUESS_CANDIDATES` rows of highest w * (x_j . sum_v x_v + scale * negatives_j) + bonus_j (ties: the lower
-    row), with zeroed losses."""
+def _first_pick_guess(x, w, bonus) -> FirstPickGuess:
+    """The `GUESS_CANDIDATES` best rows by w * d(j | {}) + bonus_j (ties: the lower row) among the `GUESS_SHORTLIST`
+    of highest w * x_j . sum_v x_v + bonus_j, with zeroed losses. Since d(j | {}) = x_j . sum_v x_v +
+    sum_v max(0, -S[v, j]), the linear part ranks the first pick near the top but not always at it; the shortlist's
+    d(j | {}) are exact (a product of its columns)."""
+    n = x.shape[0]
     xd = x.double()
-    estimate = (xd @ xd.sum(0)).numpy() + scale * negatives
-    score = w * estimate + (0.0 if bonus is None else bonus)
-    candidates = np.argsort(-score, kind="stable")[: min(GUESS_CANDIDATES, len(score))].astype(np.int64)
-    return FirstPickGuess(candidates, np.zeros((len(candidates), len(score)), dtype=np.float64), GUESS_FRACTION)
+    estimate = w * (xd @ xd.sum(0)).numpy() + bonus
+    shortlist = np.argsort(-estimate, kind="stable")[:GUESS_SHORTLIST]
+    cols = x[torch.from_numpy(padded(shortlist))]
+    first_gains = torch.zeros(cols.shape[0], dtype=torch.float64)
+    step = max(MIN_PRODUCT_ROWS, BUILD_BLOCK_BYTES // (4 * cols.shape[0]))
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        part = x[padded(torch.arange(start, stop))] @ cols.T  # padded: the values of X X^T
+        first_gains += part[: stop - start].clamp_(min=0).sum(0, dtype=torch.float64)
+    score = w * first_gains[: len(shortlist)].numpy() + bonus[shortlist]
+    candidates = shortlist[np.lexsort((shortlist, -score))[:GUESS_CANDIDATES]].astype(np.int64)
+    return FirstPickGuess(candidates, np.zeros((len(candidates), n), dtype=np.float64))
 
 
 def padded(rows):
@@ -236,8 +237,8 @@ if kernels.HAS_NUMBA:
         return kept, np.float32(first / BINS)
 
     @njit(cache=True, parallel=True)
-    def _select_rows(block, index, values, columns, count, tau, gains, width, parts):
-        """For each row of a block of X X^T (row `index[r]` of S, and of the other arguments): `_select_row`, and
+    def _select_rows(block, values, columns, count, tau, gains, width, parts):
+        """For each row of a block of X X^T (the rows of the other arguments' slices): `_select_row`, and
         d(row | {}) summed as `kernels._row_gain` sums it."""
         rows, n, top = block.shape[0], block.shape[1], values.shape[1]
         zero = np.zeros(n, dtype=np.float32)
@@ -246,9 +247,9 @@ if kernels.HAS_NUMBA:
             buf_c = np.empty(n + 1, dtype=np.int32)
             hist = np.empty(BINS, dtype=np.int64)
             for r in range(p * rows // parts, (p + 1) * rows // parts):
-                row, v = block[r], index[r]
-                count[v], tau[v] = _select_row(row, top, values[v], columns[v], buf_v, buf_c, hist)
-                gains[v] = _blocks_gain(row, zero, width)
+                row = block[r]
+                count[r], tau[r] = _select_row(row, top, values[r], columns[r], buf_v, buf_c, hist)
+                gains[r] = _blocks_gain(row, zero, width)
 
     @njit(cache=True, nogil=True, fastmath={"reassoc", "nsz"})
     def _add_loss(row, c, loss):
@@ -269,17 +270,3 @@ if kernels.HAS_NUMBA:
                         h = block[r, candidates[c]]
                         if h > 0:
                             _add_loss(block[r, lo:hi], np.float64(h), losses[c, lo:hi])
-
-    @njit(cache=True, nogil=True, fastmath={"reassoc", "nsz"})
-    def _add_negative(row, negatives):
-        for j in range(row.shape[0]):
-            negatives[j] += max(-np.float64(row[j]), 0.0)
-
-    @njit(cache=True, parallel=True)
-    def _add_negatives(block, negatives, parts):
-        """negatives[j] += max(0, -S[v, j]) over the rows v of a block of X X^T."""
-        rows, n = block.shape
-        for p in prange(parts):
-            lo, hi = p * n // parts, (p + 1) * n // parts
-            for r in range(rows):
-                _add_negative(block[r, lo:hi], negatives[lo:hi])

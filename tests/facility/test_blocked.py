@@ -212,79 +212,81 @@ def test_near_ties_of_the_kept_gains_are_rescored_directly(monkeypatch):
     assert expected[0] == j and res.indices.tolist() == expected
 
 
+def first_gains(x):
+    return np.maximum(x @ x.T, 0).astype(np.float64).sum(axis=0)
+
+
 @needs_numba
 @pytest.mark.parametrize("top", [30, 1000])
-def test_first_pick_guess_and_its_losses(top):
-    # the sample, the candidates and their losses against the definitions, computed here in numpy from the float32
-    # products
+def test_first_pick_guess_and_its_losses(top, monkeypatch):
+    # the shortlist, the candidates and their losses against the definitions, computed here in numpy from the float32
+    # products. The last row duplicates the best one (an exact tie: the lower row comes first); a shortlist of 12 and
+    # a large bonus make the bonus decide who is on it and who leads; 64 KiB blocks make several of every product
+    monkeypatch.setattr(toplists, "GUESS_SHORTLIST", 12)
+    monkeypatch.setattr(toplists, "BUILD_BLOCK_BYTES", 2**16)
     x = clustered(n=2050, d=24, noise=0.6, seed=5)
+    quality = np.random.default_rng(4).random(len(x))
+    w, bonus = terms(len(x) + 1, 2, 0.5, quality)
+    best = int(np.argmax(w * first_gains(x) + bonus))
+    x, bonus = np.vstack([x, x[best : best + 1]]), np.append(bonus, bonus[best])
     n = len(x)
-    w, bonus = terms(n, 10, 0.5, np.random.default_rng(4).random(n))  # the bonus reorders the candidates
     lists = toplists.build_top_lists(torch.from_numpy(x), top, w=w, bonus=bonus)
     guess = lists.guess
-    s = (x @ x.T).astype(np.float64)
-    # the sample: every 8th row
-    sampled = np.arange(n) % 8 == 0
-    assert guess.fraction == 8 and sampled.sum() == 257  # ceil(2050 / 8)
-    np.testing.assert_array_equal(guess.sampled(np.arange(n)), sampled)
-    # the estimate: x_j . sum_v x_v + (N / sampled rows) sum over the sample of max(0, -S[v, j]), weighted, plus the
-    # bonus
     xd = x.astype(np.float64)
-    estimate = xd @ xd.sum(0) + n / sampled.sum() * np.maximum(-s[sampled], 0).sum(axis=0)
-    order = np.argsort(-(w * estimate + bonus), kind="stable")
-    assert guess.candidates.tolist() == order[: toplists.GUESS_CANDIDATES].tolist()
-    assert guess.candidates.tolist() != np.argsort(-estimate, kind="stable")[: toplists.GUESS_CANDIDATES].tolist()
-    # the losses: the rows outside the sample with tau_v > 0, each clamp(S[v, i], 0, S[v, c])
-    assert (~sampled & (lists.tau == 0)).any() == (top == 1000)  # rows that kept every positive entry are left out
-    rows = ~sampled & (lists.tau > 0)
+    linear = xd @ xd.sum(0)
+    shortlist = np.argsort(-(w * linear + bonus), kind="stable")[:12]
+    assert set(shortlist.tolist()) != set(np.argsort(-linear, kind="stable")[:12].tolist())  # the bonus counts
+    f = w * first_gains(x) + bonus
+    expected = sorted(shortlist.tolist(), key=lambda j: (-f[j], j))[:3]
+    assert guess.candidates.tolist() == expected and expected[:2] == [best, n - 1]
+    assert expected != sorted(shortlist.tolist(), key=lambda j: (-first_gains(x)[j], j))[:3]  # the bonus leads
+    # the losses: the rows with tau_v > 0, each clamp(S[v, i], 0, S[v, c])
+    s = (x @ x.T).astype(np.float64)
+    assert (lists.tau == 0).any() == (top == 1000)  # rows that kept every positive entry are left out
+    rows = lists.tau > 0
     for c, loss in zip(guess.candidates, guess.losses, strict=True):
         h = np.maximum(s[rows, c], 0)[:, None]
         np.testing.assert_allclose(loss, np.clip(s[rows], 0, h).sum(axis=0), rtol=1e-12, atol=1e-12)
-    # a pool of one row is all sample: no guess
-    assert toplists.build_top_lists(torch.from_numpy(x[:1]), 8).guess is None
 
 
 @needs_numba
-def test_first_pick_guess_samples_across_a_sorted_pool():
-    # a pool grouped by cluster, as pools concatenated by source are: its first N/8 rows are a few clusters, whose
-    # negative similarities say little of the pool's, while every 8th row samples all of it
-    x = clustered(n=4000, d=48, n_clusters=40, noise=0.9, seed=3)
-    x = x[np.argsort(x @ np.linalg.svd(x - x.mean(0), full_matrices=False)[2][0])]
+def test_first_pick_guess_ranks_its_shortlist_by_the_exact_gains():
+    # a pool where the linear part x_j . sum_v x_v (all of d(j | {}) but the negative similarities) ranks the first
+    # pick below the candidates: the shortlist's exact gains put it first
+    x = clustered(n=3000, d=128, n_clusters=30, noise=1.0, seed=0)
     n = len(x)
-    w, bonus = terms(n, 20, 0.0, np.zeros(n))
-    s = (x @ x.T).astype(np.float64)
-    first = int(np.argmax(np.maximum(s, 0).sum(axis=1)))
+    gains = first_gains(x)
+    first = int(np.argmax(gains))
     xd = x.astype(np.float64)
-
-    def rank(rows):  # of the first pick, under the estimate from a sample of rows
-        estimate = xd @ xd.sum(0) + n / rows.sum() * np.maximum(-s[rows], 0).sum(axis=0)
-        return int((estimate > estimate[first]).sum())
-
-    assert rank(np.arange(n) < n // 8) > 100  # the first N/8 rows would miss it
-    assert rank(np.arange(n) % 8 == 0) == 0
-    lists = toplists.build_top_lists(torch.from_numpy(x), 100, w=w, bonus=bonus)
+    linear = xd @ xd.sum(0)
+    assert (linear > linear[first]).sum() >= toplists.GUESS_CANDIDATES
+    lists = toplists.build_top_lists(torch.from_numpy(x), 100, w=1.0 / n, bonus=np.zeros(n))
     assert lists.guess.candidates[0] == first
 
 
 @needs_numba
-@pytest.mark.parametrize("hit", [True, False])
-def test_first_pick_guessed_or_not_gives_the_stored_picks(hit, monkeypatch, caplog):
-    # when the guess holds, the first pick's update takes the guessed losses and recomputes only the first rows; when
-    # it does not, the loop recomputes as before. Either way: the stored strategies' picks and gains, bit for bit
+@pytest.mark.parametrize("position", [0, 1, None])
+def test_first_pick_guessed_or_not_gives_the_stored_picks(position, monkeypatch, caplog):
+    # when the first pick is among the candidates (first or second), its update takes that candidate's losses and
+    # recomputes no row; when it is not (None), the loop recomputes as before. Either way: the stored strategies'
+    # picks and gains, bit for bit
     x = clustered(n=3000, d=48, n_clusters=40, noise=0.5, seed=8)
     k = 120
     w, bonus = terms(len(x), k, 0.3, np.random.default_rng(6).random(len(x)))
     stored = run(x, k, w, bonus, strategy="incremental")
-    if not hit:
-        guess = toplists._first_pick_guess
+    first = int(stored.indices[0])
+    guess = toplists._first_pick_guess
 
-        def wrong(*args):
-            out = guess(*args)
-            others = np.setdiff1d(np.arange(3 * toplists.GUESS_CANDIDATES), stored.indices[:1])
-            out.candidates = others[: len(out.candidates)]
-            return out
+    def placed(*args):  # the first pick at `position` among other candidates, or left out
+        out = guess(*args)
+        others = np.setdiff1d(np.arange(10), [first])[: len(out.candidates)]
+        if position is not None:
+            others[position] = first
+        out.candidates = others
+        return out
 
-        monkeypatch.setattr(toplists, "_first_pick_guess", wrong)
+    monkeypatch.setattr(toplists, "_first_pick_guess", placed)
+    hit = position is not None
     with caplog.at_level("INFO", logger="hf_diverse"):
         res = run(x, k, w, bonus, memory_budget=budget_for(len(x), 150))
     np.testing.assert_array_equal(res.indices, stored.indices)
@@ -292,7 +294,7 @@ def test_first_pick_guessed_or_not_gives_the_stored_picks(hit, monkeypatch, capl
     np.testing.assert_array_equal(res.diversity_gains, stored.diversity_gains)
     assert res.details["blocked_first_pick_guessed"] is hit
     assert ("the first pick was guessed" if hit else "the first pick was not among the guesses") in caplog.text
-    monkeypatch.setattr(toplists, "GUESS_FRACTION", 1)  # no guess: every row the first pick covers is recomputed
+    monkeypatch.setattr(toplists, "GUESS_CANDIDATES", 0)  # no guess: every row the first pick covers is recomputed
     unguessed = run(x, k, w, bonus, memory_budget=budget_for(len(x), 150))
     np.testing.assert_array_equal(unguessed.indices, stored.indices)
     assert unguessed.details["blocked_first_pick_guessed"] is None
