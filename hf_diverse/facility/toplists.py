@@ -34,7 +34,7 @@ SAMPLE_SPAN, SAMPLE_STEP = 16, 16  # the first guess of a row's threshold: 16 si
 # the first pick's guess: the GUESS_SHORTLIST rows of highest w * x_j . sum_v x_v + b_j get their exact d(j | {}) (a
 # product of that many columns), and the GUESS_CANDIDATES best of them by the objective are the candidates. The true
 # first pick ranked 0-35 under w * x_j . sum_v x_v + b_j on the pools of RESULTS.md ("fifth pass"); each candidate
-# costs ~1/30 of the pass's product
+# costs ~1/25 of the pass's product
 GUESS_SHORTLIST, GUESS_CANDIDATES = 256, 3
 BUILD_BLOCK_BYTES = 64 * 2**20  # rows of X X^T per block of the build pass: ~64 MiB
 
