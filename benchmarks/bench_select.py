@@ -187,9 +187,10 @@ def bench(n, k, alpha, strategies, peers, m, blocked_fractions, embeddings=None)
         picks, wall, gib = timed(fn)
         details = getattr(picks, "details", {})
         if "blocked_recomputed_rows" in details:  # what the blocked mode recomputed, and whether it guessed pick 1
-            guessed = {None: "no guess", True: "first pick guessed", False: "first pick not guessed"}
-            name += f" [recomputed {details['blocked_recomputed_rows'] / n:.2f} N rows, "
-            name += f"{guessed[details.get('blocked_first_pick_guessed')]}]"
+            guessed = {None: "no guess", True: "guessed", False: "not guessed"}
+            name += f" [recomputed {details['blocked_recomputed_rows'] / n:.2f} N rows; first pick "
+            name += f"{guessed[details.get('blocked_first_pick_guessed')]}, second "
+            name += f"{guessed[details.get('blocked_second_pick_guessed')]}]"
         picks = getattr(picks, "indices", picks)
         rows.append({"run": name, "wall_s": wall, "peak_gib": gib, "objective": qd_objective(x, picks, alpha, q)})
 

@@ -21,8 +21,8 @@ Two implementations of `strategy="blocked"`, with the picks of the stored strate
   - **The first pick, guessed.** It raises the cover of nearly every point from 0, so its update would recompute
     most rows of S (0.55-0.9 N rows at N = 20k, the most of any pick). The pass picks a few candidates beforehand
     and sums, for each, what its pick would take from every gain. When the first pick is among them, its update is
-    that sum and recomputes no row (`hf_diverse.facility.toplists`); the log and the result's details say whether
-    it was.
+    that sum and recomputes no row (`hf_diverse.facility.toplists`). The second pick is guessed likewise. The log
+    and the result's details say whether each was.
 - **torch** (GPU, or without numba): lazy greedy asks for the similarity rows it re-scores (`similarity_rows`), and
   they are recomputed from the embeddings, `max(0, X[rows] X^T)`. Memory O(N d + B N); ~12 N rows re-scored (33x
   one X X^T at N = 20k, k = 2k on 2 CPU cores, where the compiled loop takes 2.3-4.0x: `benchmarks/RESULTS.md`).
@@ -98,15 +98,17 @@ def blocked_greedy(x: torch.Tensor, k: int, w: float, b: torch.Tensor, top: int,
         "blocked_recomputed_rows": int(loop.recomputed),
         "blocked_column_products": int(loop.column_products),
         "blocked_first_pick_guessed": loop.guessed,
+        "blocked_second_pick_guessed": loop.guessed_second,
     }
     logger.info(
         "blocked greedy: kept up to %d similarities per row; recomputed %d similarity rows (%.2f N); %d picks "
-        "needed a column product; the first pick %s",
+        "needed a column product; the first pick %s, the second %s",
         top,
         loop.recomputed,
         loop.recomputed / n,
         loop.column_products,
         {None: "was not guessed", True: "was guessed", False: "was not among the guesses"}[loop.guessed],
+        {None: "was not guessed", True: "was guessed", False: "was not among the guesses"}[loop.guessed_second],
     )
     coverage = kernels._total(loop.cur)
     return GreedyResult(loop.picks, loop.scores, loop.div_gains, coverage, "blocked", loop.evaluations, details)
@@ -147,6 +149,7 @@ class _Loop:
         self.parts = 4 * kernels.numba.get_num_threads()
         self.recomputed = self.column_products = 0
         self.guessed = None if lists.guess is None else False  # whether the first pick was among the guesses
+        self.guessed_second = None if lists.second is None else False  # and the second, after the first one assumed
 
     @property
     def step(self) -> int:
@@ -188,6 +191,14 @@ class _Loop:
                 self.div -= guess.losses[hit[0]]
                 dense = 0
             self.lists.guess = None  # its losses are no longer needed
+        second = self.lists.second
+        if self.step == 2 and second is not None and dense:
+            hit = np.nonzero(second.candidates == self.picks[1])[0]
+            if self.picks[0] == second.after and hit.size:  # likewise for the second pick
+                self.guessed_second = True
+                self.div -= second.losses[hit[0]]
+                dense = 0
+            self.lists.second = None
         for c0 in range(0, dense, self.rows_buf.shape[0]):  # covered rows under their threshold: recomputed
             c1 = min(dense, c0 + self.rows_buf.shape[0])
             index = torch.from_numpy(padded(self.rows[c0:c1]))

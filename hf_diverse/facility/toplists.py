@@ -13,6 +13,10 @@ did not keep, and d(v | {}); and a guess of the first pick with what that pick w
   candidates. The pass sums, for each, what its pick would take from every gain (`FirstPickGuess`). If the first
   pick is one of them, its update is that sum and recomputes no row; if not, it runs as if there had been no guess.
   The log and the result's details say which.
+- **The second pick, guessed** the same way, assuming the first is the first candidate: the `2 * GUESS_SHORTLIST`
+  rows of highest w * (x_j . sum_v x_v - S[j, first] * sum_v cover_v) + b_j, cover_v = max(0, S[v, first]), get
+  their exact d(j | {first}), and the pass sums the best 3's updates for the rows still under their threshold. It
+  counts only when the first pick is the one it assumed.
 
 Every product is at least `MIN_PRODUCT_ROWS` x `MIN_PRODUCT_ROWS` (`padded`), so each similarity has its X X^T
 value to the last bit (see `hf_diverse.facility.blocked`).
@@ -65,8 +69,9 @@ class TopLists:
             the lower edge of its lowest kept bin, 0 when every positive one was kept, just above the row's largest
             similarity when none was (its top bin alone held more than `top`).
         gains (`np.ndarray` of float64): d(v | {}) = sum_i max(0, S[v, i]).
-        guess (`FirstPickGuess`, *optional*): the first pick's candidates and their losses (see the module
-            docstring); None when the pass did not guess.
+        guess, second (`FirstPickGuess`, *optional*): the first pick's candidates and their losses, and the second
+            pick's assuming the first is the first candidate (see the module docstring); None when the pass did not
+            guess.
     """
 
     values: np.ndarray
@@ -75,6 +80,7 @@ class TopLists:
     tau: np.ndarray
     gains: np.ndarray
     guess: "FirstPickGuess | None" = None
+    second: "FirstPickGuess | None" = None
 
 
 @dataclass
@@ -84,12 +90,17 @@ class FirstPickGuess:
     Args:
         candidates (`np.ndarray` of int64): rows guessed for the first pick.
         losses (`np.ndarray` of shape `(len(candidates), N)`, float64): `losses[c, i]` = sum over the rows v with
-            tau_v > 0 of clamp(S[v, i], 0, S[v, candidates[c]]), the update of gain i by pick `candidates[c]` from a
-            cover of 0 (rows with tau_v = 0 are updated from their kept entries).
+            tau_v > cover_v of clamp(S[v, i], cover_v, S[v, candidates[c]]) - cover_v, the update of gain i by pick
+            `candidates[c]` (the other rows are updated from their kept entries).
+        after (`int`): -1 for the first pick; for the second, the first pick it assumes.
+        cover (`np.ndarray` of float32, *optional*): the cover before the pick: None for 0, for the second pick
+            max(0, S[v, after]).
     """
 
     candidates: np.ndarray
     losses: np.ndarray
+    after: int = -1
+    cover: np.ndarray | None = None
 
 
 def build_top_lists(
@@ -118,7 +129,11 @@ def build_top_lists(
     block = torch.empty((rows, n), dtype=torch.float32)
     parts = 4 * kernels.numba.get_num_threads()
     bonus = np.zeros(n) if bonus is None else bonus
-    guess = _first_pick_guess(x, w, bonus) if GUESS_CANDIDATES else None
+    guess = second = None
+    if GUESS_CANDIDATES:
+        guess = _first_pick_guess(x, w, bonus)
+        second = _second_pick_guess(x, w, bonus, int(guess.candidates[0])) if n > 1 else None
+    zero = np.zeros(n, dtype=np.float32)
     for start in tqdm(range(0, n, rows), desc="Similarities", disable=not show_progress, leave=False):
         stop = min(n, start + rows)
         if stop - start >= MIN_PRODUCT_ROWS:
@@ -131,8 +146,10 @@ def build_top_lists(
         sims = out[: stop - start].numpy()
         _select_rows(sims, values[sl], columns[sl], count[sl], tau[sl], gains[sl], width, parts)
         if guess is not None:
-            _first_pick_losses(sims, tau[sl], guess.candidates, guess.losses, parts)
-    return TopLists(values, columns, count, tau, gains, guess)
+            _pick_losses(sims, tau[sl], zero[sl], guess.candidates, guess.losses, parts)
+        if second is not None:
+            _pick_losses(sims, tau[sl], second.cover[sl], second.candidates, second.losses, parts)
+    return TopLists(values, columns, count, tau, gains, guess, second)
 
 
 def _first_pick_guess(x, w, bonus) -> FirstPickGuess:
@@ -140,20 +157,45 @@ def _first_pick_guess(x, w, bonus) -> FirstPickGuess:
     of highest w * x_j . sum_v x_v + bonus_j, with zeroed losses. Since d(j | {}) = x_j . sum_v x_v +
     sum_v max(0, -S[v, j]), the linear part ranks the first pick near the top but not always at it; the shortlist's
     d(j | {}) are exact (a product of its columns)."""
-    n = x.shape[0]
     xd = x.double()
     estimate = w * (xd @ xd.sum(0)).numpy() + bonus
-    shortlist = np.argsort(-estimate, kind="stable")[:GUESS_SHORTLIST]
+    return _best_of_shortlist(x, w, bonus, estimate, GUESS_SHORTLIST, None, -1)
+
+
+def _second_pick_guess(x, w, bonus, first) -> FirstPickGuess:
+    """The second pick's candidates, assuming the first is `first`: the best by w * d(j | {first}) + bonus_j among
+    the `2 * GUESS_SHORTLIST` of highest w * (x_j . sum_v x_v - S[j, first] * sum_v cover_v) + bonus_j, with
+    cover_v = max(0, S[v, first]) (the second pick is rarely near the first; RESULTS.md, "fifth pass")."""
+    xd = x.double()
+    cover = _column(x, first).clamp_(min=0)
+    estimate = w * (xd @ xd.sum(0) - (xd @ xd[first]) * cover.double().sum()).numpy() + bonus
+    estimate[first] = -np.inf
+    return _best_of_shortlist(x, w, bonus, estimate, 2 * GUESS_SHORTLIST, cover, first)
+
+
+def _column(x, j):
+    """S[:, j] with the values of X X^T (a padded product)."""
+    return (x @ x[padded(torch.tensor([j]))].T)[:, 0].contiguous()
+
+
+def _best_of_shortlist(x, w, bonus, estimate, size, cover, after) -> FirstPickGuess:
+    """The `GUESS_CANDIDATES` best rows by w * d(j | A) + bonus_j (ties: the lower row) among the `size` of highest
+    `estimate`, d(j | A) = sum_v max(0, S[v, j] - cover_v) computed exactly from a product of their columns."""
+    n = x.shape[0]
+    shortlist = np.argsort(-estimate, kind="stable")[: min(size, n - (after >= 0))]
     cols = x[torch.from_numpy(padded(shortlist))]
-    first_gains = torch.zeros(cols.shape[0], dtype=torch.float64)
+    exact = torch.zeros(cols.shape[0], dtype=torch.float64)
     step = max(MIN_PRODUCT_ROWS, BUILD_BLOCK_BYTES // (4 * cols.shape[0]))
     for start in range(0, n, step):
         stop = min(n, start + step)
-        part = x[padded(torch.arange(start, stop))] @ cols.T  # padded: the values of X X^T
-        first_gains += part[: stop - start].clamp_(min=0).sum(0, dtype=torch.float64)
-    score = w * first_gains[: len(shortlist)].numpy() + bonus[shortlist]
+        part = (x[padded(torch.arange(start, stop))] @ cols.T)[: stop - start]  # padded: the values of X X^T
+        if cover is not None:
+            part -= cover[start:stop, None]
+        exact += part.clamp_(min=0).sum(0, dtype=torch.float64)
+    score = w * exact[: len(shortlist)].numpy() + bonus[shortlist]
     candidates = shortlist[np.lexsort((shortlist, -score))[:GUESS_CANDIDATES]].astype(np.int64)
-    return FirstPickGuess(candidates, np.zeros((len(candidates), n), dtype=np.float64))
+    losses = np.zeros((len(candidates), n), dtype=np.float64)
+    return FirstPickGuess(candidates, losses, after, None if cover is None else cover.numpy())
 
 
 def padded(rows):
@@ -252,21 +294,22 @@ if kernels.HAS_NUMBA:
                 gains[r] = _blocks_gain(row, zero, width)
 
     @njit(cache=True, nogil=True, fastmath={"reassoc", "nsz"})
-    def _add_loss(row, c, loss):
+    def _add_loss(row, o, h, loss):
         for i in range(row.shape[0]):  # each loss[i] in row order; reassoc only lets the loop vectorise
-            loss[i] += max(min(np.float64(row[i]), c), 0.0)
+            loss[i] += max(min(np.float64(row[i]), h), o) - o
 
     @njit(cache=True, parallel=True)
-    def _first_pick_losses(block, tau, candidates, losses, parts):
-        """losses[c, i] += clamp(S[v, i], 0, S[v, candidates[c]]) over the rows v of a block of X X^T with tau_v > 0
-        and S[v, candidates[c]] > 0 (the update of gain i by that pick from a cover of 0, as `_take` does it), each of
-        `parts` tasks over its own range of columns."""
+    def _pick_losses(block, tau, cover, candidates, losses, parts):
+        """losses[c, i] += clamp(S[v, i], cover_v, S[v, candidates[c]]) - cover_v over the rows v of a block of X X^T
+        with tau_v > cover_v and S[v, candidates[c]] > cover_v (the update of gain i by that pick, as `_take` does
+        it), each of `parts` tasks over its own range of columns."""
         rows, n = block.shape
         for p in prange(parts):
             lo, hi = p * n // parts, (p + 1) * n // parts
             for r in range(rows):
-                if tau[r] > 0:
+                o = cover[r]
+                if tau[r] > o:
                     for c in range(candidates.shape[0]):
                         h = block[r, candidates[c]]
-                        if h > 0:
-                            _add_loss(block[r, lo:hi], np.float64(h), losses[c, lo:hi])
+                        if h > o:
+                            _add_loss(block[r, lo:hi], np.float64(o), np.float64(h), losses[c, lo:hi])

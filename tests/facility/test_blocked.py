@@ -220,9 +220,9 @@ def first_gains(x):
 @pytest.mark.parametrize("top", [30, 1000])
 def test_first_pick_guess_and_its_losses(top, monkeypatch):
     # the shortlist, the candidates and their losses against the definitions, computed here in numpy from the float32
-    # products. The last row duplicates the best one (an exact tie: the lower row comes first); a shortlist of 12 and
+    # products. The last row duplicates the best one (an exact tie: the lower row comes first); a shortlist of 6 and
     # a large bonus make the bonus decide who is on it and who leads; 64 KiB blocks make several of every product
-    monkeypatch.setattr(toplists, "GUESS_SHORTLIST", 12)
+    monkeypatch.setattr(toplists, "GUESS_SHORTLIST", 6)
     monkeypatch.setattr(toplists, "BUILD_BLOCK_BYTES", 2**16)
     x = clustered(n=2050, d=24, noise=0.6, seed=5)
     quality = np.random.default_rng(4).random(len(x))
@@ -234,8 +234,8 @@ def test_first_pick_guess_and_its_losses(top, monkeypatch):
     guess = lists.guess
     xd = x.astype(np.float64)
     linear = xd @ xd.sum(0)
-    shortlist = np.argsort(-(w * linear + bonus), kind="stable")[:12]
-    assert set(shortlist.tolist()) != set(np.argsort(-linear, kind="stable")[:12].tolist())  # the bonus counts
+    shortlist = np.argsort(-(w * linear + bonus), kind="stable")[:6]
+    assert set(shortlist.tolist()) != set(np.argsort(-linear, kind="stable")[:6].tolist())  # the bonus counts
     f = w * first_gains(x) + bonus
     expected = sorted(shortlist.tolist(), key=lambda j: (-f[j], j))[:3]
     assert guess.candidates.tolist() == expected and expected[:2] == [best, n - 1]
@@ -247,6 +247,21 @@ def test_first_pick_guess_and_its_losses(top, monkeypatch):
     for c, loss in zip(guess.candidates, guess.losses, strict=True):
         h = np.maximum(s[rows, c], 0)[:, None]
         np.testing.assert_allclose(loss, np.clip(s[rows], 0, h).sum(axis=0), rtol=1e-12, atol=1e-12)
+    # the second pick's, assuming the first candidate: a shortlist of 12 by x_j . sum_v x_v - S[j, first] * sum_v
+    # cover_v (weighted, plus the bonus), then the exact gains against cover_v = max(0, S[v, first])
+    second = lists.second
+    assert second.after == best
+    cover = np.maximum(x @ x.T, 0)[:, best].astype(np.float64)  # a column of the product, not a matrix-vector one
+    np.testing.assert_array_equal(second.cover, cover.astype(np.float32))
+    estimate = w * (linear - (xd @ xd[best]) * cover.sum()) + bonus
+    estimate[best] = -np.inf
+    shortlist = np.argsort(-estimate, kind="stable")[:12]
+    f = w * np.maximum(s - cover[:, None], 0).sum(axis=0) + bonus
+    assert second.candidates.tolist() == sorted(shortlist.tolist(), key=lambda j: (-f[j], j))[:3]
+    rows = lists.tau > cover
+    for c, loss in zip(second.candidates, second.losses, strict=True):
+        o, h = cover[rows][:, None], np.maximum(s[rows, c], cover[rows])[:, None]
+        np.testing.assert_allclose(loss, (np.clip(s[rows], o, h) - o).sum(axis=0), rtol=1e-12, atol=1e-12)
 
 
 @needs_numba
@@ -265,38 +280,46 @@ def test_first_pick_guess_ranks_its_shortlist_by_the_exact_gains():
 
 
 @needs_numba
-@pytest.mark.parametrize("position", [0, 1, None])
-def test_first_pick_guessed_or_not_gives_the_stored_picks(position, monkeypatch, caplog):
+@pytest.mark.parametrize("position, second_position", [(0, 0), (0, 1), (1, 0), (None, 0), (0, None)])
+def test_first_pick_guessed_or_not_gives_the_stored_picks(position, second_position, monkeypatch, caplog):
     # when the first pick is among the candidates (first or second), its update takes that candidate's losses and
-    # recomputes no row; when it is not (None), the loop recomputes as before. Either way: the stored strategies'
+    # recomputes no row; when it is not (None), the loop recomputes as before. The second pick likewise, and its guess
+    # only counts when the first pick is the one it assumed (the first candidate). Either way: the stored strategies'
     # picks and gains, bit for bit
     x = clustered(n=3000, d=48, n_clusters=40, noise=0.5, seed=8)
     k = 120
     w, bonus = terms(len(x), k, 0.3, np.random.default_rng(6).random(len(x)))
     stored = run(x, k, w, bonus, strategy="incremental")
-    first = int(stored.indices[0])
-    guess = toplists._first_pick_guess
+    first, second = (int(j) for j in stored.indices[:2])
 
-    def placed(*args):  # the first pick at `position` among other candidates, or left out
-        out = guess(*args)
-        others = np.setdiff1d(np.arange(10), [first])[: len(out.candidates)]
-        if position is not None:
-            others[position] = first
-        out.candidates = others
-        return out
+    def placing(make, pick, where):  # the pick at `where` among other candidates, or left out
+        def placed(*args):
+            out = make(*args)
+            others = np.setdiff1d(np.arange(10), [pick])[: len(out.candidates)]
+            if where is not None:
+                others[where] = pick
+            out.candidates = others
+            return out
 
-    monkeypatch.setattr(toplists, "_first_pick_guess", placed)
+        return placed
+
+    monkeypatch.setattr(toplists, "_first_pick_guess", placing(toplists._first_pick_guess, first, position))
+    monkeypatch.setattr(toplists, "_second_pick_guess", placing(toplists._second_pick_guess, second, second_position))
     hit = position is not None
+    second_hit = position == 0 and second_position is not None
     with caplog.at_level("INFO", logger="hf_diverse"):
         res = run(x, k, w, bonus, memory_budget=budget_for(len(x), 150))
     np.testing.assert_array_equal(res.indices, stored.indices)
     np.testing.assert_array_equal(res.gains, stored.gains)
     np.testing.assert_array_equal(res.diversity_gains, stored.diversity_gains)
     assert res.details["blocked_first_pick_guessed"] is hit
+    assert res.details["blocked_second_pick_guessed"] is second_hit
     assert ("the first pick was guessed" if hit else "the first pick was not among the guesses") in caplog.text
+    assert ("the second was guessed" if second_hit else "the second was not among the guesses") in caplog.text
     monkeypatch.setattr(toplists, "GUESS_CANDIDATES", 0)  # no guess: every row the first pick covers is recomputed
     unguessed = run(x, k, w, bonus, memory_budget=budget_for(len(x), 150))
     np.testing.assert_array_equal(unguessed.indices, stored.indices)
-    assert unguessed.details["blocked_first_pick_guessed"] is None
+    assert unguessed.details["blocked_first_pick_guessed"] is unguessed.details["blocked_second_pick_guessed"] is None
     saved = unguessed.details["blocked_recomputed_rows"] - res.details["blocked_recomputed_rows"]
-    assert saved > 0.5 * len(x) if hit else saved == 0
+    assert (saved > 0.5 * len(x)) if hit else (saved == 0)
+    assert not second_hit or saved > 0.5 * len(x) + 0.02 * len(x)
