@@ -131,8 +131,11 @@ def build_top_lists(
     bonus = np.zeros(n) if bonus is None else bonus
     guess = second = None
     if GUESS_CANDIDATES:
-        guess = _first_pick_guess(x, w, bonus)
-        second = _second_pick_guess(x, w, bonus, int(guess.candidates[0])) if n > 1 else None
+        xd = x.double()
+        linear = (xd @ xd.sum(0)).numpy()  # x_j . sum_v x_v
+        guess = _first_pick_guess(x, w, bonus, linear)
+        second = _second_pick_guess(x, w, bonus, linear, xd, int(guess.candidates[0])) if n > 1 else None
+        del xd
     zero = np.zeros(n, dtype=np.float32)
     for start in tqdm(range(0, n, rows), desc="Similarities", disable=not show_progress, leave=False):
         stop = min(n, start + rows)
@@ -152,23 +155,20 @@ def build_top_lists(
     return TopLists(values, columns, count, tau, gains, guess, second)
 
 
-def _first_pick_guess(x, w, bonus) -> FirstPickGuess:
+def _first_pick_guess(x, w, bonus, linear) -> FirstPickGuess:
     """The `GUESS_CANDIDATES` best rows by w * d(j | {}) + bonus_j (ties: the lower row) among the `GUESS_SHORTLIST`
     of highest w * x_j . sum_v x_v + bonus_j, with zeroed losses. Since d(j | {}) = x_j . sum_v x_v +
     sum_v max(0, -S[v, j]), the linear part ranks the first pick near the top but not always at it; the shortlist's
     d(j | {}) are exact (a product of its columns)."""
-    xd = x.double()
-    estimate = w * (xd @ xd.sum(0)).numpy() + bonus
-    return _best_of_shortlist(x, w, bonus, estimate, GUESS_SHORTLIST, None, -1)
+    return _best_of_shortlist(x, w, bonus, w * linear + bonus, GUESS_SHORTLIST, None, -1)
 
 
-def _second_pick_guess(x, w, bonus, first) -> FirstPickGuess:
+def _second_pick_guess(x, w, bonus, linear, xd, first) -> FirstPickGuess:
     """The second pick's candidates, assuming the first is `first`: the best by w * d(j | {first}) + bonus_j among
     the `2 * GUESS_SHORTLIST` of highest w * (x_j . sum_v x_v - S[j, first] * sum_v cover_v) + bonus_j, with
     cover_v = max(0, S[v, first]) (the second pick is rarely near the first; RESULTS.md, "fifth pass")."""
-    xd = x.double()
     cover = _column(x, first).clamp_(min=0)
-    estimate = w * (xd @ xd.sum(0) - (xd @ xd[first]) * cover.double().sum()).numpy() + bonus
+    estimate = w * (linear - (xd @ xd[first]).numpy() * cover.double().sum().item()) + bonus
     estimate[first] = -np.inf
     return _best_of_shortlist(x, w, bonus, estimate, 2 * GUESS_SHORTLIST, cover, first)
 
