@@ -10,7 +10,7 @@ did not keep, and d(v | {}); and a guess of the first pick with what that pick w
   it, the `GUESS_SHORTLIST` rows of highest w * x_j . sum_v x_v + b_j (the linear part of d(j | {}) =
   x_j . sum_v x_v + sum_v max(0, -S[v, j]), which does not depend on the order of the rows) get their exact d(j | {})
   from one product of their columns, and the `GUESS_CANDIDATES` best of them by w * d(j | {}) + b_j are the
-  candidates. The pass sums, for each, what its pick would take from every gain (`FirstPickGuess`). If the first
+  candidates. The pass sums, for each, what its pick would take from every gain (`PickGuess`). If the first
   pick is one of them, its update is that sum and recomputes no row; if not, it runs as if there had been no guess.
   The log and the result's details say which.
 - **The second pick, guessed** the same way, assuming the first is the first candidate: the `2 * GUESS_SHORTLIST`
@@ -69,7 +69,7 @@ class TopLists:
             the lower edge of its lowest kept bin, 0 when every positive one was kept, just above the row's largest
             similarity when none was (its top bin alone held more than `top`).
         gains (`np.ndarray` of float64): d(v | {}) = sum_i max(0, S[v, i]).
-        guess, second (`FirstPickGuess`, *optional*): the first pick's candidates and their losses, and the second
+        guess, second (`PickGuess`, *optional*): the first pick's candidates and their losses, and the second
             pick's assuming the first is the first candidate (see the module docstring); None when the pass did not
             guess.
     """
@@ -79,13 +79,13 @@ class TopLists:
     count: np.ndarray
     tau: np.ndarray
     gains: np.ndarray
-    guess: "FirstPickGuess | None" = None
-    second: "FirstPickGuess | None" = None
+    guess: "PickGuess | None" = None
+    second: "PickGuess | None" = None
 
 
 @dataclass
-class FirstPickGuess:
-    """Candidates for the first pick, and what each would take from every gain.
+class PickGuess:
+    """Candidates for the first (or, given the first, the second) pick, and what each would take from every gain.
 
     Args:
         candidates (`np.ndarray` of int64): rows guessed for the first pick.
@@ -155,7 +155,7 @@ def build_top_lists(
     return TopLists(values, columns, count, tau, gains, guess, second)
 
 
-def _first_pick_guess(x, w, bonus, linear) -> FirstPickGuess:
+def _first_pick_guess(x, w, bonus, linear) -> PickGuess:
     """The `GUESS_CANDIDATES` best rows by w * d(j | {}) + bonus_j (ties: the lower row) among the `GUESS_SHORTLIST`
     of highest w * x_j . sum_v x_v + bonus_j, with zeroed losses. Since d(j | {}) = x_j . sum_v x_v +
     sum_v max(0, -S[v, j]), the linear part ranks the first pick near the top but not always at it; the shortlist's
@@ -163,7 +163,7 @@ def _first_pick_guess(x, w, bonus, linear) -> FirstPickGuess:
     return _best_of_shortlist(x, w, bonus, w * linear + bonus, GUESS_SHORTLIST, None, -1)
 
 
-def _second_pick_guess(x, w, bonus, linear, xd, first) -> FirstPickGuess:
+def _second_pick_guess(x, w, bonus, linear, xd, first) -> PickGuess:
     """The second pick's candidates, assuming the first is `first`: the best by w * d(j | {first}) + bonus_j among
     the `2 * GUESS_SHORTLIST` of highest w * (x_j . sum_v x_v - S[j, first] * sum_v cover_v) + bonus_j, with
     cover_v = max(0, S[v, first]) (the second pick is rarely near the first; RESULTS.md, "fifth pass")."""
@@ -178,7 +178,7 @@ def _column(x, j):
     return (x @ x[padded(torch.tensor([j]))].T)[:, 0].contiguous()
 
 
-def _best_of_shortlist(x, w, bonus, estimate, size, cover, after) -> FirstPickGuess:
+def _best_of_shortlist(x, w, bonus, estimate, size, cover, after) -> PickGuess:
     """The `GUESS_CANDIDATES` best rows by w * d(j | A) + bonus_j (ties: the lower row) among the `size` of highest
     `estimate`, d(j | A) = sum_v max(0, S[v, j] - cover_v) computed exactly from a product of their columns."""
     n = x.shape[0]
@@ -195,7 +195,7 @@ def _best_of_shortlist(x, w, bonus, estimate, size, cover, after) -> FirstPickGu
     score = w * exact[: len(shortlist)].numpy() + bonus[shortlist]
     candidates = shortlist[np.lexsort((shortlist, -score))[:GUESS_CANDIDATES]].astype(np.int64)
     losses = np.zeros((len(candidates), n), dtype=np.float64)
-    return FirstPickGuess(candidates, losses, after, None if cover is None else cover.numpy())
+    return PickGuess(candidates, losses, after, None if cover is None else cover.numpy())
 
 
 def padded(rows):
