@@ -19,9 +19,10 @@ Two implementations of `strategy="blocked"`, with the picks of the stored strate
   The updated gains carry rounding of their own, so every pick re-scores directly the candidates within a rounding
   bound of the best and decides on those numbers, summed as `kernels._row_gain` sums a row of the stored S.
   - **The first pick, guessed.** It raises the cover of nearly every point from 0, so its update would recompute
-    most rows of S (0.55-0.9 N rows at N = 20k, the most of any pick). The pass picks a few candidates beforehand
-    and sums, for each, what its pick would take from every gain. When the first pick is among them, its update is
-    that sum and recomputes no row (`hf_diverse.facility.toplists`). The second pick is guessed likewise. The log
+    most rows of S (0.55-0.9 N rows at N = 20k, the most of any pick). The pass picks its candidate beforehand (the
+    best of a shortlist by exact gains, with its near ties if any) and sums what its pick would take from every
+    gain. When the first pick is a candidate, its update is that sum and recomputes no row
+    (`hf_diverse.facility.toplists`). The second pick is guessed likewise. The log
     and the result's details say whether each was.
 - **torch** (GPU, or without numba): lazy greedy asks for the similarity rows it re-scores (`similarity_rows`), and
   they are recomputed from the embeddings, `max(0, X[rows] X^T)`. Memory O(N d + B N); ~12 N rows re-scored (33x

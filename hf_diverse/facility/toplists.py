@@ -9,14 +9,16 @@ did not keep, and d(v | {}); and a guess of the first pick with what that pick w
   recompute most rows of S (0.55-0.9 N rows at N = 20k, the most of any pick). The pass guesses it instead. Before
   it, the `GUESS_SHORTLIST` rows of highest w * x_j . sum_v x_v + b_j (the linear part of d(j | {}) =
   x_j . sum_v x_v + sum_v max(0, -S[v, j]), which does not depend on the order of the rows) get their exact d(j | {})
-  from one product of their columns, and the `GUESS_CANDIDATES` best of them by w * d(j | {}) + b_j are the
-  candidates. The pass sums, for each, what its pick would take from every gain (`PickGuess`). If the first
-  pick is one of them, its update is that sum and recomputes no row; if not, it runs as if there had been no guess.
-  The log and the result's details say which.
+  from one product of their columns, and the best of them by w * d(j | {}) + b_j is the candidate. Those exact
+  gains are summed in another order than the pass sums d(j | {}), so rows within a rounding margin of the best
+  (`GUESS_TIE`) are candidates too, at most `GUESS_CANDIDATES`: one, unless the best is an exact or near tie. The
+  pass sums, for each, what its pick would take from every gain (`PickGuess`). If the first pick is one of them, its
+  update is that sum and recomputes no row; if not, it runs as if there had been no guess. The log and the result's
+  details say which.
 - **The second pick, guessed** the same way, assuming the first is the first candidate: the `2 * GUESS_SHORTLIST`
   rows of highest w * (x_j . sum_v x_v - S[j, first] * sum_v cover_v) + b_j, cover_v = max(0, S[v, first]), get
-  their exact d(j | {first}), and the pass sums the best 3's updates for the rows still under their threshold. It
-  counts only when the first pick is the one it assumed.
+  their exact d(j | {first}), and the pass sums the candidates' updates (chosen as above) for the rows still under
+  their threshold. It counts only when the first pick is the one it assumed.
 
 Every product is at least `MIN_PRODUCT_ROWS` x `MIN_PRODUCT_ROWS` (`padded`), so each similarity has its X X^T
 value to the last bit (see `hf_diverse.facility.blocked`).
@@ -36,10 +38,13 @@ TOP_MIN = 16  # kept similarities per row whatever the budget
 BINS = 1024  # the coarse value order of the kept entries: bins of width 1/1024 from 0, the top one open above
 SAMPLE_SPAN, SAMPLE_STEP = 16, 16  # the first guess of a row's threshold: 16 similarities of every 256
 # the first pick's guess: the GUESS_SHORTLIST rows of highest w * x_j . sum_v x_v + b_j get their exact d(j | {}) (a
-# product of that many columns), and the GUESS_CANDIDATES best of them by the objective are the candidates. The true
-# first pick ranked 0-35 under w * x_j . sum_v x_v + b_j on the pools of RESULTS.md ("fifth pass"); each candidate
-# costs ~1/25 of the pass's product
-GUESS_SHORTLIST, GUESS_CANDIDATES = 256, 3
+# product of that many columns), and the best of them by the objective is the candidate, with the rows within
+# GUESS_TIE * w * (the shortlist's largest d) of it, at most GUESS_CANDIDATES. The true first pick ranked 0-35 under
+# w * x_j . sum_v x_v + b_j on the pools of RESULTS.md ("fifth pass"), and first of the shortlist on all of them (a
+# pick on the shortlist is its best, up to rounding); each candidate's losses cost ~1/8 of the pass's product.
+# GUESS_TIE: the shortlist's gains and the pass's differ by rounding only (float64 sums in other orders; the second
+# guess's terms are float32 differences, 2^-24 relative each), far below 2^-20 of the largest gain
+GUESS_SHORTLIST, GUESS_CANDIDATES, GUESS_TIE = 256, 3, 2.0**-20
 BUILD_BLOCK_BYTES = 64 * 2**20  # rows of X X^T per block of the build pass: ~64 MiB
 
 
@@ -156,7 +161,7 @@ def build_top_lists(
 
 
 def _first_pick_guess(x, w, bonus, linear) -> PickGuess:
-    """The `GUESS_CANDIDATES` best rows by w * d(j | {}) + bonus_j (ties: the lower row) among the `GUESS_SHORTLIST`
+    """The best rows by w * d(j | {}) + bonus_j (`_best_of_shortlist`; ties: the lower row) among the `GUESS_SHORTLIST`
     of highest w * x_j . sum_v x_v + bonus_j, with zeroed losses. Since d(j | {}) = x_j . sum_v x_v +
     sum_v max(0, -S[v, j]), the linear part ranks the first pick near the top but not always at it; the shortlist's
     d(j | {}) are exact (a product of its columns)."""
@@ -179,8 +184,9 @@ def _column(x, j):
 
 
 def _best_of_shortlist(x, w, bonus, estimate, size, cover, after) -> PickGuess:
-    """The `GUESS_CANDIDATES` best rows by w * d(j | A) + bonus_j (ties: the lower row) among the `size` of highest
-    `estimate`, d(j | A) = sum_v max(0, S[v, j] - cover_v) computed exactly from a product of their columns."""
+    """The best row by w * d(j | A) + bonus_j (ties: the lower row) among the `size` of highest `estimate`, and the
+    rows within `GUESS_TIE` * w * max d of it, at most `GUESS_CANDIDATES` in all; d(j | A) = sum_v max(0, S[v, j] -
+    cover_v) computed from a product of their columns, exact up to rounding."""
     n = x.shape[0]
     shortlist = np.argsort(-estimate, kind="stable")[: min(size, n - (after >= 0))]
     cols = x[torch.from_numpy(padded(shortlist))]
@@ -192,8 +198,11 @@ def _best_of_shortlist(x, w, bonus, estimate, size, cover, after) -> PickGuess:
         if cover is not None:
             part -= cover[start:stop, None]
         exact += part.clamp_(min=0).sum(0, dtype=torch.float64)
-    score = w * exact[: len(shortlist)].numpy() + bonus[shortlist]
-    candidates = shortlist[np.lexsort((shortlist, -score))[:GUESS_CANDIDATES]].astype(np.int64)
+    gains = exact[: len(shortlist)].numpy()
+    score = w * gains + bonus[shortlist]
+    order = np.lexsort((shortlist, -score))[:GUESS_CANDIDATES]
+    near = score[order] >= score[order[0]] - GUESS_TIE * w * gains.max()  # the best, and rows it may not beat
+    candidates = shortlist[order[near]].astype(np.int64)
     losses = np.zeros((len(candidates), n), dtype=np.float64)
     return PickGuess(candidates, losses, after, None if cover is None else cover.numpy())
 

@@ -220,11 +220,12 @@ def first_gains(x):
 @pytest.mark.parametrize("top", [30, 1000])
 def test_first_pick_guess_and_its_losses(top, monkeypatch):
     # the shortlist, the candidates and their losses against the definitions, computed here in numpy from the float32
-    # products. The last row duplicates the best one (an exact tie: the lower row comes first); a shortlist of 6 and
-    # a large bonus make the bonus decide who is on it and who leads; 64 KiB blocks make several of every product
+    # products. The last row duplicates the best one (an exact tie: both are candidates, the lower row first); a
+    # shortlist of 6 and a large bonus make the bonus decide who is on it and who leads; 64 KiB blocks make several
+    # of every product
     monkeypatch.setattr(toplists, "GUESS_SHORTLIST", 6)
     monkeypatch.setattr(toplists, "BUILD_BLOCK_BYTES", 2**16)
-    x = clustered(n=2050, d=24, noise=0.6, seed=5)
+    x = clustered(n=2050, d=24, noise=0.6, seed=6)
     quality = np.random.default_rng(4).random(len(x))
     w, bonus = terms(len(x) + 1, 2, 0.5, quality)
     best = int(np.argmax(w * first_gains(x) + bonus))
@@ -237,9 +238,10 @@ def test_first_pick_guess_and_its_losses(top, monkeypatch):
     shortlist = np.argsort(-(w * linear + bonus), kind="stable")[:6]
     assert set(shortlist.tolist()) != set(np.argsort(-linear, kind="stable")[:6].tolist())  # the bonus counts
     f = w * first_gains(x) + bonus
-    expected = sorted(shortlist.tolist(), key=lambda j: (-f[j], j))[:3]
-    assert guess.candidates.tolist() == expected and expected[:2] == [best, n - 1]
-    assert expected != sorted(shortlist.tolist(), key=lambda j: (-first_gains(x)[j], j))[:3]  # the bonus leads
+    ranked = sorted(shortlist.tolist(), key=lambda j: (-f[j], j))
+    assert guess.candidates.tolist() == ranked[:2] == [best, n - 1]  # not the third: no tie
+    assert f[ranked[2]] < f[best] - 2.0**-20 * w * first_gains(x)[shortlist].max()
+    assert best != sorted(shortlist.tolist(), key=lambda j: (-first_gains(x)[j], j))[0]  # the bonus leads
     # the losses: the rows with tau_v > 0, each clamp(S[v, i], 0, S[v, c])
     s = (x @ x.T).astype(np.float64)
     assert (lists.tau == 0).any() == (top == 1000)  # rows that kept every positive entry are left out
@@ -256,12 +258,37 @@ def test_first_pick_guess_and_its_losses(top, monkeypatch):
     estimate = w * (linear - (xd @ xd[best]) * cover.sum()) + bonus
     estimate[best] = -np.inf
     shortlist = np.argsort(-estimate, kind="stable")[:12]
-    f = w * np.maximum(s - cover[:, None], 0).sum(axis=0) + bonus
-    assert second.candidates.tolist() == sorted(shortlist.tolist(), key=lambda j: (-f[j], j))[:3]
+    gains = np.maximum(s - cover[:, None], 0).sum(axis=0)
+    f = w * gains + bonus
+    ranked = sorted(shortlist.tolist(), key=lambda j: (-f[j], j))
+    assert shortlist.tolist().index(ranked[0]) == 11  # the last of the 12: a shortlist of 6 would miss it
+    assert second.candidates.tolist() == ranked[:1]  # no near tie: the best alone
+    assert f[ranked[1]] < f[ranked[0]] - 2.0**-20 * w * gains[shortlist].max()
     rows = lists.tau > cover
     for c, loss in zip(second.candidates, second.losses, strict=True):
         o, h = cover[rows][:, None], np.maximum(s[rows, c], cover[rows])[:, None]
         np.testing.assert_allclose(loss, (np.clip(s[rows], o, h) - o).sum(axis=0), rtol=1e-12, atol=1e-12)
+
+
+@needs_numba
+def test_guess_candidates_are_the_best_and_the_rows_within_its_rounding_margin():
+    # the shortlist's gains and the pass's are summed in other orders, so rows within 2^-20 * w * (the largest gain)
+    # of the best are candidates too, and no others. Bonuses set here put one row 2^-22 of that below the best and
+    # one 2^-18 below (w = 1 / N: a margin without w would take both)
+    x = clustered(n=800, d=24, noise=0.6, seed=2)
+    n = len(x)
+    w = 1.0 / n
+    gains = first_gains(x)
+    bonus = np.zeros(n)
+    order = np.argsort(-(w * gains), kind="stable")
+    best, inside, outside = (int(j) for j in order[:3])
+    unit = w * gains[best]  # the shortlist's largest gain: it holds the best
+    bonus[inside] = w * (gains[best] - gains[inside]) - 2.0**-22 * unit
+    bonus[outside] = w * (gains[best] - gains[outside]) - 2.0**-18 * unit
+    xd = x.astype(np.float64)
+    guess = toplists._first_pick_guess(torch.from_numpy(x), w, bonus, xd @ xd.sum(0))
+    assert guess.candidates.tolist() == [best, inside]
+    assert guess.losses.shape == (2, n)
 
 
 @needs_numba
@@ -295,10 +322,10 @@ def test_first_pick_guessed_or_not_gives_the_stored_picks(position, second_posit
     def placing(make, pick, where):  # the pick at `where` among other candidates, or left out
         def placed(*args):
             out = make(*args)
-            others = np.setdiff1d(np.arange(10), [pick])[: len(out.candidates)]
+            others = np.setdiff1d(np.arange(10), [pick])[:3]
             if where is not None:
                 others[where] = pick
-            out.candidates = others
+            out.candidates, out.losses = others, np.zeros((3, len(x)))
             return out
 
         return placed
