@@ -18,7 +18,9 @@ Peers run at alpha = 0 only (none has a per-row bonus). Columns: wall time, time
 run's, peak RSS above the level before the run (a thread samples it every 5 ms), and the objective of the picks,
 (1 - alpha) d(A) / N + alpha mean(q) with the dense d(A), relative to exact greedy's (`hf_diverse lazy`). Runs whose
 dense matrix would not fit in the available memory are skipped and say so. hf_diverse's kernels and apricot's are
-compiled before anything is timed.
+compiled before anything is timed. Each timed run, the floor's included, starts right after touching and freeing as
+much memory as it will use (`warm_memory`): on the VMs these figures come from, memory left free for a second costs
+~50x more to fault in again, which made single runs vary by seconds.
 
     python benchmarks/bench_select.py --sizes 20000:2000,20000:5000 --alphas 0,0.7
     python benchmarks/bench_select.py --sizes 50000:5000 --alphas 0 --peers none   # apricot needs > 24 GiB
@@ -85,7 +87,21 @@ class PeakRSS:
         self.gib = (self.peak - self.base) / 2**30
 
 
-def timed(fn):
+def warm_memory(nbytes):
+    """Touch `nbytes` of fresh memory (one write per 4 KiB page) and free it. This VM's host takes back guest memory
+    that stays free for about a second, and a page it took back costs ~5-20 us to fault in again, against ~0.1 us
+    for one freed just now: so a run's time depended on how long the memory it allocates had been free (up to 10 s
+    per 2 GiB). Each timed run starts right after this, with as much memory as it will use, so that every run, peers
+    and floor included, finds its pages backed (as on a machine without a balloon)."""
+    if nbytes > 0:
+        a = np.empty(int(nbytes) // 8, dtype=np.int64)
+        a[::512] = 0
+        del a
+
+
+def timed(fn, warm=0):
+    # with a margin: the run's buffers besides its main arrays (X in float64, product blocks, gains)
+    warm_memory(min(1.25 * warm + 2**28, 0.6 * psutil.virtual_memory().available))
     with PeakRSS() as mem:
         t0 = time.perf_counter()
         picks = fn()
@@ -174,17 +190,17 @@ def bench(n, k, alpha, strategies, peers, m, blocked_fractions, embeddings=None)
     w, bonus = (1 - alpha) / n, torch.from_numpy(alpha * q / k)
     avail = psutil.virtual_memory().available
     if 4 * n * n < 0.5 * avail:
-        _, floor_s, floor_gib = timed(lambda: (x @ x.T, [0])[1])
+        _, floor_s, floor_gib = timed(lambda: (x @ x.T, [0])[1], warm=4 * n * n)
         rows = [{"run": "floor: one fp32 X @ X.T", "wall_s": floor_s, "peak_gib": floor_gib}]
     else:  # the product does not fit: its row blocks, one buffer
-        _, floor_s, floor_gib = timed(lambda: blocked_product(x))
+        _, floor_s, floor_gib = timed(lambda: blocked_product(x), warm=64 * 2**20)
         rows = [{"run": "floor: one fp32 X @ X.T (64 MiB row blocks)", "wall_s": floor_s, "peak_gib": floor_gib}]
 
-    def add(name, fn, need=0):
+    def add(name, fn, need=0, warm=0):
         if need > 0.8 * avail:
             rows.append({"run": name, "skipped": f"needs ~{need / 2**30:.0f} GiB"})
             return
-        picks, wall, gib = timed(fn)
+        picks, wall, gib = timed(fn, warm=max(need, warm))
         details = getattr(picks, "details", {})
         if "blocked_recomputed_rows" in details:  # what the blocked mode recomputed, and whether it guessed pick 1
             guessed = {None: "no guess", True: "guessed", False: "not guessed"}
@@ -202,7 +218,12 @@ def bench(n, k, alpha, strategies, peers, m, blocked_fractions, embeddings=None)
             for fraction in blocked_fractions:  # the kept similarities take this fraction of S's 4 N^2 bytes
                 kw = dict(kwargs, memory_budget=int(fraction * 4 * n * n), backend="numba")
                 name = f"hf_diverse blocked (kept: {fraction:g} of S)"
-                add(name, lambda kw=kw: facility_location_greedy(x, k, strategy="blocked", **kw))
+                add(
+                    name,
+                    lambda kw=kw: facility_location_greedy(x, k, strategy="blocked", **kw),
+                    0,
+                    kw["memory_budget"],
+                )
         elif strategy == "blocked-torch":  # the torch loop (lazy greedy, recomputed rows)
             kw = dict(kwargs, backend="torch")
             add("hf_diverse blocked (torch)", lambda kw=kw: facility_location_greedy(x, k, strategy="blocked", **kw))
@@ -210,7 +231,7 @@ def bench(n, k, alpha, strategies, peers, m, blocked_fractions, embeddings=None)
             add(
                 f"hf_diverse {strategy}",
                 lambda s=strategy, kw=kwargs: facility_location_greedy(x, k, strategy=s, **kw).indices,
-                4 * n * n,
+                4 * n * n + 4 * n * n // 16,  # S and its block maxima
             )
     if alpha == 0:
         if "apricot" in peers:

@@ -307,18 +307,39 @@ if kernels.HAS_NUMBA:
         for i in range(row.shape[0]):  # each loss[i] in row order; reassoc only lets the loop vectorise
             loss[i] += max(min(np.float64(row[i]), h), o) - o
 
+    @njit(cache=True, nogil=True)
+    def _add_loss4(r0, r1, r2, r3, loss, old, new, t):
+        for i in range(loss.shape[0]):  # four rows per pass over `loss`, as `kernels._take4` takes them
+            loss[i] += kernels._terms4(r0, r1, r2, r3, i, old, new, t)
+
     @njit(cache=True, parallel=True)
     def _pick_losses(block, tau, cover, candidates, losses, parts):
         """losses[c, i] += clamp(S[v, i], cover_v, S[v, candidates[c]]) - cover_v over the rows v of a block of X X^T
         with tau_v > cover_v and S[v, candidates[c]] > cover_v (the update of gain i by that pick, as `_take` does
-        it), each of `parts` tasks over its own range of columns."""
+        it), four rows at a time, each of `parts` tasks over its own range of columns."""
         rows, n = block.shape
         for p in prange(parts):
             lo, hi = p * n // parts, (p + 1) * n // parts
-            for r in range(rows):
-                o = cover[r]
-                if tau[r] > o:
-                    for c in range(candidates.shape[0]):
-                        h = block[r, candidates[c]]
-                        if h > o:
-                            _add_loss(block[r, lo:hi], np.float64(o), np.float64(h), losses[c, lo:hi])
+            sel = np.empty(rows, dtype=np.int64)
+            old = np.empty(rows, dtype=np.float32)
+            new = np.empty(rows, dtype=np.float32)
+            for c in range(candidates.shape[0]):
+                m = 0
+                for r in range(rows):  # the rows whose cover the pick raises, under their threshold
+                    o, h = cover[r], block[r, candidates[c]]
+                    if tau[r] > o and h > o:
+                        sel[m], old[m], new[m] = r, o, h
+                        m += 1
+                loss = losses[c, lo:hi]
+                t = 0
+                while t + 4 <= m:
+                    rows4 = (
+                        block[sel[t], lo:hi],
+                        block[sel[t + 1], lo:hi],
+                        block[sel[t + 2], lo:hi],
+                        block[sel[t + 3], lo:hi],
+                    )
+                    _add_loss4(*rows4, loss, old, new, t)
+                    t += 4
+                for u in range(t, m):
+                    _add_loss(block[sel[u], lo:hi], np.float64(old[u]), np.float64(new[u]), loss)
