@@ -10,14 +10,16 @@ float64), so equal rows give equal gains in whichever phase they are computed, a
 - **Lazy phase.** A binary heap of (upper bound, row) in compiled code; the stale rows at the top are re-scored a
   batch at a time (the batch doubles while the top stays stale; large batches run in parallel) until a bound that is
   exact for this pick is on top.
-- **Incremental phase** (`incremental=True`). Once a pick re-scored more rows than the exact update of every gain
-  would read, every gain is kept exact by subtracting what each pick takes away: for the points v whose cover rose
-  from old_v to new_v, candidate i loses clamp(S[v, i], old_v, new_v) - old_v; S is symmetric, so that is a pass over
-  the rows S[v, :] (blocks where S[v, :] <= old_v are skipped), split over the threads, each streaming whole rows into
-  partial sums of its own that are added at the end, four rows per pass over a block of them (`_take4`: the updates
-  are bound by the float64 gains' reads and writes, so one pass for four rows is 1.7x faster). The updated gains
-  carry rounding of their own, so each pick re-scores directly (with `_row_gain`) every candidate within a rounding
-  bound of the best, and decides on those numbers: the same picks as plain greedy, ties included.
+- **Incremental phase** (`incremental=True`). Once a pick re-scored more rows than the exact update of every gain would
+  read (or right after the first pick, when it raised the cover of at least N / `EXACT_FROM_FIRST` rows: every gain is
+  still exact then, so nothing is re-scored), every gain is kept exact by subtracting what each pick takes away: for
+  the points v whose cover rose from old_v to new_v, candidate i loses clamp(S[v, i], old_v, new_v) - old_v; S is
+  symmetric, so that is a pass over the rows S[v, :] (blocks where S[v, :] <= old_v are skipped), split over the
+  threads, each streaming whole rows into partial sums of its own that are added at the end, four rows per pass over a
+  block of them (`_take4`: the updates are bound by the float64 gains' reads and writes, so one pass for four rows is
+  1.7x faster). The updated gains carry rounding of their own, so each pick re-scores directly (with `_row_gain`) every
+  candidate within a rounding bound of the best, and decides on those numbers: the same picks as plain greedy, ties
+  included.
 
 numba is a dependency of hf_diverse. Where it cannot be imported, `HAS_NUMBA` is False and the engine runs its torch
 loops (`hf_diverse.facility.stored`; same picks, slower) and logs it once. The first call in a fresh environment
@@ -40,6 +42,11 @@ HAS_NUMBA = numba is not None
 # CPU contention a thread waiting at the barrier for a descheduled one costs milliseconds)
 _PARALLEL_ROWS = 64
 _PARALLEL_UPDATES = 32
+# `incremental` keeps every gain exact from the first pick on when that pick raises the cover of at least N / this
+# many rows (`first_covers` of `greedy`): lazy greedy would then re-score most rows at the next pick, and all of them
+# again when it switches (the first pick raised 0.55 N and 0.89 N covers on the 20k pools of benchmarks/RESULTS.md,
+# "sixth pass", and the switch came at pick 2)
+EXACT_FROM_FIRST = 4
 _NEG_INF = -math.inf
 
 if HAS_NUMBA:
@@ -315,10 +322,13 @@ if HAS_NUMBA:
         return j, size, cost
 
     @njit(cache=True, nogil=True)
-    def greedy(s, bmax, width, k, w, bonus, gains0, incremental, switch_after, threads):
+    def greedy(s, bmax, width, k, w, bonus, gains0, incremental, switch_after, first_covers, threads):
         """Exact greedy on the stored S (see the module docstring): `(picks, scores, div_gains, coverage d(A),
         evaluations, switched_at)`, `switched_at` the pick at which the incremental phase began (-1: never).
-        `threads`: numba's thread count (`numba.get_num_threads()`), one row of partial sums each."""
+        `incremental`: exact updates once lazy greedy re-scores more than max(`switch_after`, 2 * the covers the pick
+        raised) rows at a pick, or from the first pick when it raises at least `first_covers` covers (or
+        `switch_after` is 0). `threads`: numba's thread count (`numba.get_num_threads()`), one row of partial sums
+        each."""
         n = s.shape[0]
         cur = np.zeros(n, dtype=np.float32)
         cmin = np.zeros(bmax.shape[1], dtype=np.float32)
@@ -358,7 +368,14 @@ if HAS_NUMBA:
                 cost += m
                 updates += m
             evaluations += cost
-            if incremental and switched_at < 0 and (cost > max(switch_after, 2 * m) or switch_after == 0):
+            if incremental and step == 0 and (m >= first_covers or switch_after == 0):
+                # the first pick raised many covers, so lazy greedy would re-score most rows at once; every gain is
+                # still exact here, so the updates start from this pick's, with no re-score
+                _subtract_lost(s, bmax, width, div, improved, old, new, m, part)
+                evaluations += m
+                updates += m
+                switched_at = 1
+            elif incremental and switched_at < 0 and (cost > max(switch_after, 2 * m) or switch_after == 0):
                 # exact updates from the next pick on: one full re-score of the rows left first
                 m = 0
                 for r in range(n):
@@ -487,7 +504,7 @@ def warm_up() -> None:
     bmax = np.empty((16, 2), dtype=np.float32)
     gains = np.empty(16, dtype=np.float64)
     prepare_rows(x, bmax, gains, 8)
-    greedy(x, bmax, 8, 4, 1.0, np.zeros(16), gains, True, 0, numba.get_num_threads())
+    greedy(x, bmax, 8, 4, 1.0, np.zeros(16), gains, True, 0, 16, numba.get_num_threads())
     plain_greedy(x, bmax, 8, 2, 1.0, np.zeros(16), gains)
     indptr, indices = np.arange(17, dtype=np.int64), np.arange(16, dtype=np.int32)
     values, cur, picked = np.ones(16, dtype=np.float32), np.zeros(16, dtype=np.float32), np.zeros(16, dtype=np.bool_)

@@ -7,14 +7,15 @@ kernels (`hf_diverse.facility.kernels`, `backend="numba"`); on GPU, or without n
 - `"dense"`: the clamped similarity matrix S = max(0, X X^T) (N x N float32) is built in blocks, then plain greedy
   re-scores every candidate at every step. O(k N^2): a reference for small pools.
 - `"lazy"`: S is built in blocks, then lazy greedy (stale upper bounds, re-scored in small batches).
-- `"incremental"`: S is built in blocks; lazy greedy runs while it is cheap, and once a pick needs more re-scoring
-  than an exact update would cost, every candidate's gain is re-scored once and then kept exact by subtracting, after
-  each pick j, what j took away: for the points v whose cover rises from old_v to new_v = S[j, v], candidate i loses
-  clamp(S[v, i], old_v, new_v) - old_v. Since S is symmetric those are contiguous rows S[v, :], so the work per pick
-  is |{v covered better}| * N memory-bound operations (summed over all picks: a few N^2 on clustered data), with no
+- `"incremental"`: S is built in blocks; lazy greedy runs while it is cheap, and once a pick needs more re-scoring than
+  an exact update would cost, every candidate's gain is re-scored once (compiled: not at all when the first pick raised
+  the cover of N / 4 rows or more, the gains being still exact then) and then kept exact by subtracting, after each
+  pick j, what j took away: for the points v whose cover rises from old_v to new_v = S[j, v], candidate i loses
+  clamp(S[v, i], old_v, new_v) - old_v. Since S is symmetric those are contiguous rows S[v, :], so the work per pick is
+  |{v covered better}| * N memory-bound operations (summed over all picks: a few N^2 on clustered data), with no
   re-scoring loop. Gains are accumulated in float64; since updated gains carry rounding of their own, every pick
-  re-scores directly the candidates within a rounding bound of the best, so exact ties go to the lower row as in
-  plain greedy.
+  re-scores directly the candidates within a rounding bound of the best, so exact ties go to the lower row as in plain
+  greedy.
 - `"blocked"`: S is never stored (`hf_diverse.facility.blocked`). Compiled: one pass of products keeps the largest
   similarities of each row, as many as `memory_budget` allows, and the incremental updates read those, recomputing
   the rows of S still under their kept threshold (a few N rows in all on clustered data); torch: lazy greedy
@@ -84,7 +85,9 @@ def facility_location_greedy(
         block_size (`int`, defaults to 2048): rows per similarity block (torch loops).
         eval_batch (`int`, defaults to 16): stale candidates re-scored together in the torch lazy loop.
         incremental_after (`int`, defaults to 64): `"incremental"` switches to exact updates after a pick that
-            re-scored more than max(this, 2 * newly covered) rows; 0 switches after the first pick.
+            re-scored more than max(this, 2 * newly covered) rows; 0 switches after the first pick. The compiled
+            loop also switches after the first pick when it raised the cover of at least N / 4 rows
+            (`kernels.EXACT_FROM_FIRST`; usual on embeddings, where most similarities are positive).
         memory_budget (`int`, *optional*): bytes allowed for S, or for `"blocked"` (compiled) the similarities it
             keeps, 8 bytes each (`hf_diverse.facility.toplists.top_per_row`); defaults to the device's free memory
             (half of it for `"auto"` and `"blocked"`).
@@ -206,7 +209,8 @@ def _numba_greedy(x, k, w, b, strategy, incremental_after, show_progress) -> Gre
     else:
         incremental = strategy == "incremental"
         threads = kernels.numba.get_num_threads()
-        out = kernels.greedy(s_np, bmax, width, k, w, bonus, gains0, incremental, incremental_after, threads)
+        first = math.ceil(n / kernels.EXACT_FROM_FIRST)  # covers the first pick must raise for updates from it on
+        out = kernels.greedy(s_np, bmax, width, k, w, bonus, gains0, incremental, incremental_after, first, threads)
         picks, scores, div_gains, coverage, evaluations, switched_at = out
     details = {
         "backend": "numba",

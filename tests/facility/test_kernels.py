@@ -174,16 +174,42 @@ def test_near_tie_candidates_are_exactly_the_rows_within_tol_of_the_best():
 
 
 @needs_numba
-def test_incremental_phase_runs_and_matches_lazy_on_a_larger_pool():
+def test_incremental_phase_runs_and_matches_lazy_on_a_larger_pool(monkeypatch):
     x = clustered(n=3000, d=32, n_clusters=60, seed=3)
     k = 300
     w, bonus = terms(len(x), k, 0.3, np.random.default_rng(2).random(len(x)))
     lazy = run(x, k, w, bonus, "lazy", backend="numba")
+    monkeypatch.setattr(kernels, "EXACT_FROM_FIRST", 0.5)  # more covers than rows: never from the first pick
     inc = run(x, k, w, bonus, "incremental", incremental_after=8, backend="numba")
-    assert inc.details["incremental_from_pick"] > 0  # both phases ran
+    assert inc.details["incremental_from_pick"] > 1  # both phases ran
     np.testing.assert_array_equal(inc.indices, lazy.indices)
     np.testing.assert_array_equal(inc.gains, lazy.gains)  # decided on the same directly computed numbers
     assert lazy.evaluations < 3000 * k / 10  # lazy greedy re-scores far fewer rows than plain greedy
+
+
+@needs_numba
+def test_incremental_from_the_first_pick_when_it_raises_enough_covers(monkeypatch):
+    # the first pick's covers, counted here: N / EXACT_FROM_FIRST of them or more start the exact updates right
+    # after it (no re-score: every gain is still exact), fewer leave lazy greedy running. The same picks and gains
+    # either way
+    x = clustered(n=3000, d=32, n_clusters=60, seed=3)
+    n, k = len(x), 200
+    w, bonus = terms(n, k, 0.3, np.random.default_rng(2).random(n))
+    lazy = run(x, k, w, bonus, "lazy", backend="numba")
+    first = int(lazy.indices[0])
+    xt = torch.from_numpy(x)
+    covers = int(((xt @ xt.T)[:, first] > 0).sum())  # the engine's S holds the values of this product
+    assert n / 4 <= covers < n  # the default (1/4) starts at the first pick here
+    # divisors that ask for exactly `covers` covers, then for one more (ceil(N / divisor) is the count asked for)
+    for divisor, from_pick in ((kernels.EXACT_FROM_FIRST, 1), (n / (covers - 0.5), 1), (n / (covers + 0.5), None)):
+        monkeypatch.setattr(kernels, "EXACT_FROM_FIRST", divisor)
+        inc = run(x, k, w, bonus, "incremental", backend="numba")
+        np.testing.assert_array_equal(inc.indices, lazy.indices)
+        np.testing.assert_array_equal(inc.gains, lazy.gains)
+        if from_pick is None:
+            assert inc.details["incremental_from_pick"] != 1
+        else:
+            assert inc.details["incremental_from_pick"] == from_pick
 
 
 def test_auto_backend_compiles_only_for_larger_pools():
