@@ -46,6 +46,7 @@ from hf_diverse.facility import (
     build_knn_graph,
     facility_location_greedy,
     facility_location_objective,
+    graph_kernels,
     kernels,
     sparse_facility_location_greedy,
 )
@@ -133,6 +134,7 @@ def machine() -> str:
 def warm_up(peers):
     kernels.warm_up()
     blocked.warm_up()
+    graph_kernels.warm_up()
     if "apricot" in peers:
         from apricot import FacilityLocationSelection
 

@@ -12,6 +12,7 @@ One module per strategy family:
 - `toplists`: the blocked mode's pass of products (each row's largest similarities, the first pick's guess);
 - `knn`: the kNN similarity graph (exact, torch IVF, FAISS) and its on-disk cache;
 - `graph`: greedy (`sparse`) and stochastic greedy with gains on the kNN graph, the cover on dense similarities;
+- `graph_kernels`: the compiled (numba) CPU loop of `sparse` greedy on the graph;
 - `greedi`: GreeDi over `torch.distributed` ranks, with any of the strategies above on each shard.
 """
 

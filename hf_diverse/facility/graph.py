@@ -18,8 +18,8 @@ gains).
 - `"sparse"`: greedy. Gains are kept exact incrementally: when a pick raises cur[v], only the candidates adjacent to
   v lose gain, by exactly what they lose. With the graph-only cover: the same picks as plain (or lazy) greedy on the
   sparsified objective; total work ~ sum over v of (times cur[v] rose) x degree(v). On CPU with numba the per-pick
-  work (heap argmax, cover on the graph's pairs, gain updates) runs compiled (`kernels.graph_picks`), with the same
-  picks as the torch loop, which runs on GPU and without numba.
+  work (heap argmax, cover on the graph's pairs, gain updates) runs compiled (`graph_kernels.graph_picks`), with the
+  same picks as the torch loop, which runs on GPU and without numba.
 - `"stochastic"`: stochastic greedy (Mirzasoleiman et al. 2015): each step scores a uniform sample of
   ceil(N/k ln(1/epsilon)) rows (drawn with replacement from a seeded CPU generator, already-picked rows dropped)
   and takes the best. hf_diverse adds to each sample as many rows of highest stale score (upper bounds, by
@@ -39,7 +39,7 @@ import torch
 
 from ..errors import InvalidParameterError
 from ..utils.progress import tqdm
-from . import kernels
+from . import graph_kernels, kernels
 from .cover import Cover
 from .knn import KnnGraph, build_knn_graph
 from .objective import GreedyResult, check_score
@@ -244,8 +244,8 @@ def _exact_greedy(graph: KnnGraph, k: int, w_div: float, modular: torch.Tensor, 
 
 
 def _exact_greedy_numba(graph: KnnGraph, k: int, w_div: float, modular: torch.Tensor, bar, x, cover_batch):
-    """`_exact_greedy` with its per-pick work in compiled code (`kernels.graph_picks`): the same picks, ties included;
-    the dense cover's products stay in torch, `cover_batch` picks at a time."""
+    """`_exact_greedy` with its per-pick work in compiled code (`graph_kernels.graph_picks`): the same picks, ties
+    included; the dense cover's products stay in torch, `cover_batch` picks at a time."""
     n = graph.n
     indptr, indices, values = graph.indptr.numpy(), graph.indices.numpy(), graph.values.numpy()
     cur = torch.zeros(n, dtype=torch.float32)
@@ -254,19 +254,19 @@ def _exact_greedy_numba(graph: KnnGraph, k: int, w_div: float, modular: torch.Te
     div = _row_sums(graph).numpy()
     bonus = np.ascontiguousarray(modular.numpy(), dtype=np.float64)
     score = w_div * div + bonus
-    keys, rows = kernels.graph_heap(score)
+    keys, rows = graph_kernels.graph_heap(score)
     size, touched = n, graph.nnz
     out = np.empty((k, 3), dtype=np.float64)
     batch = cover_batch if cover is not None else 256
     state = (indptr, indices, values, cur.numpy(), div, score, picked, w_div, bonus)
     for start in range(0, k, batch):
         count = min(batch, k - start)
-        size, read = kernels.graph_picks(*state, keys, rows, size, count, out, start)
+        size, read = graph_kernels.graph_picks(*state, keys, rows, size, count, out, start)
         touched += read
         if cover is not None:
             v, old, new = _raise_cur_dense(graph, cover, out[start : start + count, 0].astype(np.int64).tolist())
             rose = (v.numpy(), old.numpy(), new.numpy())
-            touched += kernels.graph_lose_many(indptr, indices, values, *rose, *state[4:])
+            touched += graph_kernels.graph_lose_many(indptr, indices, values, *rose, *state[4:])
         bar.update(count)
     picks, coverage = out[:, 0].astype(np.int64).tolist(), float(cur.sum(dtype=torch.float64))
     return picks, out[:, 1].tolist(), out[:, 2].tolist(), coverage, touched, _cover_info(cover)
