@@ -41,7 +41,7 @@ SAMPLE_SPAN, SAMPLE_STEP = 16, 16  # the first guess of a row's threshold: 16 si
 # product of that many columns), and the best of them by the objective is the candidate, with the rows within
 # GUESS_TIE * w * (the shortlist's largest d) of it, at most GUESS_CANDIDATES. The true first pick ranked 0-35 under
 # w * x_j . sum_v x_v + b_j on the pools of RESULTS.md ("fifth pass"), and first of the shortlist on all of them (a
-# pick on the shortlist is its best, up to rounding); each candidate's losses cost ~1/8 of the pass's product.
+# pick on the shortlist is its best, up to rounding); each candidate's losses cost ~1/20 of the pass's product.
 # GUESS_TIE: the shortlist's gains and the pass's differ by rounding only (float64 sums in other orders; the second
 # guess's terms are float32 differences, 2^-24 relative each), far below 2^-20 of the largest gain
 GUESS_SHORTLIST, GUESS_CANDIDATES, GUESS_TIE = 256, 3, 2.0**-20
