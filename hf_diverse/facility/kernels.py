@@ -375,7 +375,7 @@ if HAS_NUMBA:
                 evaluations += m
                 updates += m
                 switched_at = 1
-            elif incremental and switched_at < 0 and (cost > max(switch_after, 2 * m) or switch_after == 0):
+            elif incremental and switched_at < 0 and cost > max(switch_after, 2 * m):
                 # exact updates from the next pick on: one full re-score of the rows left first
                 m = 0
                 for r in range(n):
