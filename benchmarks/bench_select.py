@@ -18,9 +18,12 @@ Peers run at alpha = 0 only (none has a per-row bonus). Columns: wall time, time
 run's, peak RSS above the level before the run (a thread samples it every 5 ms), and the objective of the picks,
 (1 - alpha) d(A) / N + alpha mean(q) with the dense d(A), relative to exact greedy's (`hf_diverse lazy`). Runs whose
 dense matrix would not fit in the available memory are skipped and say so. hf_diverse's kernels and apricot's are
-compiled before anything is timed. Each timed run, the floor's included, starts right after touching and freeing as
-much memory as it will use (`warm_memory`): on the VMs these figures come from, memory left free for a second costs
-~50x more to fault in again, which made single runs vary by seconds.
+compiled before anything is timed. A second floor, `floor on huge pages`, writes the same product into a buffer on
+2 MiB pages, as hf_diverse's S is (`hf_diverse.facility.memory.page_buffer`); both ratios are printed. Each timed
+run, the floors' included, starts right after touching and freeing as much memory as it will use (`warm_memory`): on
+the VMs these figures come from, a huge page (numpy's large arrays, apricot's among them, ask for them) left free for
+a second costs ~20-40x more to fault in again, which made single runs vary by seconds; 4 KiB pages do not slow down
+so.
 
     python benchmarks/bench_select.py --sizes 20000:2000,20000:5000 --alphas 0,0.7
     python benchmarks/bench_select.py --sizes 50000:5000 --alphas 0 --peers none   # apricot needs > 24 GiB
@@ -50,6 +53,7 @@ from hf_diverse.facility import (
     kernels,
     sparse_facility_location_greedy,
 )
+from hf_diverse.facility.memory import page_buffer
 
 
 def clustered_embeddings(n, d=384, n_clusters=None, seed=0):
@@ -89,11 +93,13 @@ class PeakRSS:
 
 
 def warm_memory(nbytes):
-    """Touch `nbytes` of fresh memory (one write per 4 KiB page) and free it. This VM's host takes back guest memory
-    that stays free for about a second, and a page it took back costs ~5-20 us to fault in again, against ~0.1 us
-    for one freed just now: so a run's time depended on how long the memory it allocates had been free (up to 10 s
-    per 2 GiB). Each timed run starts right after this, with as much memory as it will use, so that every run, peers
-    and floor included, finds its pages backed (as on a machine without a balloon)."""
+    """Touch `nbytes` of fresh memory (numpy asks for huge pages for it) and free it. This VM's host takes back guest
+    memory that stays free for about a second, and a 2 MiB page it took back costs ~5-30 ms to fault in again,
+    against ~0.2 ms for one freed just now (4 KiB pages do not slow down so): so a run that allocates on huge pages
+    (numpy's large arrays, apricot's matrix among them, and hf_diverse's S) took up to ~8 s longer per 2 GiB
+    depending on how long the memory had been free. Each timed run starts right after this, with as much memory as it
+    will use, so that every run, peers and floors included, finds its pages backed (as on a machine without a
+    balloon)."""
     if nbytes > 0:
         a = np.empty(int(nbytes) // 8, dtype=np.int64)
         a[::512] = 0
@@ -194,6 +200,17 @@ def bench(n, k, alpha, strategies, peers, m, blocked_fractions, embeddings=None)
     if 4 * n * n < 0.5 * avail:
         _, floor_s, floor_gib = timed(lambda: (x @ x.T, [0])[1], warm=4 * n * n)
         rows = [{"run": "floor: one fp32 X @ X.T", "wall_s": floor_s, "peak_gib": floor_gib}]
+        # the same product written into a buffer on 2 MiB pages, as hf_diverse's S is (`memory.page_buffer`)
+        paged = {}
+
+        def huge_floor():
+            out, paged["pages"] = page_buffer((n, n))
+            torch.matmul(x, x.T, out=torch.from_numpy(out))
+            return [0]
+
+        _, huge_s, huge_gib = timed(huge_floor, warm=4 * n * n)
+        name = f"floor on huge pages: one fp32 X @ X.T [pages: {paged['pages']}]"
+        rows.append({"run": name, "wall_s": huge_s, "peak_gib": huge_gib})
     else:  # the product does not fit: its row blocks, one buffer
         _, floor_s, floor_gib = timed(lambda: blocked_product(x), warm=64 * 2**20)
         rows = [{"run": "floor: one fp32 X @ X.T (64 MiB row blocks)", "wall_s": floor_s, "peak_gib": floor_gib}]
@@ -204,6 +221,8 @@ def bench(n, k, alpha, strategies, peers, m, blocked_fractions, embeddings=None)
             return
         picks, wall, gib = timed(fn, warm=max(need, warm))
         details = getattr(picks, "details", {})
+        if "pages" in details:
+            name += f" [pages: {details['pages']}]"
         if "blocked_recomputed_rows" in details:  # what the blocked mode recomputed, and whether it guessed pick 1
             guessed = {None: "no guess", True: "guessed", False: "not guessed"}
             name += f" [recomputed {details['blocked_recomputed_rows'] / n:.2f} N rows; first pick "
@@ -232,7 +251,7 @@ def bench(n, k, alpha, strategies, peers, m, blocked_fractions, embeddings=None)
         else:
             add(
                 f"hf_diverse {strategy}",
-                lambda s=strategy, kw=kwargs: facility_location_greedy(x, k, strategy=s, **kw).indices,
+                lambda s=strategy, kw=kwargs: facility_location_greedy(x, k, strategy=s, **kw),
                 4 * n * n + 4 * n * n // 16,  # S and its block maxima
             )
     if alpha == 0:
@@ -248,9 +267,12 @@ def bench(n, k, alpha, strategies, peers, m, blocked_fractions, embeddings=None)
                 add("submodlib LazyGreedy (dense)", lambda: submodlib_dense(xn, k), 3 * 4 * n * n)
     ref = next((r for r in rows if r["run"] == "hf_diverse lazy" and "objective" in r), None)
     apricot = next((r for r in rows if r["run"].startswith("apricot lazy (dense") and "wall_s" in r), None)
+    huge = next((r["wall_s"] for r in rows if r["run"].startswith("floor on huge pages")), None)
     for r in rows:
         if "wall_s" in r:
             r["x_floor"] = r["wall_s"] / floor_s
+            if huge is not None:
+                r["x_huge_floor"] = r["wall_s"] / huge
             if apricot is not None and r is not apricot and not r["run"].startswith("floor"):
                 r["apricot_over_this"] = apricot["wall_s"] / r["wall_s"]
         if ref is not None and "objective" in r:
@@ -279,16 +301,20 @@ def print_table(results, command, load_before, data):
     print(f"Embeddings: {data}")
     print(f"Load average (1, 5, 15 min): before {load_before}, after {tuple(round(v, 2) for v in os.getloadavg())}")
     print()
-    print("| N | k | alpha | run | wall s | x floor | apricot / this | peak RSS GiB | objective / exact |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(
+        "| N | k | alpha | run | wall s | x floor | x huge-page floor | apricot / this | peak RSS GiB "
+        "| objective / exact |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for (n, k, alpha), rows in results:
         for r in rows:
             if "skipped" in r:
-                print(f"| {n} | {k} | {alpha} | {r['run']} | skipped: {r['skipped']} | | | | |")
+                print(f"| {n} | {k} | {alpha} | {r['run']} | skipped: {r['skipped']} | | | | | |")
                 continue
             print(
                 f"| {n} | {k} | {alpha} | {r['run']} | {r['wall_s']:.2f} | {fmt(r.get('x_floor'), '.2f')} | "
-                f"{fmt(r.get('apricot_over_this'), '.1f')} | {r['peak_gib']:.2f} | "
+                f"{fmt(r.get('x_huge_floor'), '.2f')} | {fmt(r.get('apricot_over_this'), '.1f')} | "
+                f"{r['peak_gib']:.2f} | "
                 f"{fmt(r.get('objective_ratio'), '.6f')} |"
             )
 

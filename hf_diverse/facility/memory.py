@@ -1,5 +1,21 @@
-"""The one memory check of the engine: does the N x N float32 similarity matrix fit, and which strategy `auto` runs."""
+"""The engine's memory: does the N x N float32 similarity matrix fit, which strategy `auto` runs, and where S lives.
 
+S is allocated on transparent huge pages (2 MiB) where the kernel offers them and they are cheap to fault in: writing
+S and the passes over its rows then take far fewer page faults and TLB misses (20k rows: 1.6 GB, 0.2-0.3 s less per
+build and greedy on the project machine). Some virtual machines return free guest memory to their host, and there a
+huge page freed a few seconds ago costs ~5-30 ms to fault in instead of ~0.2 ms (4 KiB pages do not slow down the same
+way); so S is faulted in ahead, a few huge pages at a time, timed, and once they turn slow the rest of S falls back to
+4 KiB pages.
+"""
+
+import ctypes
+import math
+import mmap
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 import torch
 
 from ..errors import InsufficientMemoryError
@@ -7,6 +23,12 @@ from ..utils.device import available_memory_bytes
 
 # exact strategies that hold the N x N float32 similarity matrix
 STORES_MATRIX = ("dense", "lazy", "incremental")
+HUGE_PAGE = 2 * 2**20
+HUGE_PAGES_MIN_BYTES = 64 * 2**20  # smaller matrices take the ordinary allocator
+PROBE_PAGES = 8  # huge pages per thread and timed chunk
+MADV_POPULATE_WRITE = 23  # Linux >= 5.14: fault a range in without touching it from user space
+# a backed 2 MiB page faults in in ~0.2 ms here; one its host took back in ~7-10 ms
+HUGE_PAGE_FAULT_LIMIT_S = 2e-3
 
 
 def dense_matrix_bytes(n: int) -> int:
@@ -57,3 +79,65 @@ def check_dense_fits(strategy: str, n: int, device, memory_budget: int | None = 
             f"{budget / 2**30:.1f} GiB are available on {device}. Use strategy='sparse' (kNN graph, memory O(N m)) "
             "or strategy='blocked' (exact, recomputes similarity rows; slow at this size)."
         )
+
+
+def page_buffer(shape: tuple[int, ...], dtype=np.float32) -> tuple[np.ndarray, str]:
+    """An uninitialised CPU array for one of the engine's large matrices (S, the kept similarities), and how it is
+    paged: `"huge"` (transparent 2 MiB pages), `"huge for P%, then 4k"` (huge pages turned slow to fault in, see the
+    module docstring) or `"default"` (the ordinary allocator: not Linux, or under `HUGE_PAGES_MIN_BYTES`). The picks
+    never depend on it.
+
+    Example:
+    ```py
+    >>> a, paging = page_buffer((8, 8))
+    >>> a.shape, a.dtype, paging
+    ((8, 8), dtype('float32'), 'default')
+    ```
+    """
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes < HUGE_PAGES_MIN_BYTES or not sys.platform.startswith("linux") or not hasattr(mmap, "MADV_HUGEPAGE"):
+        return np.empty(shape, dtype=dtype), "default"
+    # a private anonymous mapping (Python's default is shared, which the anonymous huge page setting does not cover),
+    # one huge page longer so that the array can start on a 2 MiB boundary
+    buf = mmap.mmap(-1, nbytes + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        buf.madvise(mmap.MADV_HUGEPAGE)
+    except OSError:  # a kernel built without transparent huge pages
+        buf.close()
+        return np.empty(shape, dtype=dtype), "default"
+    offset, flat = _huge_aligned(np.frombuffer(buf, dtype=np.uint8), nbytes)
+    paging = _fault_in(buf, flat, offset, max(1, min(8, torch.get_num_threads())))
+    return flat.view(dtype).reshape(shape), paging
+
+
+def _huge_aligned(raw: np.ndarray, nbytes: int) -> tuple[int, np.ndarray]:
+    """The offset of the first 2 MiB boundary in the bytes `raw`, and the `nbytes` from there."""
+    offset = -raw.ctypes.data % HUGE_PAGE
+    return offset, raw[offset : offset + nbytes]
+
+
+def _fault_in(buf: mmap.mmap, flat: np.ndarray, offset: int, threads: int) -> str:
+    """Fault an array in on huge pages, `threads` runs of `PROBE_PAGES` pages at a time, and time each such chunk.
+    Where the host took free memory back, faults turn slow once the pages freed recently are used up (on the project
+    VM, after a few hundred), whatever their address; from the chunk where they do, the rest is left to take 4 KiB
+    pages as it is written. Faulting S in ahead costs ~0.08 s at 20k rows against letting the build fault it in."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    nbytes = flat.shape[0]
+    span = PROBE_PAGES * HUGE_PAGE
+
+    def populate(start: int) -> None:
+        stop = min(nbytes, start + span)
+        if libc.madvise(flat.ctypes.data + start, stop - start, MADV_POPULATE_WRITE) != 0:
+            flat[start : stop : mmap.PAGESIZE] = 0  # kernels before 5.14: touch every page (huge ones or not)
+
+    with ThreadPoolExecutor(threads) as pool:
+        for start in range(0, nbytes, threads * span):
+            stop = min(nbytes, start + threads * span)
+            t0 = time.perf_counter()
+            list(pool.map(populate, range(start, stop, span)))
+            if time.perf_counter() - t0 > PROBE_PAGES * HUGE_PAGE_FAULT_LIMIT_S and stop < nbytes:
+                buf.madvise(mmap.MADV_NOHUGEPAGE, offset + stop, len(buf) - offset - stop)
+                return f"huge for {stop / nbytes:.0%}, then 4k"
+    return "huge"

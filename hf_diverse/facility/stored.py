@@ -24,6 +24,9 @@ kernels (`hf_diverse.facility.kernels`, `backend="numba"`); on GPU, or without n
   `"blocked"` (QDIT falls back to the kNN graph instead, see `hf_diverse.facility.memory.choose_strategy`).
 
 With w = 0 no similarity is needed: the k rows of largest bonus are returned (ties to the lower row).
+
+The compiled strategies keep S (and `"blocked"` its kept similarities) on 2 MiB pages where the kernel gives them
+cheaply (`hf_diverse.facility.memory.page_buffer`; `details["pages"]` says how S was paged).
 """
 
 import math
@@ -37,7 +40,7 @@ from ..utils.logging import get_logger
 from ..utils.progress import tqdm
 from . import kernels
 from .blocked import blocked_greedy, similarity_rows
-from .memory import check_dense_fits, choose_strategy, default_budget
+from .memory import check_dense_fits, choose_strategy, default_budget, page_buffer
 from .objective import GreedyResult, check_embeddings, check_score, coverage_of, lazy_pick, top_bonus
 from .toplists import top_per_row
 
@@ -189,8 +192,8 @@ def _numba_greedy(x, k, w, b, strategy, incremental_after, show_progress) -> Gre
     n = x.shape[0]
     width = kernels.block_width(n)
     t0 = time.perf_counter()
-    s = torch.empty((n, n), dtype=torch.float32)
-    s_np = s.numpy()
+    s_np, paging = page_buffer((n, n))
+    s = torch.from_numpy(s_np)
     bmax = np.empty((n, -(-n // width)), dtype=np.float32)
     gains0 = np.empty(n, dtype=np.float64)
     rows = max(1, min(n, SIMILARITY_BLOCK_BYTES // (4 * n)))
@@ -216,6 +219,7 @@ def _numba_greedy(x, k, w, b, strategy, incremental_after, show_progress) -> Gre
         "backend": "numba",
         "similarity_s": round(t1 - t0, 3),
         "greedy_s": round(time.perf_counter() - t1, 3),
+        "pages": paging,
     }
     if strategy == "incremental":
         details["incremental_from_pick"] = int(switched_at)

@@ -31,6 +31,7 @@ import torch
 
 from ..utils.progress import tqdm
 from . import kernels
+from .memory import page_buffer
 
 MIN_PRODUCT_ROWS = 16  # smaller products either way are padded: they round differently (`hf_diverse.facility.blocked`)
 TOP_BYTES_PER_ENTRY = 8  # a kept similarity: float32 value and int32 column
@@ -125,8 +126,8 @@ def build_top_lists(
     """
     n = x.shape[0]
     width = kernels.block_width(n)
-    values = np.empty((n, top), dtype=np.float32)
-    columns = np.empty((n, top), dtype=np.int32)
+    values, _ = page_buffer((n, top), np.float32)
+    columns, _ = page_buffer((n, top), np.int32)
     count = np.empty(n, dtype=np.int64)
     tau = np.empty(n, dtype=np.float32)
     gains = np.empty(n, dtype=np.float64)

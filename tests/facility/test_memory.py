@@ -1,0 +1,101 @@
+"""`memory.page_buffer`: the large matrices on 2 MiB pages, and the fall back to 4 KiB pages when faulting huge pages
+in turns slow. The kernel's own record of each mapping (/proc/self/smaps) is what is checked."""
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from hf_diverse.facility import memory
+
+LINUX = sys.platform.startswith("linux")
+N = 4096  # 64 MiB of float32: the smallest matrix put on huge pages
+
+
+def _mappings(lo: int, hi: int) -> list[tuple[int, int, str, set[str], int]]:
+    """(start, end, permissions, VmFlags, resident bytes) of the mappings of this process that overlap [lo, hi)."""
+    out, current = [], None
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()
+            if "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
+                start, end = (int(v, 16) for v in head[0].split("-"))
+                current = [start, end, head[1]] if start < hi and end > lo else None
+            elif head[0] == "Rss:" and current is not None:
+                rss = int(head[1]) * 1024
+            elif head[0] == "VmFlags:" and current is not None:
+                out.append((*current, set(head[1:]), rss))
+    return sorted(out)
+
+
+@pytest.fixture
+def two_threads():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_small_arrays_take_the_ordinary_allocator():
+    a, paging = memory.page_buffer((100, 50), np.int32)
+    assert paging == "default" and a.shape == (100, 50) and a.dtype == np.int32 and a.flags.writeable
+
+
+@pytest.mark.skipif(not LINUX, reason="transparent huge pages are a Linux feature")
+@pytest.mark.parametrize("populate", [memory.MADV_POPULATE_WRITE, 9999], ids=["populate", "older-kernel-touch"])
+def test_large_arrays_sit_on_huge_pages_in_a_private_mapping(monkeypatch, two_threads, populate):
+    monkeypatch.setattr(memory, "HUGE_PAGE_FAULT_LIMIT_S", float("inf"))  # never slow
+    monkeypatch.setattr(memory, "MADV_POPULATE_WRITE", populate)  # 9999: madvise refuses it, as before Linux 5.14
+    a, paging = memory.page_buffer((N, N))
+    assert paging == "huge"
+    assert a.shape == (N, N) and a.dtype == np.float32 and a.flags.writeable and a.flags.c_contiguous
+    lo = a.ctypes.data
+    assert lo % memory.HUGE_PAGE == 0
+    maps = _mappings(lo, lo + a.nbytes)
+    assert len(maps) == 1 and maps[0][4] >= a.nbytes  # faulted in ahead, every page of it
+    a[:] = 1.5  # usable as an ordinary array, every entry
+    assert float(a.sum(dtype=np.float64)) == 1.5 * N * N
+    maps = _mappings(lo, lo + a.nbytes)
+    assert len(maps) == 1  # one mapping, marked for huge pages from end to end
+    start, end, perms, flags, _ = maps[0]
+    assert start <= lo and end >= lo + a.nbytes
+    assert perms == "rw-p"  # private: the anonymous huge page setting covers it
+    assert "hg" in flags and "nh" not in flags
+
+
+@pytest.mark.skipif(not LINUX, reason="transparent huge pages are a Linux feature")
+def test_slow_huge_pages_leave_the_rest_on_4k_pages(monkeypatch, two_threads):
+    monkeypatch.setattr(memory, "HUGE_PAGE_FAULT_LIMIT_S", 0.0)  # every chunk is "slow"
+    a, paging = memory.page_buffer((N, N))
+    chunk = 2 * memory.PROBE_PAGES * memory.HUGE_PAGE  # two threads' runs of PROBE_PAGES huge pages
+    assert chunk < a.nbytes
+    assert paging == f"huge for {chunk / a.nbytes:.0%}, then 4k"
+    lo = a.ctypes.data
+    maps = _mappings(lo, lo + a.nbytes)
+    assert [m[3] & {"hg", "nh"} for m in maps] == [{"hg"}, {"nh"}]
+    assert maps[0][1] == lo + chunk == maps[1][0]  # the first chunk keeps its huge pages, the rest does not
+    assert maps[1][1] >= lo + a.nbytes
+    assert maps[0][4] >= chunk and maps[1][4] == 0  # the rest faults in as it is written, not ahead
+    a[:] = 2.0
+    assert float(a.sum(dtype=np.float64)) == 2.0 * N * N
+
+
+def test_the_array_starts_on_a_2mib_boundary_of_any_mapping():
+    raw = np.empty(3 * memory.HUGE_PAGE, dtype=np.uint8)
+    for shift in (0, 4096, memory.HUGE_PAGE // 2 + 4096, memory.HUGE_PAGE - 4096):
+        misaligned = raw[shift:]
+        offset, flat = memory._huge_aligned(misaligned, memory.HUGE_PAGE)
+        assert flat.ctypes.data % memory.HUGE_PAGE == 0 and 0 <= offset < memory.HUGE_PAGE
+        assert flat.ctypes.data == misaligned.ctypes.data + offset and flat.shape == (memory.HUGE_PAGE,)
+
+
+@pytest.mark.skipif(not LINUX, reason="transparent huge pages are a Linux feature")
+def test_a_huge_page_array_is_unmapped_when_dropped(two_threads):
+    a, _ = memory.page_buffer((N, N))
+    lo, nbytes = a.ctypes.data, a.nbytes
+    t = torch.from_numpy(a)  # as the stored strategies hold S
+    del a
+    assert _mappings(lo, lo + nbytes)
+    del t
+    assert _mappings(lo, lo + nbytes) == []
