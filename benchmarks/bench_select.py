@@ -22,8 +22,8 @@ compiled before anything is timed. A second floor, `floor on huge pages`, writes
 2 MiB pages, as hf_diverse's S is (`hf_diverse.facility.memory.page_buffer`); both ratios are printed. Each timed
 run, the floors' included, starts right after touching and freeing as much memory as it will use (`warm_memory`): on
 the VMs these figures come from, a huge page (numpy's large arrays, apricot's among them, ask for them) left free for
-a second costs ~20-40x more to fault in again, which made single runs vary by seconds; 4 KiB pages do not slow down
-so.
+a second costs ~20-40x more to fault in again, which made single runs vary by seconds (4 KiB pages slow down less and
+only for larger runs: ~5x for 10 GB, not for 1.6 GB).
 
     python benchmarks/bench_select.py --sizes 20000:2000,20000:5000 --alphas 0,0.7
     python benchmarks/bench_select.py --sizes 50000:5000 --alphas 0 --peers none   # apricot needs > 24 GiB
@@ -95,9 +95,9 @@ class PeakRSS:
 def warm_memory(nbytes):
     """Touch `nbytes` of fresh memory (numpy asks for huge pages for it) and free it. This VM's host takes back guest
     memory that stays free for about a second, and a 2 MiB page it took back costs ~5-30 ms to fault in again,
-    against ~0.2 ms for one freed just now (4 KiB pages do not slow down so): so a run that allocates on huge pages
-    (numpy's large arrays, apricot's matrix among them, and hf_diverse's S) took up to ~8 s longer per 2 GiB
-    depending on how long the memory had been free. Each timed run starts right after this, with as much memory as it
+    against ~0.2 ms for one freed just now: so a run that allocates on huge pages (numpy's large arrays, apricot's
+    matrix among them, and hf_diverse's S) took up to ~8 s longer per 2 GiB depending on how long the memory had been
+    free (4 KiB pages slow down less and only for larger runs: 10 GB took 8.9 s instead of 1.8 s, 1.6 GB no longer). Each timed run starts right after this, with as much memory as it
     will use, so that every run, peers and floors included, finds its pages backed (as on a machine without a
     balloon)."""
     if nbytes > 0:
