@@ -97,9 +97,9 @@ def warm_memory(nbytes):
     memory that stays free for about a second, and a 2 MiB page it took back costs ~5-30 ms to fault in again,
     against ~0.2 ms for one freed just now: so a run that allocates on huge pages (numpy's large arrays, apricot's
     matrix among them, and hf_diverse's S) took up to ~8 s longer per 2 GiB depending on how long the memory had been
-    free (4 KiB pages slow down less and only for larger runs: 10 GB took 8.9 s instead of 1.8 s, 1.6 GB no longer). Each timed run starts right after this, with as much memory as it
-    will use, so that every run, peers and floors included, finds its pages backed (as on a machine without a
-    balloon)."""
+    free (4 KiB pages slow down less and only for larger runs: 10 GB took 8.9 s instead of 1.8 s, 1.6 GB no
+    longer). Each timed run starts right after this, with as much memory as it will use, so that every run, peers
+    and floors included, finds its pages backed (as on a machine without a balloon)."""
     if nbytes > 0:
         a = np.empty(int(nbytes) // 8, dtype=np.int64)
         a[::512] = 0
