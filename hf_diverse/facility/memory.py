@@ -26,6 +26,8 @@ STORES_MATRIX = ("dense", "lazy", "incremental")
 HUGE_PAGE = 2 * 2**20
 HUGE_PAGES_MIN_BYTES = 64 * 2**20  # smaller matrices take the ordinary allocator
 PROBE_PAGES = 8  # huge pages per thread and timed chunk
+# slow chunks in a row that end huge pages (one alone can be a thread waiting for the GIL, ~5 ms at a time)
+SLOW_CHUNKS = 2
 MADV_POPULATE_WRITE = 23  # Linux >= 5.14: fault a range in without touching it from user space
 # a backed 2 MiB page faults in in ~0.2 ms here; one its host took back in ~7-10 ms
 HUGE_PAGE_FAULT_LIMIT_S = 2e-3
@@ -120,8 +122,9 @@ def _huge_aligned(raw: np.ndarray, nbytes: int) -> tuple[int, np.ndarray]:
 def _fault_in(buf: mmap.mmap, flat: np.ndarray, offset: int, threads: int) -> str:
     """Fault an array in on huge pages, `threads` runs of `PROBE_PAGES` pages at a time, and time each such chunk.
     Where the host took free memory back, faults turn slow once the pages freed recently are used up (on the project
-    VM, after a few hundred), whatever their address; from the chunk where they do, the rest is left to take 4 KiB
-    pages as it is written. Faulting S in ahead costs ~0.08 s at 20k rows against letting the build fault it in."""
+    VM, after a few hundred), whatever their address; after `SLOW_CHUNKS` slow chunks in a row, the rest is left to
+    take 4 KiB pages as it is written. Faulting S in ahead costs ~0.08 s at 20k rows against letting the build fault
+    it in."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     nbytes = flat.shape[0]
@@ -132,12 +135,14 @@ def _fault_in(buf: mmap.mmap, flat: np.ndarray, offset: int, threads: int) -> st
         if libc.madvise(flat.ctypes.data + start, stop - start, MADV_POPULATE_WRITE) != 0:
             flat[start : stop : mmap.PAGESIZE] = 0  # kernels before 5.14: touch every page (huge ones or not)
 
+    slow = 0
     with ThreadPoolExecutor(threads) as pool:
         for start in range(0, nbytes, threads * span):
             stop = min(nbytes, start + threads * span)
             t0 = time.perf_counter()
             list(pool.map(populate, range(start, stop, span)))
-            if time.perf_counter() - t0 > PROBE_PAGES * HUGE_PAGE_FAULT_LIMIT_S and stop < nbytes:
+            slow = slow + 1 if time.perf_counter() - t0 > PROBE_PAGES * HUGE_PAGE_FAULT_LIMIT_S else 0
+            if slow == SLOW_CHUNKS and stop < nbytes:
                 buf.madvise(mmap.MADV_NOHUGEPAGE, offset + stop, len(buf) - offset - stop)
                 return f"huge for {stop / nbytes:.0%}, then 4k"
     return "huge"

@@ -67,18 +67,49 @@ def test_large_arrays_sit_on_huge_pages_in_a_private_mapping(monkeypatch, two_th
 @pytest.mark.skipif(not LINUX, reason="transparent huge pages are a Linux feature")
 def test_slow_huge_pages_leave_the_rest_on_4k_pages(monkeypatch, two_threads):
     monkeypatch.setattr(memory, "HUGE_PAGE_FAULT_LIMIT_S", 0.0)  # every chunk is "slow"
-    a, paging = memory.page_buffer((N, N))
+    a, paging = memory.page_buffer((N, 3 * N // 2))  # three chunks
     chunk = 2 * memory.PROBE_PAGES * memory.HUGE_PAGE  # two threads' runs of PROBE_PAGES huge pages
-    assert chunk < a.nbytes
-    assert paging == f"huge for {chunk / a.nbytes:.0%}, then 4k"
+    assert a.nbytes == 3 * chunk and memory.SLOW_CHUNKS == 2
+    assert paging == "huge for 67%, then 4k"
     lo = a.ctypes.data
     maps = _mappings(lo, lo + a.nbytes)
     assert [m[3] & {"hg", "nh"} for m in maps] == [{"hg"}, {"nh"}]
-    assert maps[0][1] == lo + chunk == maps[1][0]  # the first chunk keeps its huge pages, the rest does not
+    assert maps[0][1] == lo + 2 * chunk == maps[1][0]  # the two slow chunks keep their huge pages, the rest does not
     assert maps[1][1] >= lo + a.nbytes
-    assert maps[0][4] >= chunk and maps[1][4] == 0  # the rest faults in as it is written, not ahead
+    assert maps[0][4] >= 2 * chunk and maps[1][4] == 0  # the rest faults in as it is written, not ahead
     a[:] = 2.0
-    assert float(a.sum(dtype=np.float64)) == 2.0 * N * N
+    assert float(a.sum(dtype=np.float64)) == 2.0 * a.size
+
+
+class _Clock:
+    """`time` for `memory`: each timed chunk takes the next of `durations` seconds."""
+
+    def __init__(self, durations):
+        self.durations, self.now, self.calls = list(durations), 0.0, 0
+
+    def perf_counter(self):
+        self.calls += 1
+        if self.calls % 2 == 0:  # the end of a chunk
+            self.now += self.durations.pop(0) if self.durations else 0.0
+        return self.now
+
+
+@pytest.mark.skipif(not LINUX, reason="transparent huge pages are a Linux feature")
+@pytest.mark.parametrize(
+    ("durations", "expected"),
+    [
+        ([1.0], "huge"),  # one slow chunk alone (a thread kept waiting) is not enough
+        ([1.0, 0.0, 1.0, 0.0, 1.0], "huge"),  # nor are slow chunks that are not in a row
+        ([1.0, 1.0], "huge for 50%, then 4k"),
+        ([0.0, 1.0, 1.0], "huge for 75%, then 4k"),
+        ([0.0, 0.0, 1.0, 1.0], "huge"),  # the last two chunks: nothing is left to fall back
+    ],
+)
+def test_huge_pages_end_after_two_slow_chunks_in_a_row(monkeypatch, two_threads, durations, expected):
+    monkeypatch.setattr(memory, "time", _Clock(durations))
+    a, paging = memory.page_buffer((2 * N, N))  # four chunks of 16 huge pages (two threads' runs of 8)
+    assert a.nbytes == 4 * 2 * memory.PROBE_PAGES * memory.HUGE_PAGE
+    assert paging == expected
 
 
 def test_the_array_starts_on_a_2mib_boundary_of_any_mapping():
