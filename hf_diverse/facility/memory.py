@@ -25,6 +25,7 @@ from ..utils.device import available_memory_bytes
 STORES_MATRIX = ("dense", "lazy", "incremental")
 HUGE_PAGE = 2 * 2**20
 HUGE_PAGES_MIN_BYTES = 64 * 2**20  # smaller matrices take the ordinary allocator
+THP_SETTING = "/sys/kernel/mm/transparent_hugepage/enabled"
 PROBE_PAGES = 8  # huge pages per thread and timed chunk
 # slow chunks in a row that end huge pages (one alone can be a thread waiting for the GIL, ~5 ms at a time)
 SLOW_CHUNKS = 2
@@ -86,8 +87,8 @@ def check_dense_fits(strategy: str, n: int, device, memory_budget: int | None = 
 def page_buffer(shape: tuple[int, ...], dtype=np.float32) -> tuple[np.ndarray, str]:
     """An uninitialised CPU array for one of the engine's large matrices (S, the kept similarities), and how it is
     paged: `"huge"` (transparent 2 MiB pages), `"huge for P%, then 4k"` (huge pages turned slow to fault in, see the
-    module docstring) or `"default"` (the ordinary allocator: not Linux, or under `HUGE_PAGES_MIN_BYTES`). The picks
-    never depend on it.
+    module docstring) or `"default"` (the ordinary allocator: not Linux, transparent huge pages set to `never`, or
+    under `HUGE_PAGES_MIN_BYTES`). The picks never depend on it.
 
     Example:
     ```py
@@ -98,7 +99,7 @@ def page_buffer(shape: tuple[int, ...], dtype=np.float32) -> tuple[np.ndarray, s
     """
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes < HUGE_PAGES_MIN_BYTES or not sys.platform.startswith("linux") or not hasattr(mmap, "MADV_HUGEPAGE"):
+    if nbytes < HUGE_PAGES_MIN_BYTES or not _huge_pages_offered():
         return np.empty(shape, dtype=dtype), "default"
     # a private anonymous mapping (Python's default is shared, which the anonymous huge page setting does not cover),
     # one huge page longer so that the array can start on a 2 MiB boundary
@@ -111,6 +112,17 @@ def page_buffer(shape: tuple[int, ...], dtype=np.float32) -> tuple[np.ndarray, s
     offset, flat = _huge_aligned(np.frombuffer(buf, dtype=np.uint8), nbytes)
     paging = _fault_in(buf, flat, offset, max(1, min(8, torch.get_num_threads())))
     return flat.view(dtype).reshape(shape), paging
+
+
+def _huge_pages_offered() -> bool:
+    """Whether this kernel gives transparent huge pages to a mapping that asks (`always` or `madvise`, not `never`)."""
+    if not sys.platform.startswith("linux") or not hasattr(mmap, "MADV_HUGEPAGE"):
+        return False
+    try:
+        with open(THP_SETTING) as f:
+            return "[never]" not in f.read()
+    except OSError:  # no sysfs entry: a kernel built without them
+        return False
 
 
 def _huge_aligned(raw: np.ndarray, nbytes: int) -> tuple[int, np.ndarray]:

@@ -10,6 +10,10 @@ import torch
 from hf_diverse.facility import memory
 
 LINUX = sys.platform.startswith("linux")
+# the tests that need huge pages run where the kernel offers them (Linux, transparent huge pages not `never`)
+needs_huge_pages = pytest.mark.skipif(
+    not memory._huge_pages_offered(), reason="this kernel offers no transparent huge pages"
+)
 N = 4096  # 64 MiB of float32: the smallest matrix put on huge pages
 
 
@@ -42,7 +46,7 @@ def test_small_arrays_take_the_ordinary_allocator():
     assert paging == "default" and a.shape == (100, 50) and a.dtype == np.int32 and a.flags.writeable
 
 
-@pytest.mark.skipif(not LINUX, reason="transparent huge pages are a Linux feature")
+@needs_huge_pages
 @pytest.mark.parametrize("populate", [memory.MADV_POPULATE_WRITE, 9999], ids=["populate", "older-kernel-touch"])
 def test_large_arrays_sit_on_huge_pages_in_a_private_mapping(monkeypatch, two_threads, populate):
     monkeypatch.setattr(memory, "HUGE_PAGE_FAULT_LIMIT_S", float("inf"))  # never slow
@@ -64,7 +68,7 @@ def test_large_arrays_sit_on_huge_pages_in_a_private_mapping(monkeypatch, two_th
     assert "hg" in flags and "nh" not in flags
 
 
-@pytest.mark.skipif(not LINUX, reason="transparent huge pages are a Linux feature")
+@needs_huge_pages
 def test_slow_huge_pages_leave_the_rest_on_4k_pages(monkeypatch, two_threads):
     monkeypatch.setattr(memory, "HUGE_PAGE_FAULT_LIMIT_S", 0.0)  # every chunk is "slow"
     a, paging = memory.page_buffer((N, 3 * N // 2))  # three chunks
@@ -94,7 +98,7 @@ class _Clock:
         return self.now
 
 
-@pytest.mark.skipif(not LINUX, reason="transparent huge pages are a Linux feature")
+@needs_huge_pages
 @pytest.mark.parametrize(
     ("durations", "expected"),
     [
@@ -112,6 +116,21 @@ def test_huge_pages_end_after_two_slow_chunks_in_a_row(monkeypatch, two_threads,
     assert paging == expected
 
 
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [("always [madvise] never\n", True), ("[always] madvise never\n", True), ("always madvise [never]\n", False)],
+)
+def test_huge_pages_only_where_the_kernel_offers_them(monkeypatch, tmp_path, setting, expected):
+    path = tmp_path / "enabled"
+    path.write_text(setting)
+    monkeypatch.setattr(memory, "THP_SETTING", str(path))
+    assert memory._huge_pages_offered() is (expected and LINUX)
+    monkeypatch.setattr(memory, "THP_SETTING", str(tmp_path / "missing"))
+    assert memory._huge_pages_offered() is False
+    if not expected:
+        assert memory.page_buffer((N, N))[1] == "default"
+
+
 def test_the_array_starts_on_a_2mib_boundary_of_any_mapping():
     raw = np.empty(3 * memory.HUGE_PAGE, dtype=np.uint8)
     for shift in (0, 4096, memory.HUGE_PAGE // 2 + 4096, memory.HUGE_PAGE - 4096):
@@ -121,7 +140,7 @@ def test_the_array_starts_on_a_2mib_boundary_of_any_mapping():
         assert flat.ctypes.data == misaligned.ctypes.data + offset and flat.shape == (memory.HUGE_PAGE,)
 
 
-@pytest.mark.skipif(not LINUX, reason="transparent huge pages are a Linux feature")
+@needs_huge_pages
 def test_a_huge_page_array_is_unmapped_when_dropped(two_threads):
     a, _ = memory.page_buffer((N, N))
     lo, nbytes = a.ctypes.data, a.nbytes
