@@ -149,3 +149,49 @@ def test_a_huge_page_array_is_unmapped_when_dropped(two_threads):
     assert _mappings(lo, lo + nbytes)
     del t
     assert _mappings(lo, lo + nbytes) == []
+
+
+def _plain_greedy(x: np.ndarray, k: int, w: float, bonus: np.ndarray) -> tuple[list[int], list[float]]:
+    """Greedy on w * sum_v max(0, S[v, j] - cover_v) + bonus_j, every gain recomputed each step, S in float32 from
+    one product and the sums in float64: the reference the stored strategies must reproduce."""
+    s = (torch.from_numpy(x) @ torch.from_numpy(x).T).clamp_(min=0).numpy().astype(np.float64)
+    cover, picks, gains = np.zeros(len(x)), [], []
+    for _ in range(k):
+        score = w * np.maximum(s - cover[:, None], 0).sum(axis=0) + bonus
+        score[picks] = -np.inf
+        j = int(np.argmax(score))
+        picks.append(j)
+        gains.append(float(score[j]))
+        cover = np.maximum(cover, s[:, j])
+    return picks, gains
+
+
+@needs_huge_pages
+@pytest.mark.parametrize("limit", [float("inf"), 0.0], ids=["huge", "huge-then-4k"])
+def test_the_stored_strategies_pick_the_same_on_huge_pages(monkeypatch, two_threads, limit):
+    from hf_diverse.facility import facility_location_greedy, kernels
+
+    if not kernels.HAS_NUMBA:
+        pytest.skip("the compiled strategies need numba")
+    monkeypatch.setattr(memory, "HUGE_PAGE_FAULT_LIMIT_S", limit)
+    monkeypatch.setattr(memory, "SLOW_CHUNKS", 1)  # S has two chunks: fall back after the first
+    rng = np.random.default_rng(3)
+    centers = rng.standard_normal((40, 16))
+    x = centers[rng.integers(0, 40, N)] + 0.3 * rng.standard_normal((N, 16))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    k, alpha, q = 12, 0.7, rng.random(N)
+    w, bonus = (1 - alpha) / N, alpha * q / k
+    picks, gains = _plain_greedy(x, k, w, bonus)
+    for strategy in ("lazy", "incremental"):
+        res = facility_location_greedy(
+            torch.from_numpy(x),
+            k,
+            bonus=torch.from_numpy(bonus),
+            diversity_weight=w,
+            strategy=strategy,
+            backend="numba",
+            show_progress=False,
+        )
+        assert res.details["pages"] == ("huge" if limit else "huge for 50%, then 4k")
+        assert res.indices.tolist() == picks
+        np.testing.assert_allclose(res.gains, gains, rtol=1e-9)
