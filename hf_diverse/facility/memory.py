@@ -30,7 +30,7 @@ PROBE_PAGES = 8  # huge pages per thread and timed chunk
 # slow chunks in a row that end huge pages (one alone can be a thread waiting for the GIL, ~5 ms at a time)
 SLOW_CHUNKS = 2
 MADV_POPULATE_WRITE = 23  # Linux >= 5.14: fault a range in without touching it from user space
-# a backed 2 MiB page faults in in ~0.2 ms here; one its host took back in ~7-10 ms
+# a backed 2 MiB page faults in in ~0.2 ms here; one its host took back in ~5-30 ms (median 4.5 ms)
 HUGE_PAGE_FAULT_LIMIT_S = 2e-3
 
 
