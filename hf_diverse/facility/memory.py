@@ -1,7 +1,7 @@
 """The engine's memory: does the N x N float32 similarity matrix fit, which strategy `auto` runs, and where S lives.
 
 S is allocated on transparent huge pages (2 MiB) where the kernel offers them and they are cheap to fault in: writing
-S and the passes over its rows then take far fewer page faults and TLB misses (20k rows: 1.6 GB, 0.2-0.3 s less per
+S and the passes over its rows then take far fewer page faults and TLB misses (20k rows: 1.6 GB, ~0.2 s less per
 build and greedy on the project machine). Some virtual machines return free guest memory to their host, and there a
 huge page freed a few seconds ago costs ~5-30 ms to fault in instead of ~0.2 ms, once the few hundred freed last are
 used up (4 KiB pages slow down less and later: not for 1.6 GB, ~5x for 10 GB); so S is faulted in ahead, a few huge
