@@ -265,7 +265,8 @@ def bench(n, k, alpha, strategies, peers, m, blocked_fractions, embeddings=None)
                 rows.append({"run": "submodlib LazyGreedy (dense)", "skipped": "not installed"})
             else:
                 add("submodlib LazyGreedy (dense)", lambda: submodlib_dense(xn, k), 3 * 4 * n * n)
-    ref = next((r for r in rows if r["run"] == "hf_diverse lazy" and "objective" in r), None)
+    # the exact reference by its name before any bracketed note (the pages it got)
+    ref = next((r for r in rows if r["run"].split(" [")[0] == "hf_diverse lazy" and "objective" in r), None)
     apricot = next((r for r in rows if r["run"].startswith("apricot lazy (dense") and "wall_s" in r), None)
     huge = next((r["wall_s"] for r in rows if r["run"].startswith("floor on huge pages")), None)
     for r in rows:
