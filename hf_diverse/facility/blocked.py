@@ -49,9 +49,11 @@ from .toplists import MIN_PRODUCT_ROWS, TopLists, build_top_lists, padded
 
 logger = get_logger(__name__)
 
-# rows recomputed per product in the greedy: ~8 MiB (read again while in cache), and at least 160: every product
-# reads all of X, so fewer rows make it memory-bound (N = 100k: 68 s per N rows at 20 rows, 24 s at 167)
-UPDATE_BLOCK_BYTES, UPDATE_MIN_ROWS = 8 * 2**20, 160
+# rows recomputed in the greedy: products of up to UPDATE_ROWS rows by UPDATE_TILE columns (8 MiB), each taken off
+# the gains of its columns while in cache. Fewer rows per product make it memory-bound (every product reads all of
+# X: N = 100k, 68 s per N rows at 20 rows, 24 s at 167); at N = 100k, 1024 x 2048 tiles took 21.1-22.5 s per N rows
+# against 24.7-25.8 s for whole rows 160 at a time (RESULTS.md, "eighth pass")
+UPDATE_ROWS, UPDATE_TILE = 1024, 2048
 # what the compiled pick loop hands back to Python for
 _DONE, _NEED_COLUMNS, _NEED_ROWS = 0, 1, 2
 
@@ -145,8 +147,12 @@ class _Loop:
         self.rows, self.old, self.new = np.empty(n, np.int64), np.empty(n, np.float32), np.empty(n, np.float32)
         self.counters = np.zeros(4, dtype=np.int64)  # step, updates, evaluations, near-ties
         self.div_max = float(self.div.max())
-        chunk = max(MIN_PRODUCT_ROWS, min(n, max(UPDATE_MIN_ROWS, UPDATE_BLOCK_BYTES // (4 * n))))
-        self.rows_buf = torch.empty((chunk, n), dtype=torch.float32)
+        self.chunk = max(MIN_PRODUCT_ROWS, min(n, UPDATE_ROWS))
+        starts = list(range(0, n, UPDATE_TILE))
+        if len(starts) > 1 and n - starts[-1] < MIN_PRODUCT_ROWS:  # no product narrower than MIN_PRODUCT_ROWS
+            starts.pop()
+        self.tiles = list(zip(starts, starts[1:] + [n], strict=True))
+        self.rows_buf = torch.empty(self.chunk * max(b - a for a, b in self.tiles), dtype=torch.float32)
         self.parts = 4 * kernels.numba.get_num_threads()
         self.recomputed = self.column_products = 0
         self.guessed = None if lists.guess is None else False  # whether the first pick was among the guesses
@@ -200,12 +206,13 @@ class _Loop:
                 self.div -= second.losses[hit[0]]
                 dense = 0
             self.lists.second = None
-        for c0 in range(0, dense, self.rows_buf.shape[0]):  # covered rows under their threshold: recomputed
-            c1 = min(dense, c0 + self.rows_buf.shape[0])
-            index = torch.from_numpy(padded(self.rows[c0:c1]))
-            out = self.rows_buf[: index.numel()]
-            torch.matmul(self.x[index], self.x.T, out=out)
-            _take_rows(out.numpy(), self.old[c0:c1], self.new[c0:c1], self.div, self.parts)
+        for c0 in range(0, dense, self.chunk):  # covered rows under their threshold: recomputed, a tile at a time
+            c1 = min(dense, c0 + self.chunk)
+            xr = self.x[torch.from_numpy(padded(self.rows[c0:c1]))]
+            for a, b in self.tiles:
+                out = self.rows_buf[: xr.shape[0] * (b - a)].view(xr.shape[0], b - a)
+                torch.matmul(xr, self.x[a:b].T, out=out)
+                _take_rows(out.numpy(), self.old[c0:c1], self.new[c0:c1], self.div[a:b], self.parts)
         self.recomputed += dense
 
 

@@ -125,7 +125,6 @@ def build_top_lists(
     ```
     """
     n = x.shape[0]
-    width = kernels.block_width(n)
     values, _ = page_buffer((n, top), np.float32)
     columns, _ = page_buffer((n, top), np.int32)
     count = np.empty(n, dtype=np.int64)
@@ -153,7 +152,7 @@ def build_top_lists(
             torch.matmul(x[padded(torch.arange(start, stop))], x.T, out=out)
         sl = slice(start, stop)
         sims = out[: stop - start].numpy()
-        _select_rows(sims, values[sl], columns[sl], count[sl], tau[sl], gains[sl], width, parts)
+        _select_rows(sims, values[sl], columns[sl], count[sl], tau[sl], gains[sl], parts)
         if guess is not None:
             _pick_losses(sims, tau[sl], zero[sl], guess.candidates, guess.losses, parts)
         if second is not None:
@@ -221,6 +220,7 @@ def padded(rows):
 
 if kernels.HAS_NUMBA:
     from numba import njit, prange
+    from numba.cpython.unsafe.numbers import trailing_zeros
 
     _span_gain = kernels._span_gain
 
@@ -257,8 +257,18 @@ if kernels.HAS_NUMBA:
             floor -= 1
         # bin(s) >= floor <=> s >= floor / BINS exactly (BINS is a power of 2); floor = 0: every s > 0
         limit = np.float32(floor / BINS) if floor > 0 else np.float32(1e-45)
-        m = 0
-        for c in range(n):  # branch-free gather of the entries >= limit
+        m = c0 = 0
+        while c0 + 64 <= n:  # gather the entries >= limit, 64 at a time: a bit mask of them (the compares vectorise),
+            bits = np.uint64(0)  # then one step per set bit (3x faster than a branch-free copy of every entry)
+            for j in range(64):
+                bits |= np.uint64(row[c0 + j] >= limit) << np.uint64(j)
+            while bits:
+                j = trailing_zeros(bits)
+                buf_v[m], buf_c[m] = row[c0 + j], c0 + j
+                m += 1
+                bits &= bits - np.uint64(1)
+            c0 += 64
+        for c in range(c0, n):  # the last < 64, branch-free
             s = row[c]
             buf_v[m], buf_c[m] = s, c
             m += s >= limit
@@ -288,12 +298,22 @@ if kernels.HAS_NUMBA:
                 pos[bn] += 1
         return kept, np.float32(first / BINS)
 
+    @njit(cache=True, nogil=True, fastmath={"reassoc", "nsz"})
+    def _positive_sum(row):
+        """sum_i max(0, row[i]) in float64, in any order (reassoc lets the loop vectorise): the greedy's rounding
+        bound allows for the initial gains' rounding in any order, and every pick decides on gains summed as
+        `kernels._row_gain` sums them (`blocked._direct_gain`)."""
+        acc = 0.0
+        for i in range(row.shape[0]):
+            acc += max(np.float64(row[i]), 0.0)
+        return acc
+
     @njit(cache=True, parallel=True)
-    def _select_rows(block, values, columns, count, tau, gains, width, parts):
+    def _select_rows(block, values, columns, count, tau, gains, parts):
         """For each row of a block of X X^T (the rows of the other arguments' slices): `_select_row`, and
-        d(row | {}) summed as `kernels._row_gain` sums it."""
-        rows, n, top = block.shape[0], block.shape[1], values.shape[1]
-        zero = np.zeros(n, dtype=np.float32)
+        d(row | {}) (`_positive_sum`)."""
+        rows, top = block.shape[0], values.shape[1]
+        n = block.shape[1]
         for p in prange(parts):
             buf_v = np.empty(n + 1, dtype=np.float32)
             buf_c = np.empty(n + 1, dtype=np.int32)
@@ -301,7 +321,7 @@ if kernels.HAS_NUMBA:
             for r in range(p * rows // parts, (p + 1) * rows // parts):
                 row = block[r]
                 count[r], tau[r] = _select_row(row, top, values[r], columns[r], buf_v, buf_c, hist)
-                gains[r] = _blocks_gain(row, zero, width)
+                gains[r] = _positive_sum(row)
 
     @njit(cache=True, nogil=True, fastmath={"reassoc", "nsz"})
     def _add_loss(row, o, h, loss):

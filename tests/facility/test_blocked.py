@@ -60,8 +60,14 @@ def test_products_of_16_rows_and_columns_round_as_the_full_product():
 
 @needs_numba
 @pytest.mark.parametrize("top", [16, 40, 250])
-def test_kept_similarities(top):
-    x = clustered(n=600, d=24, seed=2)
+@pytest.mark.parametrize("data", ["clustered", "on bin edges"])
+def test_kept_similarities(top, data):
+    # "on bin edges": entries in {0, 1/32, 2/32}, so every similarity is a multiple of 1/1024, the lower edge of its
+    # value bin; an entry equal to the gather's limit must be kept
+    if data == "clustered":
+        x = clustered(n=600, d=24, seed=2)
+    else:
+        x = (np.random.default_rng(2).integers(0, 3, (600, 24)) / 32).astype(np.float32)
     s = x @ x.T  # float32, the same products
     lists = toplists.build_top_lists(torch.from_numpy(x), top)
     for v in range(len(x)):
@@ -76,7 +82,7 @@ def test_kept_similarities(top):
         assert (np.diff(np.floor(vals * toplists.BINS).clip(max=toplists.BINS - 1)) <= 0).all()  # highest bin first
         assert lists.tau[v] <= vals.min(initial=np.inf)
     positive = np.maximum(s.astype(np.float64), 0).sum(axis=1)
-    np.testing.assert_allclose(lists.gains, positive, rtol=1e-12)
+    np.testing.assert_allclose(lists.gains, positive, rtol=1e-13)
     # the budget binds: a row keeps most of what fits (whole value bins), not a handful
     assert lists.count.mean() > 0.5 * top
 
@@ -161,6 +167,29 @@ def test_bit_identical_to_the_stored_strategies(alpha):
     assert res.coverage == stored.coverage
     assert res.details["blocked_recomputed_rows"] > len(x)
     assert 0 < res.details["blocked_column_products"] < k  # the later picks needed no product
+
+
+@needs_numba
+def test_recomputed_rows_in_tiles_of_rows_and_columns(monkeypatch):
+    # products of 16 rows by 97 columns: 500 = 5 * 97 + 15, so the last 15 columns join the tile before them (no
+    # product narrower than 16); each tile takes its part of the update off the gains of its own columns
+    monkeypatch.setattr(blocked, "UPDATE_ROWS", 16)
+    monkeypatch.setattr(blocked, "UPDATE_TILE", 97)
+    tiles = []
+    take = blocked._take_rows
+    monkeypatch.setattr(blocked, "_take_rows", lambda block, *a: (tiles.append(block.shape), take(block, *a))[1])
+    x = clustered()
+    k = 60
+    w, bonus = terms(len(x), k, 0.3, np.random.default_rng(1).random(len(x)))
+    s = np.maximum(x @ x.T, np.float32(0)).astype(np.float64)
+    expected, coverage = plain_greedy_on(s, k, w, bonus)
+    res = run(x, k, w, bonus, memory_budget=budget_for(len(x), 16))
+    assert res.indices.tolist() == expected
+    assert res.coverage == pytest.approx(coverage, rel=1e-9)
+    assert res.details["blocked_recomputed_rows"] > 16
+    assert {c for _, c in tiles} == {97, 112} and {r for r, _ in tiles} == {16}
+    chunks, rest = divmod(len(tiles), 5)  # five tiles per product of 16 rows
+    assert rest == 0 and chunks >= res.details["blocked_recomputed_rows"] / 16
 
 
 @needs_numba
