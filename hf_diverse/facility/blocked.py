@@ -5,25 +5,27 @@ Two implementations of `strategy="blocked"`, with the picks of the stored strate
 - **Compiled, on CPU** (`blocked_greedy`, numba). One pass of products X[rows] X^T, a block of rows at a time
   (`hf_diverse.facility.toplists`), keeps of each row v its largest similarities, at most `top` of them (`TopLists`:
   float32 values and their columns, 8 bytes an entry), a bound tau_v on the values it did not keep, and d(v | {}),
-  and guesses the first pick (below). Then greedy keeps every gain
-  exact by updates, as the `"incremental"` strategy does: when a pick raises the cover of v from old_v to new_v,
-  candidate i loses clamp(S[v, i], old_v, new_v) - old_v.
+  and guesses the first picks (below). Then greedy keeps every gain exact by updates, as the `"incremental"`
+  strategy does: when a pick raises the cover of v from old_v to new_v, candidate i loses
+  clamp(S[v, i], old_v, new_v) - old_v.
   - **Updates.** If old_v >= tau_v, a similarity of row v that was not kept is <= old_v and takes nothing, so the
     update reads the kept entries of row v only (in coarse value order: it stops at the first bin below old_v's).
     Rows still under their threshold (all of them at the start, few after some dozens of picks on clustered data)
-    are recomputed, `X[rows] X^T`, a block at a time.
+    are recomputed, `X[rows] X^T`, in tiles of rows and columns, each taken off the gains of its columns while in
+    cache.
   - **Columns.** A pick needs column j of S (its cover) and the near-ties need theirs (their direct re-score); by
     symmetry that is row j, whose kept entries give every value that can matter for the points v with
     cur_v >= tau_j. The others (the set W: cur_v below the largest tau of the candidates at hand) come from one
     product `X[W] X[candidates]^T`.
   The updated gains carry rounding of their own, so every pick re-scores directly the candidates within a rounding
   bound of the best and decides on those numbers, summed as `kernels._row_gain` sums a row of the stored S.
-  - **The first pick, guessed.** It raises the cover of nearly every point from 0, so its update would recompute
-    most rows of S (0.55-0.9 N rows at N = 20k, the most of any pick). The pass picks its candidate beforehand (the
-    best of a shortlist by exact gains, with its near ties if any) and sums what its pick would take from every
-    gain. When the first pick is a candidate, its update is that sum and recomputes no row
-    (`hf_diverse.facility.toplists`). The second pick is guessed likewise. The log
-    and the result's details say whether each was.
+  - **The first picks, guessed.** The first raises the cover of nearly every point from 0, so its update would
+    recompute most rows of S (0.55-0.9 N rows at N = 20k, the most of any pick), and the next few recompute 0.1-0.3
+    N each. The pass picks their candidates beforehand (each the best of a shortlist by exact gains, with its near
+    ties if any, assuming the picks before it are the guessed ones) and sums what each would take from every gain.
+    When a pick is a candidate and the picks before it are the ones its guess assumed, its update is that sum and
+    recomputes no row (`hf_diverse.facility.toplists`, up to `GUESS_PICKS` picks). The log and the result's details
+    say which were.
 - **torch** (GPU, or without numba): lazy greedy asks for the similarity rows it re-scores (`similarity_rows`), and
   they are recomputed from the embeddings, `max(0, X[rows] X^T)`. Memory O(N d + B N); ~12 N rows re-scored (33x
   one X X^T at N = 20k, k = 2k on 2 CPU cores, where the compiled loop takes 1.8-3.2x: `benchmarks/RESULTS.md`).
@@ -93,6 +95,7 @@ def blocked_greedy(x: torch.Tensor, k: int, w: float, b: torch.Tensor, top: int,
         loop.run()
         bar.update(loop.step - before)
     bar.close()
+    guessed = loop.guessed
     details = {
         "backend": "numba",
         "similarity_s": round(t1 - t0, 3),
@@ -100,18 +103,22 @@ def blocked_greedy(x: torch.Tensor, k: int, w: float, b: torch.Tensor, top: int,
         "blocked_top": int(top),
         "blocked_recomputed_rows": int(loop.recomputed),
         "blocked_column_products": int(loop.column_products),
-        "blocked_first_pick_guessed": loop.guessed,
-        "blocked_second_pick_guessed": loop.guessed_second,
+        "blocked_first_pick_guessed": guessed[0] if guessed else None,
+        "blocked_second_pick_guessed": guessed[1] if len(guessed) > 1 else None,
+        "blocked_picks_guessed": guessed,
     }
+    said = {None: "was not guessed", True: "was guessed", False: "was not among the guesses"}
     logger.info(
         "blocked greedy: kept up to %d similarities per row; recomputed %d similarity rows (%.2f N); %d picks "
-        "needed a column product; the first pick %s, the second %s",
+        "needed a column product; the first pick %s, the second %s; %d of the first %d picks were guessed",
         top,
         loop.recomputed,
         loop.recomputed / n,
         loop.column_products,
-        {None: "was not guessed", True: "was guessed", False: "was not among the guesses"}[loop.guessed],
-        {None: "was not guessed", True: "was guessed", False: "was not among the guesses"}[loop.guessed_second],
+        said[details["blocked_first_pick_guessed"]],
+        said[details["blocked_second_pick_guessed"]],
+        sum(guessed),
+        len(guessed),
     )
     coverage = kernels._total(loop.cur)
     return GreedyResult(loop.picks, loop.scores, loop.div_gains, coverage, "blocked", loop.evaluations, details)
@@ -155,8 +162,8 @@ class _Loop:
         self.rows_buf = torch.empty(self.chunk * max(b - a for a, b in self.tiles), dtype=torch.float32)
         self.parts = 4 * kernels.numba.get_num_threads()
         self.recomputed = self.column_products = 0
-        self.guessed = None if lists.guess is None else False  # whether the first pick was among the guesses
-        self.guessed_second = None if lists.second is None else False  # and the second, after the first one assumed
+        # per guessed pick: whether its update came from its guess (a candidate, after the picks the guess assumed)
+        self.guessed = [False] * len(lists.guesses)
 
     @property
     def step(self) -> int:
@@ -190,22 +197,15 @@ class _Loop:
             w_rows = np.nonzero(self.cur < limit)[0]
             cols = (self.x[torch.from_numpy(padded(w_rows))] @ self.x[torch.from_numpy(padded(near))].T).numpy()
             dense = _pick(*self._args(), near, w_rows, cols, self.in_w, self.counters, *self._outputs())
-        guess = self.lists.guess
-        if self.step == 1 and guess is not None and dense:
-            hit = np.nonzero(guess.candidates == self.picks[0])[0]
-            if hit.size:  # the guessed losses are the update of every row the first pick sent here
-                self.guessed = True
+        step = self.step
+        guess = self.lists.guesses[step - 1] if 0 < step <= len(self.lists.guesses) else None
+        if guess is not None and dense:
+            hit = np.nonzero(guess.candidates == self.picks[step - 1])[0]
+            if hit.size and np.array_equal(self.picks[: step - 1], guess.after):
+                self.guessed[step - 1] = True  # its losses are the update of every row the pick sent here
                 self.div -= guess.losses[hit[0]]
                 dense = 0
-            self.lists.guess = None  # its losses are no longer needed
-        second = self.lists.second
-        if self.step == 2 and second is not None and dense:
-            hit = np.nonzero(second.candidates == self.picks[1])[0]
-            if self.picks[0] == second.after and hit.size:  # likewise for the second pick
-                self.guessed_second = True
-                self.div -= second.losses[hit[0]]
-                dense = 0
-            self.lists.second = None
+            self.lists.guesses[step - 1] = None  # its losses are no longer needed
         for c0 in range(0, dense, self.chunk):  # covered rows under their threshold: recomputed, a tile at a time
             c1 = min(dense, c0 + self.chunk)
             xr = self.x[torch.from_numpy(padded(self.rows[c0:c1]))]

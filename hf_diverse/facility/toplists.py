@@ -1,6 +1,6 @@
 """The pass of the compiled blocked mode (`hf_diverse.facility.blocked`): one pass of products X[rows] X^T, a block
 of rows at a time, that keeps of each row v its largest similarities (`TopLists`), a bound tau_v on the ones it
-did not keep, and d(v | {}); and a guess of the first pick with what that pick would take from every gain.
+did not keep, and d(v | {}); and guesses of the first picks with what each would take from every gain.
 
 - **Kept similarities.** At most `top` per row (`top_per_row`: what `memory_budget` allows at 8 bytes each), whole
   value bins from the highest down (`BINS` of width 1/1024 from 0), so that an update can stop at the first bin below
@@ -15,10 +15,15 @@ did not keep, and d(v | {}); and a guess of the first pick with what that pick w
   pass sums, for each, what its pick would take from every gain (`PickGuess`). If the first pick is one of them, its
   update is that sum and recomputes no row; if not, it runs as if there had been no guess. The log and the result's
   details say which.
-- **The second pick, guessed** the same way, assuming the first is the first candidate: the `2 * GUESS_SHORTLIST`
-  rows of highest w * (x_j . sum_v x_v - S[j, first] * sum_v cover_v) + b_j, cover_v = max(0, S[v, first]), get
-  their exact d(j | {first}), and the pass sums the candidates' updates (chosen as above) for the rows still under
-  their threshold. It counts only when the first pick is the one it assumed.
+- **The next picks, guessed** the same way, up to pick `GUESS_PICKS`, each assuming the picks before it are the
+  first candidates of their guesses, p_1 ... p_{t-1}: the max(2 * `GUESS_SHORTLIST`, N / `GUESS_SHARE`) rows of
+  highest w * (x_j . sum_v x_v - sum_{s<t} S[j, p_s] * sum_v (c_s(v) - c_{s-1}(v))) + b_j, with
+  c_s(v) = max(0, S[v, p_1], ..., S[v, p_s]) the cover after s picks (each pick's raise of the cover, charged to the
+  rows in proportion to their similarity to it), get their exact d(j | {p_1 ... p_{t-1}}), and the pass sums the
+  candidates' updates (chosen as above) for the rows still under their threshold. A guess counts only when the
+  picks before it are the ones it assumed. The estimate ranks the true pick within its shortlist for some picks and
+  not others (RESULTS.md, "eighth pass"), and the first miss ends the chain: the log and the details say how far it
+  went.
 
 Every product is at least `MIN_PRODUCT_ROWS` x `MIN_PRODUCT_ROWS` (`padded`), so each similarity has its X X^T
 value to the last bit (see `hf_diverse.facility.blocked`).
@@ -43,9 +48,14 @@ SAMPLE_SPAN, SAMPLE_STEP = 16, 16  # the first guess of a row's threshold: 16 si
 # GUESS_TIE * w * (the shortlist's largest d) of it, at most GUESS_CANDIDATES. The true first pick ranked 0-35 under
 # w * x_j . sum_v x_v + b_j on the pools of RESULTS.md ("fifth pass"), and first of the shortlist on all of them (a
 # pick on the shortlist is its best, up to rounding); each candidate's losses cost ~1/20 of the pass's product.
-# GUESS_TIE: the shortlist's gains and the pass's differ by rounding only (float64 sums in other orders; the second
-# guess's terms are float32 differences, 2^-24 relative each), far below 2^-20 of the largest gain
+# GUESS_TIE: the shortlist's gains and the greedy's differ by rounding only (float64 sums of the same float64 terms in
+# other orders), far below 2^-20 of the largest gain
 GUESS_SHORTLIST, GUESS_CANDIDATES, GUESS_TIE = 256, 3, 2.0**-20
+# picks guessed in all (the first included), and the shortlist of each after the first: at least 1/GUESS_SHARE of the
+# rows. Each of picks 3-10 recomputes 0.05-0.3 N rows unguessed (N = 100k), against a shortlist product of N/64 columns
+# (1/64 of the pass's product) and the losses' sums per guess. Ranks of the true picks under the estimate: RESULTS.md,
+# "eighth pass"
+GUESS_PICKS, GUESS_SHARE = 8, 64
 BUILD_BLOCK_BYTES = 64 * 2**20  # rows of X X^T per block of the build pass: ~64 MiB
 
 
@@ -75,9 +85,9 @@ class TopLists:
             the lower edge of its lowest kept bin, 0 when every positive one was kept, just above the row's largest
             similarity when none was (its top bin alone held more than `top`).
         gains (`np.ndarray` of float64): d(v | {}) = sum_i max(0, S[v, i]).
-        guess, second (`PickGuess`, *optional*): the first pick's candidates and their losses, and the second
-            pick's assuming the first is the first candidate (see the module docstring); None when the pass did not
-            guess.
+        guesses (`list` of `PickGuess`): `guesses[t]`, the candidates for pick t + 1 and their losses, assuming the
+            picks before it are the first candidates of the guesses before it (see the module docstring); empty when
+            the pass did not guess. The greedy sets an entry to None once it is used.
     """
 
     values: np.ndarray
@@ -85,27 +95,26 @@ class TopLists:
     count: np.ndarray
     tau: np.ndarray
     gains: np.ndarray
-    guess: "PickGuess | None" = None
-    second: "PickGuess | None" = None
+    guesses: "list[PickGuess | None]"
 
 
 @dataclass
 class PickGuess:
-    """Candidates for the first (or, given the first, the second) pick, and what each would take from every gain.
+    """Candidates for a pick, given the picks before it, and what each would take from every gain.
 
     Args:
         candidates (`np.ndarray` of int64): rows guessed for the first pick.
         losses (`np.ndarray` of shape `(len(candidates), N)`, float64): `losses[c, i]` = sum over the rows v with
             tau_v > cover_v of clamp(S[v, i], cover_v, S[v, candidates[c]]) - cover_v, the update of gain i by pick
             `candidates[c]` (the other rows are updated from their kept entries).
-        after (`int`): -1 for the first pick; for the second, the first pick it assumes.
-        cover (`np.ndarray` of float32, *optional*): the cover before the pick: None for 0, for the second pick
-            max(0, S[v, after]).
+        after (`np.ndarray` of int64): the picks before it that it assumes, in order (empty for the first pick).
+        cover (`np.ndarray` of float32, *optional*): the cover before the pick, max(0, S[v, a]) over the rows a of
+            `after`; None for the first pick (0).
     """
 
     candidates: np.ndarray
     losses: np.ndarray
-    after: int = -1
+    after: np.ndarray
     cover: np.ndarray | None = None
 
 
@@ -134,12 +143,18 @@ def build_top_lists(
     block = torch.empty((rows, n), dtype=torch.float32)
     parts = 4 * kernels.numba.get_num_threads()
     bonus = np.zeros(n) if bonus is None else bonus
-    guess = second = None
-    if GUESS_CANDIDATES:
+    guesses = []
+    if GUESS_CANDIDATES and GUESS_PICKS:
         xd = x.double()
-        linear = (xd @ xd.sum(0)).numpy()  # x_j . sum_v x_v
-        guess = _first_pick_guess(x, w, bonus, linear)
-        second = _second_pick_guess(x, w, bonus, linear, xd, int(guess.candidates[0])) if n > 1 else None
+        estimate = (xd @ xd.sum(0)).numpy()  # x_j . sum_v x_v
+        guesses.append(_first_pick_guess(x, w, bonus, estimate))
+        cover = torch.zeros(n, dtype=torch.float32)
+        while len(guesses) < min(GUESS_PICKS, n):
+            assumed = np.array([g.candidates[0] for g in guesses], dtype=np.int64)
+            raised = torch.maximum(cover, _column(x, int(assumed[-1])))  # the column, clamped at 0 by the max
+            estimate = estimate - (xd @ xd[assumed[-1]]).numpy() * (raised - cover).double().sum().item()
+            cover = raised
+            guesses.append(_later_pick_guess(x, w, bonus, estimate, assumed, cover))
         del xd
     zero = np.zeros(n, dtype=np.float32)
     for start in tqdm(range(0, n, rows), desc="Similarities", disable=not show_progress, leave=False):
@@ -153,11 +168,10 @@ def build_top_lists(
         sl = slice(start, stop)
         sims = out[: stop - start].numpy()
         _select_rows(sims, values[sl], columns[sl], count[sl], tau[sl], gains[sl], parts)
-        if guess is not None:
-            _pick_losses(sims, tau[sl], zero[sl], guess.candidates, guess.losses, parts)
-        if second is not None:
-            _pick_losses(sims, tau[sl], second.cover[sl], second.candidates, second.losses, parts)
-    return TopLists(values, columns, count, tau, gains, guess, second)
+        for g in guesses:
+            before = zero[sl] if g.cover is None else g.cover[sl]
+            _pick_losses(sims, tau[sl], before, g.candidates, g.losses, parts)
+    return TopLists(values, columns, count, tau, gains, guesses)
 
 
 def _first_pick_guess(x, w, bonus, linear) -> PickGuess:
@@ -165,17 +179,17 @@ def _first_pick_guess(x, w, bonus, linear) -> PickGuess:
     of highest w * x_j . sum_v x_v + bonus_j, with zeroed losses. Since d(j | {}) = x_j . sum_v x_v +
     sum_v max(0, -S[v, j]), the linear part ranks the first pick near the top but not always at it; the shortlist's
     d(j | {}) are exact (a product of its columns)."""
-    return _best_of_shortlist(x, w, bonus, w * linear + bonus, GUESS_SHORTLIST, None, -1)
+    return _best_of_shortlist(x, w, bonus, w * linear + bonus, GUESS_SHORTLIST, None, np.empty(0, dtype=np.int64))
 
 
-def _second_pick_guess(x, w, bonus, linear, xd, first) -> PickGuess:
-    """The second pick's candidates, assuming the first is `first`: the best by w * d(j | {first}) + bonus_j among
-    the `2 * GUESS_SHORTLIST` of highest w * (x_j . sum_v x_v - S[j, first] * sum_v cover_v) + bonus_j, with
-    cover_v = max(0, S[v, first]) (the second pick is rarely near the first; RESULTS.md, "fifth pass")."""
-    cover = _column(x, first).clamp_(min=0)
-    estimate = w * (linear - (xd @ xd[first]).numpy() * cover.double().sum().item()) + bonus
-    estimate[first] = -np.inf
-    return _best_of_shortlist(x, w, bonus, estimate, 2 * GUESS_SHORTLIST, cover, first)
+def _later_pick_guess(x, w, bonus, estimate, assumed, cover) -> PickGuess:
+    """The next pick's candidates, assuming the picks so far are `assumed` (cover: `cover`, float32): the best by
+    w * d(j | assumed) + bonus_j among the max(2 * `GUESS_SHORTLIST`, N / `GUESS_SHARE`) of highest
+    w * estimate_j + bonus_j (`estimate`: the module docstring's, in float64)."""
+    score = w * estimate + bonus
+    score[assumed] = -np.inf
+    size = max(2 * GUESS_SHORTLIST, x.shape[0] // GUESS_SHARE)
+    return _best_of_shortlist(x, w, bonus, score, size, cover, assumed)
 
 
 def _column(x, j):
@@ -188,17 +202,16 @@ def _best_of_shortlist(x, w, bonus, estimate, size, cover, after) -> PickGuess:
     rows within `GUESS_TIE` * w * max d of it, at most `GUESS_CANDIDATES` in all; d(j | A) = sum_v max(0, S[v, j] -
     cover_v) computed from a product of their columns, exact up to rounding."""
     n = x.shape[0]
-    shortlist = np.argsort(-estimate, kind="stable")[: min(size, n - (after >= 0))]
+    shortlist = np.argsort(-estimate, kind="stable")[: min(size, n - len(after))]
     cols = x[torch.from_numpy(padded(shortlist))]
-    exact = torch.zeros(cols.shape[0], dtype=torch.float64)
+    exact = np.zeros(cols.shape[0], dtype=np.float64)
+    before = np.zeros(n, dtype=np.float32) if cover is None else cover.numpy()
     step = max(MIN_PRODUCT_ROWS, BUILD_BLOCK_BYTES // (4 * cols.shape[0]))
     for start in range(0, n, step):
         stop = min(n, start + step)
-        part = (x[padded(torch.arange(start, stop))] @ cols.T)[: stop - start]  # padded: the values of X X^T
-        if cover is not None:
-            part -= cover[start:stop, None]
-        exact += part.clamp_(min=0).sum(0, dtype=torch.float64)
-    gains = exact[: len(shortlist)].numpy()
+        part = (cols @ x[padded(torch.arange(start, stop))].T)[:, : stop - start]  # padded: the values of X X^T
+        _add_gains(part.numpy(), before[start:stop], exact)
+    gains = exact[: len(shortlist)]
     score = w * gains + bonus[shortlist]
     order = np.lexsort((shortlist, -score))[:GUESS_CANDIDATES]
     near = score[order] >= score[order[0]] - GUESS_TIE * w * gains.max()  # the best, and rows it may not beat
@@ -297,6 +310,16 @@ if kernels.HAS_NUMBA:
                 values[pos[bn]], columns[pos[bn]] = s, buf_c[t]
                 pos[bn] += 1
         return kept, np.float32(first / BINS)
+
+    @njit(cache=True, parallel=True, fastmath={"reassoc", "nsz"})
+    def _add_gains(part, cover, out):
+        """out[j] += sum_v max(0, part[j, v] - cover[v]) in float64, in any order (the shortlist's gains: rows within
+        `GUESS_TIE` of the best are candidates too)."""
+        for j in prange(part.shape[0]):
+            acc = 0.0
+            for v in range(part.shape[1]):
+                acc += max(np.float64(part[j, v]) - np.float64(cover[v]), 0.0)
+            out[j] += acc
 
     @njit(cache=True, nogil=True, fastmath={"reassoc", "nsz"})
     def _positive_sum(row):

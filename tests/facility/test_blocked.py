@@ -165,7 +165,7 @@ def test_bit_identical_to_the_stored_strategies(alpha):
     np.testing.assert_array_equal(res.gains, stored.gains)
     np.testing.assert_array_equal(res.diversity_gains, stored.diversity_gains)
     assert res.coverage == stored.coverage
-    assert res.details["blocked_recomputed_rows"] > len(x)
+    assert res.details["blocked_recomputed_rows"] > len(x) / 2
     assert 0 < res.details["blocked_column_products"] < k  # the later picks needed no product
 
 
@@ -261,7 +261,7 @@ def test_first_pick_guess_and_its_losses(top, monkeypatch):
     x, bonus = np.vstack([x, x[best : best + 1]]), np.append(bonus, bonus[best])
     n = len(x)
     lists = toplists.build_top_lists(torch.from_numpy(x), top, w=w, bonus=bonus)
-    guess = lists.guess
+    guess = lists.guesses[0]
     xd = x.astype(np.float64)
     linear = xd @ xd.sum(0)
     shortlist = np.argsort(-(w * linear + bonus), kind="stable")[:6]
@@ -280,8 +280,8 @@ def test_first_pick_guess_and_its_losses(top, monkeypatch):
         np.testing.assert_allclose(loss, np.clip(s[rows], 0, h).sum(axis=0), rtol=1e-12, atol=1e-12)
     # the second pick's, assuming the first candidate: a shortlist of 12 by x_j . sum_v x_v - S[j, first] * sum_v
     # cover_v (weighted, plus the bonus), then the exact gains against cover_v = max(0, S[v, first])
-    second = lists.second
-    assert second.after == best
+    second = lists.guesses[1]
+    assert second.after.tolist() == [best]
     cover = np.maximum(x @ x.T, 0)[:, best].astype(np.float64)  # a column of the product, not a matrix-vector one
     np.testing.assert_array_equal(second.cover, cover.astype(np.float32))
     estimate = w * (linear - (xd @ xd[best]) * cover.sum()) + bonus
@@ -297,6 +297,20 @@ def test_first_pick_guess_and_its_losses(top, monkeypatch):
     for c, loss in zip(second.candidates, second.losses, strict=True):
         o, h = cover[rows][:, None], np.maximum(s[rows, c], cover[rows])[:, None]
         np.testing.assert_allclose(loss, (np.clip(s[rows], o, h) - o).sum(axis=0), rtol=1e-12, atol=1e-12)
+    # the third's, assuming the first two: each earlier pick's raise of the cover charged in proportion to S[j, p]
+    third, p2 = lists.guesses[2], int(second.candidates[0])
+    assert third.after.tolist() == [best, p2] and len(lists.guesses) == toplists.GUESS_PICKS
+    cover2 = np.maximum(cover, np.maximum(x @ x.T, 0)[:, p2].astype(np.float64))
+    np.testing.assert_array_equal(third.cover, cover2.astype(np.float32))
+    estimate = w * (linear - (xd @ xd[best]) * cover.sum() - (xd @ xd[p2]) * (cover2 - cover).sum()) + bonus
+    estimate[[best, p2]] = -np.inf
+    shortlist = np.argsort(-estimate, kind="stable")[:12]
+    f = w * np.maximum(s - cover2[:, None], 0).sum(axis=0) + bonus
+    ranked = sorted(shortlist.tolist(), key=lambda j: (-f[j], j))
+    assert third.candidates.tolist() == ranked[:1]
+    rows = lists.tau > cover2
+    o, h = cover2[rows][:, None], np.maximum(s[rows, ranked[0]], cover2[rows])[:, None]
+    np.testing.assert_allclose(third.losses[0], (np.clip(s[rows], o, h) - o).sum(axis=0), rtol=1e-12, atol=1e-12)
 
 
 @needs_numba
@@ -332,7 +346,78 @@ def test_first_pick_guess_ranks_its_shortlist_by_the_exact_gains():
     linear = xd @ xd.sum(0)
     assert (linear > linear[first]).sum() >= toplists.GUESS_CANDIDATES
     lists = toplists.build_top_lists(torch.from_numpy(x), 100, w=1.0 / n, bonus=np.zeros(n))
-    assert lists.guess.candidates[0] == first
+    assert lists.guesses[0].candidates[0] == first
+
+
+@needs_numba
+def test_later_guesses_leave_out_the_picks_they_assume():
+    # row 5, already picked, leads the estimate and the bonus: it must not be a candidate again
+    x = torch.from_numpy(clustered(n=300, d=24, seed=3))
+    n = len(x)
+    bonus, estimate = np.zeros(n), np.zeros(n)
+    bonus[5] = estimate[5] = 10.0
+    cover = toplists._column(x, 5).clamp(min=0)
+    guess = toplists._later_pick_guess(x, 1.0 / n, bonus, estimate, np.array([5]), cover)
+    assert 5 not in guess.candidates.tolist() and len(guess.candidates) >= 1
+
+
+@needs_numba
+def test_later_shortlists_grow_with_the_pool(monkeypatch):
+    # max(2 * 6, 2000 // 64 = 31) rows: the best row, 21st or 22nd by the estimate, is on it (12 or 20 would miss it)
+    monkeypatch.setattr(toplists, "GUESS_SHORTLIST", 6)
+    x = clustered(n=2000, d=24, noise=0.6, seed=9)
+    n = len(x)
+    s = np.maximum(x @ x.T, 0).astype(np.float64)
+    cover = s[:, 7]
+    f = np.maximum(s - cover[:, None], 0).sum(axis=0)
+    f[7] = -1
+    best = int(np.argmax(f))
+    estimate = np.random.default_rng(0).random(n)
+    estimate[best] = np.sort(estimate)[-21]  # 21st or 22nd (it ties the row it took the value of)
+    cover32 = toplists._column(torch.from_numpy(x), 7).clamp(min=0)
+    guess = toplists._later_pick_guess(torch.from_numpy(x), 1.0, np.zeros(n), estimate, np.array([7]), cover32)
+    assert guess.candidates[0] == best
+
+
+@needs_numba
+@pytest.mark.parametrize("wrong", [None, 3])
+def test_later_picks_guessed_only_after_the_picks_they_assume(wrong, monkeypatch, caplog):
+    # every guess holds its true pick; with wrong=3, the third guess puts it second, after another row, so the third
+    # pick is still guessed but the later guesses assumed that other row and do not count
+    x = clustered(n=3000, d=48, n_clusters=40, noise=0.5, seed=8)
+    k = 120
+    w, bonus = terms(len(x), k, 0.3, np.random.default_rng(6).random(len(x)))
+    stored = run(x, k, w, bonus, strategy="incremental")
+    picks = [int(j) for j in stored.indices]
+    first, later = toplists._first_pick_guess, toplists._later_pick_guess
+
+    def placing(make):
+        def placed(*args):
+            out = make(*args)
+            t = len(out.after)  # the pick it guesses, from 0
+            others = np.setdiff1d(np.arange(10), [picks[t]])[:2]
+            out.candidates = np.array([others[0], picks[t]] if t + 1 == wrong else [picks[t], others[0]])
+            out.losses = np.zeros((2, len(x)))
+            return out
+
+        return placed
+
+    monkeypatch.setattr(toplists, "_first_pick_guess", placing(first))
+    monkeypatch.setattr(toplists, "_later_pick_guess", placing(later))
+    with caplog.at_level("INFO", logger="hf_diverse"):
+        res = run(x, k, w, bonus, memory_budget=budget_for(len(x), 150))
+    np.testing.assert_array_equal(res.indices, stored.indices)
+    np.testing.assert_array_equal(res.gains, stored.gains)
+    g = toplists.GUESS_PICKS
+    expected = [True] * g if wrong is None else [True] * 3 + [False] * (g - 3)
+    assert res.details["blocked_picks_guessed"] == expected
+    assert f"{sum(expected)} of the first {g} picks were guessed" in caplog.text
+    monkeypatch.setattr(toplists, "GUESS_PICKS", 2)  # the first two only
+    two = run(x, k, w, bonus, memory_budget=budget_for(len(x), 150))
+    np.testing.assert_array_equal(two.indices, stored.indices)
+    assert two.details["blocked_picks_guessed"] == [True, True]
+    saved = two.details["blocked_recomputed_rows"] - res.details["blocked_recomputed_rows"]
+    assert saved > (0.1 * len(x) if wrong is None else 0)
 
 
 @needs_numba
@@ -360,7 +445,9 @@ def test_first_pick_guessed_or_not_gives_the_stored_picks(position, second_posit
         return placed
 
     monkeypatch.setattr(toplists, "_first_pick_guess", placing(toplists._first_pick_guess, first, position))
-    monkeypatch.setattr(toplists, "_second_pick_guess", placing(toplists._second_pick_guess, second, second_position))
+    later = toplists._later_pick_guess
+    placed_second = placing(later, second, second_position)
+    monkeypatch.setattr(toplists, "_later_pick_guess", lambda *a: (placed_second if len(a[4]) == 1 else later)(*a))
     hit = position is not None
     second_hit = position == 0 and second_position is not None
     with caplog.at_level("INFO", logger="hf_diverse"):
@@ -370,12 +457,14 @@ def test_first_pick_guessed_or_not_gives_the_stored_picks(position, second_posit
     np.testing.assert_array_equal(res.diversity_gains, stored.diversity_gains)
     assert res.details["blocked_first_pick_guessed"] is hit
     assert res.details["blocked_second_pick_guessed"] is second_hit
+    assert second_hit or not any(res.details["blocked_picks_guessed"][2:])  # later guesses assumed the placed picks
     assert ("the first pick was guessed" if hit else "the first pick was not among the guesses") in caplog.text
     assert ("the second was guessed" if second_hit else "the second was not among the guesses") in caplog.text
     monkeypatch.setattr(toplists, "GUESS_CANDIDATES", 0)  # no guess: every row the first pick covers is recomputed
     unguessed = run(x, k, w, bonus, memory_budget=budget_for(len(x), 150))
     np.testing.assert_array_equal(unguessed.indices, stored.indices)
     assert unguessed.details["blocked_first_pick_guessed"] is unguessed.details["blocked_second_pick_guessed"] is None
+    assert unguessed.details["blocked_picks_guessed"] == []
     saved = unguessed.details["blocked_recomputed_rows"] - res.details["blocked_recomputed_rows"]
     assert (saved > 0.5 * len(x)) if hit else (saved == 0)
     assert not second_hit or saved > 0.5 * len(x) + 0.02 * len(x)
