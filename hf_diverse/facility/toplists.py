@@ -16,7 +16,7 @@ did not keep, and d(v | {}); and guesses of the first picks with what each would
   update is that sum and recomputes no row; if not, it runs as if there had been no guess. The log and the result's
   details say which.
 - **The next picks, guessed** the same way, up to pick `GUESS_PICKS`, each assuming the picks before it are the
-  first candidates of their guesses, p_1 ... p_{t-1}: the max(2 * `GUESS_SHORTLIST`, N / `GUESS_SHARE`) rows of
+  first candidates of their guesses, p_1 ... p_{t-1}: the max(`GUESS_SHORTLIST`, N / `GUESS_SHARE`) rows of
   highest w * (x_j . sum_v x_v - sum_{s<t} S[j, p_s] * sum_v (c_s(v) - c_{s-1}(v))) + b_j, with
   c_s(v) = max(0, S[v, p_1], ..., S[v, p_s]) the cover after s picks (each pick's raise of the cover, charged to the
   rows in proportion to their similarity to it), get their exact d(j | {p_1 ... p_{t-1}}), and the pass sums the
@@ -184,11 +184,11 @@ def _first_pick_guess(x, w, bonus, linear) -> PickGuess:
 
 def _later_pick_guess(x, w, bonus, estimate, assumed, cover) -> PickGuess:
     """The next pick's candidates, assuming the picks so far are `assumed` (cover: `cover`, float32): the best by
-    w * d(j | assumed) + bonus_j among the max(2 * `GUESS_SHORTLIST`, N / `GUESS_SHARE`) of highest
+    w * d(j | assumed) + bonus_j among the max(`GUESS_SHORTLIST`, N / `GUESS_SHARE`) of highest
     w * estimate_j + bonus_j (`estimate`: the module docstring's, in float64)."""
     score = w * estimate + bonus
     score[assumed] = -np.inf
-    size = max(2 * GUESS_SHORTLIST, x.shape[0] // GUESS_SHARE)
+    size = max(GUESS_SHORTLIST, x.shape[0] // GUESS_SHARE)
     return _best_of_shortlist(x, w, bonus, score, size, cover, assumed)
 
 

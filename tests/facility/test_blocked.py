@@ -253,6 +253,7 @@ def test_first_pick_guess_and_its_losses(top, monkeypatch):
     # shortlist of 6 and a large bonus make the bonus decide who is on it and who leads; 64 KiB blocks make several
     # of every product
     monkeypatch.setattr(toplists, "GUESS_SHORTLIST", 6)
+    monkeypatch.setattr(toplists, "GUESS_SHARE", 170)  # later shortlists: max(6, 2051 // 170) = 12 rows
     monkeypatch.setattr(toplists, "BUILD_BLOCK_BYTES", 2**16)
     x = clustered(n=2050, d=24, noise=0.6, seed=6)
     quality = np.random.default_rng(4).random(len(x))
@@ -362,9 +363,12 @@ def test_later_guesses_leave_out_the_picks_they_assume():
 
 
 @needs_numba
-def test_later_shortlists_grow_with_the_pool(monkeypatch):
-    # max(2 * 6, 2000 // 64 = 31) rows: the best row, 21st or 22nd by the estimate, is on it (12 or 20 would miss it)
+@pytest.mark.parametrize("share, rank", [(64, 30), (64, 31), (10**6, 5), (10**6, 6)])
+def test_later_shortlists_grow_with_the_pool(share, rank, monkeypatch):
+    # max(GUESS_SHORTLIST = 6, 2000 // share) rows, 31 or 6: the best row is a candidate at the last rank by the
+    # estimate that makes the shortlist (from 0), not at the next
     monkeypatch.setattr(toplists, "GUESS_SHORTLIST", 6)
+    monkeypatch.setattr(toplists, "GUESS_SHARE", share)
     x = clustered(n=2000, d=24, noise=0.6, seed=9)
     n = len(x)
     s = np.maximum(x @ x.T, 0).astype(np.float64)
@@ -372,11 +376,13 @@ def test_later_shortlists_grow_with_the_pool(monkeypatch):
     f = np.maximum(s - cover[:, None], 0).sum(axis=0)
     f[7] = -1
     best = int(np.argmax(f))
-    estimate = np.random.default_rng(0).random(n)
-    estimate[best] = np.sort(estimate)[-21]  # 21st or 22nd (it ties the row it took the value of)
+    others = np.random.default_rng(0).permutation(np.setdiff1d(np.arange(n), [best, 7]))
+    order = np.append(np.insert(others, rank, best), 7)  # rows by decreasing estimate; 7, the pick assumed, last
+    estimate = np.empty(n)
+    estimate[order] = -np.arange(n, dtype=np.float64)
     cover32 = toplists._column(torch.from_numpy(x), 7).clamp(min=0)
     guess = toplists._later_pick_guess(torch.from_numpy(x), 1.0, np.zeros(n), estimate, np.array([7]), cover32)
-    assert guess.candidates[0] == best
+    assert (guess.candidates[0] == best) == (rank < max(6, n // share))
 
 
 @needs_numba
