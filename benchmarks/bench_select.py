@@ -223,11 +223,10 @@ def bench(n, k, alpha, strategies, peers, m, blocked_fractions, embeddings=None)
         details = getattr(picks, "details", {})
         if "pages" in details:
             name += f" [pages: {details['pages']}]"
-        if "blocked_recomputed_rows" in details:  # what the blocked mode recomputed, and whether it guessed pick 1
-            guessed = {None: "no guess", True: "guessed", False: "not guessed"}
-            name += f" [recomputed {details['blocked_recomputed_rows'] / n:.2f} N rows; first pick "
-            name += f"{guessed[details.get('blocked_first_pick_guessed')]}, second "
-            name += f"{guessed[details.get('blocked_second_pick_guessed')]}]"
+        if "blocked_recomputed_rows" in details:  # what the blocked mode recomputed, and which picks it guessed
+            guessed = details.get("blocked_picks_guessed", [])
+            name += f" [recomputed {details['blocked_recomputed_rows'] / n:.2f} N rows; picks guessed: "
+            name += f"{''.join('y' if g else 'n' for g in guessed) or 'none'}]"
         picks = getattr(picks, "indices", picks)
         rows.append({"run": name, "wall_s": wall, "peak_gib": gib, "objective": qd_objective(x, picks, alpha, q)})
 
