@@ -28,7 +28,7 @@ Two implementations of `strategy="blocked"`, with the picks of the stored strate
     say which were.
 - **torch** (GPU, or without numba): lazy greedy asks for the similarity rows it re-scores (`similarity_rows`), and
   they are recomputed from the embeddings, `max(0, X[rows] X^T)`. Memory O(N d + B N); ~12 N rows re-scored (33x
-  one X X^T at N = 20k, k = 2k on 2 CPU cores, where the compiled loop takes 1.8-3.2x: `benchmarks/RESULTS.md`).
+  one X X^T at N = 20k, k = 2k on 2 CPU cores, where the compiled loop takes 2.1-2.9x: `benchmarks/RESULTS.md`).
 
 **Same values.** A product smaller than `MIN_PRODUCT_ROWS` either way is padded to that size: small products take
 other summation paths in the BLAS and round differently in the last bit, while in the BLAS torch ships for x86 CPUs
