@@ -103,7 +103,7 @@ class PickGuess:
     """Candidates for a pick, given the picks before it, and what each would take from every gain.
 
     Args:
-        candidates (`np.ndarray` of int64): rows guessed for the first pick.
+        candidates (`np.ndarray` of int64): rows guessed for the pick.
         losses (`np.ndarray` of shape `(len(candidates), N)`, float64): `losses[c, i]` = sum over the rows v with
             tau_v > cover_v of clamp(S[v, i], cover_v, S[v, candidates[c]]) - cover_v, the update of gain i by pick
             `candidates[c]` (the other rows are updated from their kept entries).
